@@ -1,0 +1,50 @@
+// swift-tools-version: 6.1
+//
+// DaxHeap: a whole device-dax (or a file emulating one) as a persistent heap of named,
+// resizable arenas. One module per concern; the folder layout is the architecture:
+//
+//   CPMem, CDaxShims   C: libpmem through pkg-config, and a few tiny shims
+//   DaxDevice          the device: detection, sysfs, the one 2 MiB-aligned mapping, locks, flushing
+//   DaxResourceTree    the kernel's resource tree semantics over the usable region
+//   DaxRadix           multi-order radix tree: arena page offset -> extent
+//   DaxMetadata        the on-media format (docs/FORMAT.md): two checksummed copies
+//   DaxArenas          provisioning: arenas, extents, grow/shrink, no I/O
+//   DaxHeap            the public API: Heap, Arena, HeapError, PersistentReference
+import PackageDescription
+
+let package = Package(
+    name: "DaxHeap",
+    products: [
+        .library(name: "DaxHeap", targets: ["DaxHeap"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CPMem",
+            pkgConfig: "libpmem",
+            providers: [.apt(["libpmem-dev"])]
+        ),
+        .target(name: "CDaxShims"),
+        .target(name: "DaxDevice", dependencies: ["CPMem", "CDaxShims"]),
+        .target(name: "DaxResourceTree"),
+        .target(name: "DaxRadix"),
+        .target(name: "DaxMetadata", dependencies: ["CDaxShims"]),
+        .target(name: "DaxArenas", dependencies: ["DaxResourceTree", "DaxRadix", "DaxMetadata"]),
+        .target(
+            name: "DaxHeap",
+            dependencies: [
+                "DaxDevice", "DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "DaxResourceTreeTests", dependencies: ["DaxResourceTree"]),
+        .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix"]),
+        .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata"]),
+        .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree"]),
+        .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

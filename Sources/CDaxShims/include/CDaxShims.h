@@ -1,0 +1,21 @@
+// CDaxShims: the few things DaxHeap needs from C that Swift cannot express directly.
+// Keep it tiny: each function is a thin, documented primitive.
+#ifndef CDAXSHIMS_H
+#define CDAXSHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// CRC-32C (Castagnoli), as used by iSCSI, ext4 and Btrfs metadata.
+/// Continues from `crc` (pass 0 to start). Uses the SSE4.2 instruction when the CPU has it.
+uint32_t CDaxShims_crc32c(uint32_t crc, const void *data, size_t length);
+
+/// Major and minor numbers of a device number (glibc's major()/minor() are macros).
+unsigned int CDaxShims_major(uint64_t dev);
+unsigned int CDaxShims_minor(uint64_t dev);
+
+/// fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length): the range
+/// of a regular file reads as zeros afterwards and its blocks are freed. -1 and errno on failure.
+int CDaxShims_punch_hole(int fd, uint64_t offset, uint64_t length);
+
+#endif

@@ -1,0 +1,335 @@
+import CDaxShims
+import CPMem
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What backs a heap.
+public enum DeviceKind: String, Sendable {
+    /// A device-dax character device, /dev/daxX.Y.
+    case deviceDax = "devdax"
+    /// A regular file emulating one.
+    case file
+}
+
+/// How stores are made durable.
+public enum PersistenceMode: String, Sendable {
+    /// CPU cache flushes and a fence (libpmem's pmem_persist): device-dax, or memory
+    /// libpmem reports as persistent (PMEM_IS_PMEM_FORCE=1 forces this on a file).
+    case pmem
+    /// msync(2) of the touched pages (libpmem's pmem_msync): a file on a normal filesystem.
+    case msync
+}
+
+/// Read-only opens take a shared lock, map the device read-only and never write.
+public enum AccessMode: Sendable {
+    case readOnly
+    case readWrite
+}
+
+/// Why a device could not be opened, created or mapped.
+public enum DeviceError: Error, Equatable, Sendable {
+    case notFound(path: String)
+    case isDirectory(path: String)
+    case unsupportedFileType(path: String, kind: String)
+    case notDeviceDax(path: String, reason: String)
+    case inUse(path: String)
+    case sizeNotAligned(path: String, size: UInt64)
+    case tooSmall(path: String, size: UInt64)
+    case sizeRequired(path: String)
+    case sizeFixed(path: String, deviceSize: UInt64, requested: UInt64)
+    case notEmpty(path: String, what: String)
+    case mappingMisaligned(path: String, address: UInt, alignment: UInt64)
+    case sysfs(path: String, reason: String)
+    case system(path: String, SystemCallError)
+}
+
+/// The whole device, mapped once, MAP_SHARED, at an address aligned to
+/// max(2 MiB, device alignment), and locked with flock for the mapping's lifetime.
+///
+/// `@unchecked Sendable`: every stored property is immutable after `init`; the mapped
+/// bytes themselves are shared memory whose use the heap coordinates.
+public final class MappedDevice: @unchecked Sendable {
+    public let path: String
+    public let kind: DeviceKind
+    /// Bytes mapped: the whole device.
+    public let size: UInt64
+    /// The device's own alignment (sysfs `align`; 2 MiB for a file).
+    public let alignment: UInt64
+    public let mode: AccessMode
+    public let persistence: PersistenceMode
+    /// Start of the mapping.
+    public let base: UnsafeMutableRawPointer
+    let fd: Int32
+    let mappedByLibpmem: Bool
+
+    /// The heap's granularity, and the least alignment of the mapping.
+    public static let granularity: UInt64 = 2 << 20
+
+    init(path: String, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode,
+         persistence: PersistenceMode, base: UnsafeMutableRawPointer, fd: Int32, mappedByLibpmem: Bool) {
+        self.path = path
+        self.kind = kind
+        self.size = size
+        self.alignment = alignment
+        self.mode = mode
+        self.persistence = persistence
+        self.base = base
+        self.fd = fd
+        self.mappedByLibpmem = mappedByLibpmem
+    }
+
+    deinit {
+        if mappedByLibpmem {
+            Syscall.pmemUnmap(base, Int(size))
+        } else {
+            Syscall.munmap(base, Int(size))
+        }
+        Syscall.close(fd)  // drops the flock
+    }
+
+    // MARK: - Opening
+
+    /// Opens and maps an existing device or emulating file.
+    /// - Parameter sysfsRoot: where sysfs is mounted (tests point it at a fake tree).
+    public static func open(path: String, mode: AccessMode, sysfsRoot: String = "/sys") throws(DeviceError) -> MappedDevice {
+        let fd = try openAndLock(path: path, mode: mode, create: false)
+        do {
+            let (kind, size, alignment) = try describe(path: path, fd: fd, sysfsRoot: sysfsRoot)
+            try checkGeometry(path: path, size: size)
+            return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: mode)
+        } catch {
+            Syscall.close(fd)
+            throw error
+        }
+    }
+
+    /// Prepares a device for a new heap and maps it read-write.
+    ///
+    /// A file is created sparse at `size`, or, when it exists, must be empty unless
+    /// `overwrite` (then it is cut to zero and re-extended, to `size` or its current size).
+    /// A device-dax has its own size (`size` must be nil or equal) and must have blank
+    /// metadata blocks unless `overwrite` (then both are zeroed).
+    public static func create(path: String, size requested: UInt64?, overwrite: Bool, sysfsRoot: String = "/sys") throws(DeviceError) -> MappedDevice {
+        if let requested { try checkGeometry(path: path, size: requested) }
+        let existed: Bool
+        switch Syscall.stat(path) {
+        case .success: existed = true
+        case .failure(let e) where e.errno == ENOENT: existed = false
+        case .failure(let e): throw .system(path: path, e)
+        }
+        if !existed, requested == nil { throw .sizeRequired(path: path) }
+        let fd = try openAndLock(path: path, mode: .readWrite, create: !existed)
+        do {
+            let (kind, currentSize, alignment) = try describe(path: path, fd: fd, sysfsRoot: sysfsRoot)
+            switch kind {
+            case .file:
+                if currentSize > 0, !overwrite { throw DeviceError.notEmpty(path: path, what: "a file of \(currentSize) bytes") }
+                let size = requested ?? currentSize
+                try checkGeometry(path: path, size: size)
+                // Cutting to zero first discards every old byte: the new file reads as zeros.
+                try Syscall.ftruncate(fd, 0).mapError { DeviceError.system(path: path, $0) }.get()
+                try Syscall.ftruncate(fd, size).mapError { DeviceError.system(path: path, $0) }.get()
+                return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: .readWrite)
+            case .deviceDax:
+                if let requested, requested != currentSize {
+                    throw DeviceError.sizeFixed(path: path, deviceSize: currentSize, requested: requested)
+                }
+                try checkGeometry(path: path, size: currentSize)
+                let device = try map(path: path, fd: fd, kind: kind, size: currentSize, alignment: alignment, mode: .readWrite)
+                let blocks = [UInt64(0), currentSize - granularity]
+                // A device cannot be truncated: inspect, then zero, both metadata blocks.
+                if !overwrite, blocks.contains(where: { !device.isZero(offset: $0, length: granularity) }) {
+                    throw DeviceError.notEmpty(path: path, what: "a device-dax whose metadata blocks hold data")
+                }
+                for block in blocks { try device.memsetPersist(offset: block, value: 0, length: granularity) }
+                return device
+            }
+        } catch {
+            Syscall.close(fd)
+            if !existed { _ = unlink(path) }
+            throw error as! DeviceError
+        }
+    }
+
+    static func openAndLock(path: String, mode: AccessMode, create: Bool) throws(DeviceError) -> Int32 {
+        let flags: Int32 = (mode == .readOnly ? O_RDONLY : O_RDWR) | (create ? O_CREAT | O_EXCL : 0)
+        let fd: Int32
+        switch Syscall.open(path, flags, 0o644) {
+        case .success(let f): fd = f
+        case .failure(let e) where e.errno == ENOENT: throw .notFound(path: path)
+        case .failure(let e) where e.errno == EISDIR: throw .isDirectory(path: path)
+        case .failure(let e): throw .system(path: path, e)
+        }
+        // One writer at a time, never blocking; readers share (flock(2) semantics).
+        let operation = (mode == .readOnly ? LOCK_SH : LOCK_EX) | LOCK_NB
+        switch Syscall.flock(fd, operation) {
+        case .success:
+            return fd
+        case .failure(let e):
+            Syscall.close(fd)
+            if e.errno == EWOULDBLOCK { throw .inUse(path: path) }
+            throw .system(path: path, e)
+        }
+    }
+
+    /// Kind, size and alignment of the open file or device.
+    static func describe(path: String, fd: Int32, sysfsRoot: String) throws(DeviceError) -> (DeviceKind, UInt64, UInt64) {
+        let st = try Syscall.fstat(fd).mapError { DeviceError.system(path: path, $0) }.get()
+        switch st.st_mode & S_IFMT {
+        case S_IFREG:
+            return (.file, UInt64(st.st_size), granularity)
+        case S_IFCHR:
+            // device-dax has no read/write and st_size means nothing: sysfs tells size and align.
+            let attributes = try DeviceDaxAttributes.read(
+                major: CDaxShims_major(UInt64(st.st_rdev)), minor: CDaxShims_minor(UInt64(st.st_rdev)),
+                sysfsRoot: sysfsRoot, path: path)
+            return (.deviceDax, attributes.size, attributes.alignment)
+        case S_IFDIR:
+            throw .isDirectory(path: path)
+        case S_IFBLK:
+            throw .unsupportedFileType(path: path, kind: "a block device (use its device-dax namespace, /dev/daxX.Y)")
+        default:
+            throw .unsupportedFileType(path: path, kind: "neither a regular file nor a device-dax")
+        }
+    }
+
+    static func checkGeometry(path: String, size: UInt64) throws(DeviceError) {
+        guard size % granularity == 0 else { throw .sizeNotAligned(path: path, size: size) }
+        guard size >= 3 * granularity else { throw .tooSmall(path: path, size: size) }
+    }
+
+    /// Maps the whole device. Read-write goes through libpmem (pmem_map_file); the
+    /// address must be aligned to max(2 MiB, device alignment), and when libpmem's choice
+    /// is not, the device is mapped again by hand at an aligned address.
+    static func map(path: String, fd: Int32, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode) throws(DeviceError) -> MappedDevice {
+        let required = max(granularity, alignment)
+        if mode == .readWrite, !forceManualMapping.load(ordering: .relaxed) {
+            let (base, length, isPmem) = try Syscall.pmemMapFile(path).mapError { DeviceError.system(path: path, $0) }.get()
+            if UInt64(length) != size {
+                Syscall.pmemUnmap(base, length)
+                throw .sysfs(path: path, reason: "libpmem mapped \(length) bytes, the device has \(size)")
+            }
+            if UInt(bitPattern: base) % UInt(required) == 0 {
+                // device-dax is always flushed with CPU instructions; msync does nothing there.
+                let persistence: PersistenceMode = kind == .deviceDax || isPmem ? .pmem : .msync
+                return MappedDevice(path: path, kind: kind, size: size, alignment: alignment, mode: mode,
+                                    persistence: persistence, base: base, fd: fd, mappedByLibpmem: true)
+            }
+            Syscall.pmemUnmap(base, length)
+        }
+        let base = try mapAligned(path: path, fd: fd, size: size, alignment: required, writable: mode == .readWrite)
+        let persistence: PersistenceMode = kind == .deviceDax || pmem_is_pmem(base, Int(size)) != 0 ? .pmem : .msync
+        return MappedDevice(path: path, kind: kind, size: size, alignment: alignment, mode: mode,
+                            persistence: persistence, base: base, fd: fd, mappedByLibpmem: false)
+    }
+
+    /// Test hook: when true, skip pmem_map_file so that the hand-made aligned mapping
+    /// (the fallback for a misaligned libpmem mapping) is exercised.
+    public static let forceManualMapping = Atomic<Bool>(false)
+
+    /// Reserves `size + alignment` of address space, maps the device MAP_SHARED|MAP_FIXED
+    /// at the first aligned address inside, and gives back the rest.
+    static func mapAligned(path: String, fd: Int32, size: UInt64, alignment: UInt64, writable: Bool) throws(DeviceError) -> UnsafeMutableRawPointer {
+        let span = Int(size + alignment)
+        let reservation = try Syscall.mmap(nil, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+            .mapError { DeviceError.system(path: path, $0) }.get()
+        let start = UInt(bitPattern: reservation)
+        let aligned = (start + UInt(alignment) - 1) / UInt(alignment) * UInt(alignment)
+        let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
+        // MAP_SHARED only: device-dax refuses private mappings.
+        switch Syscall.mmap(UnsafeMutableRawPointer(bitPattern: aligned), Int(size), protection, MAP_SHARED | MAP_FIXED, fd, 0) {
+        case .success(let base):
+            if aligned > start { Syscall.munmap(reservation, Int(aligned - start)) }
+            let tail = aligned + UInt(size)
+            let end = start + UInt(span)
+            if end > tail { Syscall.munmap(UnsafeMutableRawPointer(bitPattern: tail)!, Int(end - tail)) }
+            guard UInt(bitPattern: base) % UInt(alignment) == 0 else {
+                Syscall.munmap(base, Int(size))
+                throw .mappingMisaligned(path: path, address: UInt(bitPattern: base), alignment: alignment)
+            }
+            return base
+        case .failure(let e):
+            Syscall.munmap(reservation, span)
+            throw .system(path: path, e)
+        }
+    }
+
+    // MARK: - Durability
+
+    /// Makes `[offset, offset+length)` durable.
+    public func persist(offset: UInt64, length: UInt64) throws(DeviceError) {
+        precondition(offset <= size && length <= size - offset)
+        switch persistence {
+        case .pmem: pmem_persist(base + Int(offset), Int(length))
+        case .msync: try Syscall.pmemMsync(base + Int(offset), Int(length)).mapError { DeviceError.system(path: path, $0) }.get()
+        }
+    }
+
+    /// Flushes the range from the CPU caches without waiting (pmem_flush); in msync mode
+    /// it syncs the pages, which is already durable.
+    public func flush(offset: UInt64, length: UInt64) throws(DeviceError) {
+        precondition(offset <= size && length <= size - offset)
+        switch persistence {
+        case .pmem: pmem_flush(base + Int(offset), Int(length))
+        case .msync: try Syscall.pmemMsync(base + Int(offset), Int(length)).mapError { DeviceError.system(path: path, $0) }.get()
+        }
+    }
+
+    /// Waits for earlier flushes to reach the persistence domain (pmem_drain).
+    public func drain() {
+        if persistence == .pmem { pmem_drain() }
+    }
+
+    /// Copies and makes the copy durable (pmem_memcpy_persist; memcpy + msync otherwise).
+    public func memcpyPersist(offset: UInt64, from source: UnsafeRawBufferPointer) throws(DeviceError) {
+        precondition(offset <= size && UInt64(source.count) <= size - offset)
+        guard let from = source.baseAddress, source.count > 0 else { return }
+        switch persistence {
+        case .pmem:
+            pmem_memcpy_persist(base + Int(offset), from, source.count)
+        case .msync:
+            (base + Int(offset)).copyMemory(from: from, byteCount: source.count)
+            try persist(offset: offset, length: UInt64(source.count))
+        }
+    }
+
+    /// Fills and makes the fill durable (pmem_memset_persist; memset + msync otherwise).
+    public func memsetPersist(offset: UInt64, value: UInt8, length: UInt64) throws(DeviceError) {
+        precondition(offset <= size && length <= size - offset)
+        switch persistence {
+        case .pmem:
+            pmem_memset_persist(base + Int(offset), Int32(value), Int(length))
+        case .msync:
+            memset(base + Int(offset), Int32(value), Int(length))
+            try persist(offset: offset, length: length)
+        }
+    }
+
+    /// Durably zeroes a range nobody uses (space about to join an arena). A file gets
+    /// its blocks punched out, which is quick and keeps it sparse; device-dax is memset.
+    public func zero(offset: UInt64, length: UInt64) throws(DeviceError) {
+        if kind == .file {
+            let punched = Syscall.punchHole(fd, offset, length)
+            if case .success = punched {
+                if persistence == .msync {
+                    try Syscall.fdatasync(fd).mapError { DeviceError.system(path: path, $0) }.get()
+                }
+                return
+            }
+        }
+        try memsetPersist(offset: offset, value: 0, length: length)
+    }
+
+    /// Whether every byte of the range is zero.
+    public func isZero(offset: UInt64, length: UInt64) -> Bool {
+        let bytes = UnsafeRawBufferPointer(start: base + Int(offset), count: Int(length))
+        var i = 0
+        while i + 8 <= bytes.count {
+            if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+            i += 8
+        }
+        return bytes[i...].allSatisfy { $0 == 0 }
+    }
+}

@@ -1,0 +1,225 @@
+import DaxArenas
+import DaxDevice
+
+/// A handle to one named arena of a ``Heap``: a byte range `0 ..< size` that may lie on
+/// several discontiguous extents of the device.
+///
+/// Every access translates arena offsets through the arena's radix tree and runs inside a
+/// read section, so it proceeds concurrently with provisioning: it sees the layout from
+/// before or after a resize, never half of one, and a shrink or destroy waits for it.
+/// Do not provision from inside an access closure (the change would wait for the closure).
+///
+/// `Arena` is `Sendable`, but the bytes are shared memory: coordinating concurrent writes
+/// to the same bytes is the caller's business, as with any shared mapping.
+public struct Arena: Sendable {
+    /// The heap the arena lives on (kept alive by the handle).
+    public let heap: Heap
+    let cell: ArenaCell
+
+    init(heap: Heap, cell: ArenaCell) {
+        self.heap = heap
+        self.cell = cell
+    }
+
+    public var name: String { cell.name }
+    /// The persistent id, stable across reopen.
+    public var id: UInt64 { cell.id }
+
+    /// Current size in bytes.
+    public var size: UInt64 {
+        get throws(HeapError) { try info.size }
+    }
+
+    /// Size and extents now.
+    public var info: ArenaInfo {
+        get throws(HeapError) {
+            guard let info = withLayout({ ArenaInfo($0) }) else { throw .unknownArena(name) }
+            return info
+        }
+    }
+
+    /// A reference to `offset` (at most the arena's size) that survives reopening the heap.
+    public func reference(at offset: UInt64) throws(HeapError) -> PersistentReference {
+        guard let size = withLayout({ $0.size }) else { throw .unknownArena(name) }
+        guard offset <= size else { throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: size) }
+        return PersistentReference(arenaID: id, offset: offset)
+    }
+
+    /// Resizes this arena (see ``Heap/resizeArena(named:to:)``).
+    public func resize(to size: UInt64) throws(HeapError) { try heap.resizeArena(named: name, to: size) }
+
+    // MARK: - Scoped raw access (one extent)
+
+    /// Lends the bytes `[offset, offset + count)` for the duration of `body`; they must lie
+    /// inside one extent (see ``contiguousBytes(at:)``). Do not let the pointer escape.
+    /// Stores are not durable until persisted (``persist(at:count:)``).
+    public func withUnsafeMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
+    ) throws -> R {
+        guard heap.device.mode == .readWrite else { throw HeapError.readOnly(path: heap.path) }
+        let token = heap.sections.enter()
+        defer { heap.sections.exit(token) }
+        let start = try locate(offset: offset, count: count)
+        return try body(UnsafeMutableRawBufferPointer(start: start, count: count))
+    }
+
+    /// Lends the bytes `[offset, offset + count)`, which must lie inside one extent, for
+    /// reading during `body`. Do not let the pointer escape.
+    public func withUnsafeBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R
+    ) throws -> R {
+        let token = heap.sections.enter()
+        defer { heap.sections.exit(token) }
+        let start = try locate(offset: offset, count: count)
+        return try body(UnsafeRawBufferPointer(start: start, count: count))
+    }
+
+    /// How many bytes from `offset` on lie in the same extent (0 at the end of the arena).
+    public func contiguousBytes(at offset: UInt64) throws(HeapError) -> UInt64 {
+        guard let result = withLayout({ layout -> UInt64? in
+            if offset == layout.size { return 0 }
+            return layout.translate(offset)?.contiguous
+        }) else { throw .unknownArena(name) }
+        guard let contiguous = result else { throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: try size) }
+        return contiguous
+    }
+
+    // MARK: - Copying access (any range)
+
+    /// Copies `source` into the arena at `offset`, across extents as needed. Not durable
+    /// until persisted; see ``memcpyPersist(at:from:)`` for both at once.
+    public func write(_ source: UnsafeRawBufferPointer, at offset: UInt64) throws(HeapError) {
+        guard heap.device.mode == .readWrite else { throw .readOnly(path: heap.path) }
+        try forEachPiece(offset: offset, count: UInt64(source.count)) { device, done, length throws(HeapError) in
+            (heap.device.base + Int(device)).copyMemory(from: source.baseAddress! + Int(done), byteCount: Int(length))
+        }
+    }
+
+    /// Copies `bytes` into the arena at `offset` (not yet durable).
+    public func write(_ bytes: [UInt8], at offset: UInt64) throws(HeapError) {
+        try withBytes(of: bytes) { raw throws(HeapError) in try write(raw, at: offset) }
+    }
+
+    /// Copies arena bytes from `offset` into `destination`, filling it.
+    public func read(into destination: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(HeapError) {
+        try forEachPiece(offset: offset, count: UInt64(destination.count)) { device, done, length throws(HeapError) in
+            (destination.baseAddress! + Int(done)).copyMemory(from: heap.device.base + Int(device), byteCount: Int(length))
+        }
+    }
+
+    /// `count` arena bytes from `offset`.
+    public func read(at offset: UInt64, count: Int) throws(HeapError) -> [UInt8] {
+        guard count >= 0 else { throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: try size) }
+        var result = [UInt8](repeating: 0, count: count)
+        let outcome = result.withUnsafeMutableBytes { raw in
+            Result { () throws(HeapError) in try read(into: raw, at: offset) }
+        }
+        try outcome.get()
+        return result
+    }
+
+    // MARK: - Durability (libpmem; msync on a file that is not persistent memory)
+
+    /// Makes `[offset, offset + count)` durable: flush every piece, then one drain.
+    public func persist(at offset: UInt64, count: UInt64) throws(HeapError) {
+        try flush(at: offset, count: count)
+        drain()
+    }
+
+    /// Flushes the range from the CPU caches without waiting (pmem_flush). Follow a batch
+    /// of flushes with one ``drain()``.
+    public func flush(at offset: UInt64, count: UInt64) throws(HeapError) {
+        try forEachPiece(offset: offset, count: count) { device, _, length throws(HeapError) in
+            do throws(DeviceError) { try heap.device.flush(offset: device, length: length) } catch { throw HeapError(error) }
+        }
+    }
+
+    /// Waits for earlier flushes to be durable (pmem_drain).
+    public func drain() { heap.device.drain() }
+
+    /// Copies `source` to `offset` and makes it durable (pmem_memcpy_persist per extent).
+    public func memcpyPersist(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
+        guard heap.device.mode == .readWrite else { throw .readOnly(path: heap.path) }
+        try forEachPiece(offset: offset, count: UInt64(source.count)) { device, done, length throws(HeapError) in
+            let piece = UnsafeRawBufferPointer(start: source.baseAddress! + Int(done), count: Int(length))
+            do throws(DeviceError) { try heap.device.memcpyPersist(offset: device, from: piece) } catch { throw HeapError(error) }
+        }
+    }
+
+    /// Copies `bytes` to `offset` and makes them durable.
+    public func memcpyPersist(at offset: UInt64, _ bytes: [UInt8]) throws(HeapError) {
+        try withBytes(of: bytes) { raw throws(HeapError) in try memcpyPersist(at: offset, from: raw) }
+    }
+
+    /// Fills `count` bytes at `offset` with `value` and makes them durable.
+    public func memsetPersist(at offset: UInt64, value: UInt8, count: UInt64) throws(HeapError) {
+        guard heap.device.mode == .readWrite else { throw .readOnly(path: heap.path) }
+        try forEachPiece(offset: offset, count: count) { device, _, length throws(HeapError) in
+            do throws(DeviceError) { try heap.device.memsetPersist(offset: device, value: value, length: length) } catch { throw HeapError(error) }
+        }
+    }
+
+    // MARK: - Internals
+
+    /// Runs `body` on the current layout inside a read section; nil if destroyed.
+    @inline(__always)
+    func withLayout<R>(_ body: (ArenaLayout) -> R) -> R? {
+        let token = heap.sections.enter()
+        defer { heap.sections.exit(token) }
+        guard let snapshot = cell.load() else { return nil }
+        return snapshot._withUnsafeGuaranteedRef { body($0.layout) }
+    }
+
+    /// The mapped address of `[offset, offset + count)`, which must be inside one extent.
+    /// Call inside a read section.
+    @inline(__always)
+    func locate(offset: UInt64, count: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
+        guard let snapshot = cell.load() else { throw .unknownArena(name) }
+        return try Self.guaranteed(snapshot) { layout throws(HeapError) -> UnsafeMutableRawPointer? in
+            guard count >= 0, offset <= layout.size, UInt64(count) <= layout.size - offset else {
+                throw .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: layout.size)
+            }
+            if count == 0 { return nil }
+            let (device, contiguous) = layout.translate(offset)!
+            guard UInt64(count) <= contiguous else {
+                throw .crossesExtent(arena: name, offset: offset, count: UInt64(count), contiguous: contiguous)
+            }
+            return heap.device.base + Int(device)
+        }
+    }
+
+    /// Calls `body(deviceOffset, bytesDoneSoFar, length)` for each extent piece of the
+    /// range, in arena order, inside one read section; checks the whole range first.
+    func forEachPiece(
+        offset: UInt64, count: UInt64, _ body: (UInt64, UInt64, UInt64) throws(HeapError) -> Void
+    ) throws(HeapError) {
+        let token = heap.sections.enter()
+        defer { heap.sections.exit(token) }
+        guard let snapshot = cell.load() else { throw .unknownArena(name) }
+        try Self.guaranteed(snapshot) { layout throws(HeapError) in
+            guard offset <= layout.size, count <= layout.size - offset else {
+                throw .outOfRange(arena: name, offset: offset, count: count, arenaSize: layout.size)
+            }
+            var done: UInt64 = 0
+            while done < count {
+                let (device, contiguous) = layout.translate(offset + done)!
+                let length = min(contiguous, count - done)
+                try body(device, done, length)
+                done += length
+            }
+        }
+    }
+
+    /// The snapshot's layout, borrowed without retaining it (the read section keeps it alive).
+    @inline(__always)
+    static func guaranteed<R>(
+        _ snapshot: Unmanaged<ArenaSnapshot>, _ body: (ArenaLayout) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        try snapshot._withUnsafeGuaranteedRef { s in Result { () throws(HeapError) in try body(s.layout) } }.get()
+    }
+}
+
+/// Lends an array's bytes to a typed-throwing body.
+func withBytes<R>(of bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(HeapError) -> R) throws(HeapError) -> R {
+    try bytes.withUnsafeBytes { raw in Result { () throws(HeapError) in try body(raw) } }.get()
+}

@@ -1,0 +1,314 @@
+import DaxArenas
+import DaxDevice
+import DaxMetadata
+import Logging
+import Synchronization
+
+/// A whole device-dax (or a file emulating one) as a persistent heap of named arenas.
+///
+/// The device is mapped once, MAP_SHARED, 2 MiB aligned. Its first and last 2 MiB blocks
+/// hold two checksummed copies of the arena table (docs/FORMAT.md); the space between
+/// them is carved into arenas that grow and shrink online, each a list of 2 MiB-aligned
+/// extents. Provisioning changes are serialized and persisted in both copies before they
+/// are visible; data-plane accesses run concurrently with them (see ``Arena``).
+///
+/// A `Heap` is safe to share across threads. It closes (unmaps, drops its lock) when the
+/// last reference to it, or to one of its ``Arena``s, goes away.
+public final class Heap: Sendable {
+    let device: MappedDevice
+    let sections = ReadSections()
+    let state: Mutex<HeapState>
+    let logger: Logger
+
+    /// The heap's random identity, recorded in both metadata copies.
+    public let uuid: String
+    /// What open repaired, one line each (empty if nothing was); also logged as warnings.
+    public let repairs: [String]
+
+    struct HeapState: ~Copyable {
+        var table: ArenaTable
+        var generation: UInt64
+        var primary: MetadataCopyStatus
+        var secondary: MetadataCopyStatus
+        var cells: [UInt64: ArenaCell]
+        let uuid: HeapUUID
+    }
+
+    private init(device: MappedDevice, state: consuming HeapState, repairs: [String], logger: Logger) {
+        self.device = device
+        self.uuid = state.uuid.description
+        self.repairs = repairs
+        self.logger = logger
+        self.state = Mutex(state)
+    }
+
+    // MARK: - Creating and opening
+
+    /// Creates a heap with no arenas.
+    ///
+    /// - Parameters:
+    ///   - path: a device-dax (/dev/daxX.Y) or a regular file, created sparse if absent.
+    ///   - size: the file's size, a multiple of 2 MiB of at least 6 MiB; for a device-dax,
+    ///     nil or its own size. For an existing file with `overwrite`, nil keeps its size.
+    ///   - overwrite: reinitialise an existing non-empty file, or a device-dax whose
+    ///     metadata blocks hold data. Without it, such a device is refused.
+    public static func create(
+        path: String, size: UInt64? = nil, overwrite: Bool = false,
+        logger: Logger = Logger(label: "DaxHeap")
+    ) throws(HeapError) -> Heap {
+        let device: MappedDevice
+        do {
+            device = try MappedDevice.create(path: path, size: size, overwrite: overwrite)
+        } catch {
+            throw HeapError(error)
+        }
+        let uuid = HeapUUID.random()
+        let table = ArenaTable(deviceSize: device.size)
+        let metadata = table.metadata(uuid: uuid, alignment: device.alignment, generation: 1)
+        let image = MetadataCopy.encode(metadata)
+        do {
+            try MetadataIO.write(image, copy: .primary, on: device)
+            try MetadataIO.write(image, copy: .secondary, on: device)
+        } catch {
+            throw HeapError(error)
+        }
+        let state = HeapState(table: table, generation: 1, primary: .init(state: .ok, generation: 1),
+                              secondary: .init(state: .ok, generation: 1), cells: [:], uuid: uuid)
+        logger.info("created heap", metadata: ["path": "\(path)", "size": "\(device.size)", "uuid": "\(uuid)"])
+        return Heap(device: device, state: state, repairs: [], logger: logger)
+    }
+
+    /// Opens an existing heap.
+    ///
+    /// Both metadata copies are read and validated; the valid one with the higher
+    /// generation is used. Read-write, a corrupt, stale or unreadable copy is rewritten
+    /// from the good one (logged as a warning and listed in ``repairs``). If neither
+    /// copy is valid, or the device's size is not the recorded one, open fails and
+    /// writes nothing.
+    public static func open(
+        path: String, mode: HeapMode = .readWrite, logger: Logger = Logger(label: "DaxHeap")
+    ) throws(HeapError) -> Heap {
+        let device: MappedDevice
+        do {
+            device = try MappedDevice.open(path: path, mode: mode == .readOnly ? .readOnly : .readWrite)
+        } catch {
+            throw HeapError(error)
+        }
+        let primary = MetadataIO.read(.primary, on: device)
+        let secondary = MetadataIO.read(.secondary, on: device)
+        let choice = try MetadataIO.choose(primary: primary, secondary: secondary, path: path)
+        let metadata = choice.metadata
+        guard metadata.deviceSize == device.size else {
+            throw .sizeMismatch(path: path, recorded: metadata.deviceSize, actual: device.size)
+        }
+        let table: ArenaTable
+        do {
+            table = try ArenaTable(metadata: metadata)
+        } catch {
+            // The decoder validated the table, so this is a bug, but refuse rather than trap.
+            throw .corruptMetadata(path: path, primary: "table rejected: \(error)", secondary: "not used")
+        }
+        var primaryStatus = choice.primary
+        var secondaryStatus = choice.secondary
+        var repairs: [String] = []
+        if mode == .readWrite {
+            for (copy, status) in [(MetadataIO.Copy.primary, primaryStatus), (.secondary, secondaryStatus)] where status.state != .ok {
+                do {
+                    try MetadataIO.write(choice.image, copy: copy, on: device)
+                } catch {
+                    throw HeapError(error)
+                }
+                let line = "rewrote the \(copy) metadata copy from the \(copy.other) one (it was \(status.state.rawValue)\(status.detail.isEmpty ? "" : ": \(status.detail)"))"
+                logger.warning("\(line)", metadata: ["path": "\(path)"])
+                repairs.append(line)
+                let repaired = MetadataCopyStatus(state: .ok, generation: metadata.generation)
+                if copy == .primary { primaryStatus = repaired } else { secondaryStatus = repaired }
+            }
+        }
+        var cells: [UInt64: ArenaCell] = [:]
+        for (id, layout) in table.arenas { cells[id] = ArenaCell(layout) }
+        let state = HeapState(table: table, generation: metadata.generation, primary: primaryStatus,
+                              secondary: secondaryStatus, cells: cells, uuid: metadata.uuid)
+        return Heap(device: device, state: state, repairs: repairs, logger: logger)
+    }
+
+    // MARK: - Facts
+
+    /// The path the heap was opened with.
+    public var path: String { device.path }
+    public var kind: HeapDeviceKind { device.kind == .deviceDax ? .deviceDax : .file }
+    public var mode: HeapMode { device.mode == .readOnly ? .readOnly : .readWrite }
+    /// Size of the whole device in bytes.
+    public var deviceSize: UInt64 { device.size }
+    /// The device's mapping alignment (sysfs `align`; 2 MiB for a file).
+    public var alignment: UInt64 { device.alignment }
+    /// How stores are made durable.
+    public var persistence: Persistence { device.persistence == .pmem ? .pmem : .msync }
+    /// Bytes between the two metadata blocks.
+    public var usableSize: UInt64 { state.withLock { $0.table.usableSize } }
+    /// Usable bytes held by no arena.
+    public var availableSize: UInt64 { state.withLock { $0.table.availableSize } }
+    /// The metadata generation: how many updates the heap has had.
+    public var generation: UInt64 { state.withLock { $0.generation } }
+    /// The state of each metadata copy, as found at open and kept since.
+    public var metadataStatus: (primary: MetadataCopyStatus, secondary: MetadataCopyStatus) {
+        state.withLock { ($0.primary, $0.secondary) }
+    }
+
+    /// Every arena, ordered by name.
+    public var arenas: [ArenaInfo] {
+        state.withLock { s in s.table.arenas.values.map(ArenaInfo.init) }.sorted { $0.name < $1.name }
+    }
+
+    /// Verifies the arena table's invariants and reports both copies' states.
+    public func check() -> HeapCheckReport {
+        state.withLock { s in
+            var problems: [String] = []
+            for (name, status) in [("primary", s.primary), ("secondary", s.secondary)] where status.state != .ok {
+                problems.append("\(name) metadata copy is \(status.state.rawValue)\(status.detail.isEmpty ? "" : ": \(status.detail)")")
+            }
+            if let violation = s.table.invariantViolation() { problems.append("arena table: \(violation)") }
+            return HeapCheckReport(primary: s.primary, secondary: s.secondary, problems: problems)
+        }
+    }
+
+    // MARK: - Arenas
+
+    /// The arena called `name`.
+    public func arena(named name: String) throws(HeapError) -> Arena {
+        try state.withLock { s throws(HeapError) in
+            guard let id = s.table.ids[name], let cell = s.cells[id] else { throw .unknownArena(name) }
+            return Arena(heap: self, cell: cell)
+        }
+    }
+
+    /// The arena a reference points into, and the reference's offset checked against it.
+    public func resolve(_ reference: PersistentReference) throws(HeapError) -> Arena {
+        try state.withLock { s throws(HeapError) in
+            guard let cell = s.cells[reference.arenaID] else { throw .unknownArena("#\(reference.arenaID)") }
+            return Arena(heap: self, cell: cell)
+        }
+    }
+
+    /// Creates an arena of `size` bytes (a positive multiple of 2 MiB). Its bytes read as
+    /// zero. It is placed first-fit and may span several discontiguous extents.
+    @discardableResult
+    public func createArena(named name: String, size: UInt64) throws(HeapError) -> Arena {
+        let id = try change(arena: name) { table throws(ProvisionError) in try table.create(name: name, size: size) }
+        return try state.withLock { s throws(HeapError) in
+            guard let cell = s.cells[id] else { throw .unknownArena(name) }
+            return Arena(heap: self, cell: cell)
+        }
+    }
+
+    /// Grows or shrinks an arena online to `size` bytes (a positive multiple of 2 MiB).
+    ///
+    /// Growth first extends the arena's last extent in place, then adds extents first-fit
+    /// in the free gaps; the new bytes read as zero. Shrinking releases the highest arena
+    /// offsets; it returns only once no access can still reach the released range.
+    public func resizeArena(named name: String, to size: UInt64) throws(HeapError) {
+        _ = try change(arena: name) { table throws(ProvisionError) in
+            try table.resize(name: name, to: size)
+            return table.ids[name]!
+        }
+    }
+
+    /// Destroys an arena, returning its space to the heap. Returns once no access can
+    /// still reach it; handles to it then fail with ``HeapError/unknownArena(_:)``.
+    public func destroyArena(named name: String) throws(HeapError) {
+        _ = try change(arena: name) { table throws(ProvisionError) in
+            guard let id = table.ids[name] else { throw .unknownArena(name) }
+            try table.destroy(name: name)
+            return id
+        }
+    }
+
+    /// Applies one provisioning change: staged on a copy of the table, new space zeroed,
+    /// both metadata copies persisted (primary first), then published to readers.
+    private func change(
+        arena name: String, _ body: (inout ArenaTable) throws(ProvisionError) -> UInt64
+    ) throws(HeapError) -> UInt64 {
+        guard device.mode == .readWrite else { throw .readOnly(path: path) }
+        return try state.withLock { s throws(HeapError) -> UInt64 in
+            var staged = s.table
+            let id: UInt64
+            do throws(ProvisionError) {
+                id = try body(&staged)
+            } catch {
+                throw HeapError(error)
+            }
+            if staged == s.table { return id }
+            guard s.generation < UInt64.max else { throw .generationExhausted(path: path) }
+            let old = s.table.arenas[id]
+            let new = staged.arenas[id]
+            do throws(DeviceError) {
+                // New space is zeroed while it is still free, so a crash leaves no arena
+                // holding stale bytes.
+                for range in Self.addedRanges(old: old, new: new) {
+                    try device.zero(offset: range.lowerBound, length: UInt64(range.count))
+                }
+            } catch {
+                throw HeapError(error)
+            }
+            let generation = s.generation + 1
+            let image = MetadataCopy.encode(staged.metadata(uuid: s.uuid, alignment: device.alignment, generation: generation))
+            try commit(image, generation: generation, state: &s)
+            s.table = staged
+            s.generation = generation
+            // Publish, then wait out every access that could hold the old layout.
+            let retired: Unmanaged<ArenaSnapshot>?
+            if let new {
+                if let cell = s.cells[id] {
+                    retired = cell.publish(new)
+                } else {
+                    s.cells[id] = ArenaCell(new)
+                    retired = nil
+                }
+            } else {
+                retired = s.cells[id]?.publish(nil)
+                s.cells[id] = nil
+            }
+            if let retired {
+                sections.synchronize()
+                retired.release()
+            }
+            logger.debug("arena table updated", metadata: ["arena": "\(name)", "generation": "\(generation)"])
+            return id
+        }
+    }
+
+    /// Writes the new image to the primary, then to the secondary. If either write fails,
+    /// the previous image is put back where it was overwritten, so that the media says
+    /// what memory says, and the error is thrown.
+    private func commit(_ image: [UInt8], generation: UInt64, state s: inout HeapState) throws(HeapError) {
+        let previous = MetadataCopy.encode(s.table.metadata(uuid: s.uuid, alignment: device.alignment, generation: s.generation))
+        do {
+            try MetadataIO.write(image, copy: .primary, on: device)
+        } catch {
+            try? MetadataIO.write(previous, copy: .primary, on: device)
+            throw HeapError(error)
+        }
+        do {
+            try MetadataIO.write(image, copy: .secondary, on: device)
+        } catch {
+            try? MetadataIO.write(previous, copy: .secondary, on: device)
+            try? MetadataIO.write(previous, copy: .primary, on: device)
+            throw HeapError(error)
+        }
+        s.primary = .init(state: .ok, generation: generation)
+        s.secondary = .init(state: .ok, generation: generation)
+    }
+
+    /// Device ranges an arena holds in `new` and did not hold in `old`.
+    static func addedRanges(old: ArenaLayout?, new: ArenaLayout?) -> [Range<UInt64>] {
+        guard let new else { return [] }
+        var held: [UInt64: UInt64] = [:]
+        for e in old?.extents ?? [] { held[e.deviceOffset] = e.length }
+        var result: [Range<UInt64>] = []
+        for e in new.extents {
+            let before = held[e.deviceOffset] ?? 0
+            if e.length > before { result.append(e.deviceOffset + before ..< e.deviceOffset + e.length) }
+        }
+        return result
+    }
+}

@@ -1,0 +1,160 @@
+import DaxArenas
+import DaxDevice
+import DaxMetadata
+
+/// Everything that can go wrong with a heap, each case saying what is wrong; the
+/// ``description`` is one line that also says what would help.
+///
+/// A call that throws has changed nothing: not the arena table, in memory or on the
+/// media, and not the arena data.
+public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
+    // Provisioning
+    case noSpace(requested: UInt64, available: UInt64)
+    case nameTaken(String)
+    case unknownArena(String)
+    case misalignedSize(UInt64)
+    case invalidName(String, reason: String)
+    case tableFull(arenas: Int, extents: Int)
+    // Data plane
+    case outOfRange(arena: String, offset: UInt64, count: UInt64, arenaSize: UInt64)
+    case crossesExtent(arena: String, offset: UInt64, count: UInt64, contiguous: UInt64)
+    case readOnly(path: String)
+    // Device and metadata
+    case notFound(path: String)
+    case isDirectory(path: String)
+    case unsupportedFileType(path: String, kind: String)
+    case notDeviceDax(path: String, reason: String)
+    case deviceTooSmall(path: String, size: UInt64)
+    case deviceSizeNotAligned(path: String, size: UInt64)
+    case sizeRequired(path: String)
+    case sizeFixed(path: String, deviceSize: UInt64, requested: UInt64)
+    case notEmpty(path: String, what: String)
+    case notADaxHeapDevice(path: String)
+    case unsupportedVersion(path: String, version: UInt32)
+    case corruptMetadata(path: String, primary: String, secondary: String)
+    case sizeMismatch(path: String, recorded: UInt64, actual: UInt64)
+    case generationExhausted(path: String)
+    case inUse(path: String)
+    case mappingMisaligned(path: String, address: UInt, alignment: UInt64)
+    case sysfs(path: String, reason: String)
+    case io(path: String, operation: String, errno: Int32, message: String)
+
+    public var description: String {
+        switch self {
+        case .noSpace(let requested, let available):
+            "not enough space: \(bytes(requested)) requested, \(bytes(available)) available; shrink or destroy an arena, or use a larger device"
+        case .nameTaken(let name):
+            "an arena named \"\(name)\" already exists; pick another name or destroy it first"
+        case .unknownArena(let name):
+            "no arena named \"\(name)\"; list the arenas to see their names"
+        case .misalignedSize(let size):
+            "size \(size) is not a positive multiple of 2 MiB (2097152 bytes); round it up to the next 2 MiB"
+        case .invalidName(let name, let reason):
+            "invalid arena name \(debugQuoted(name)): \(reason); use 1 to 63 bytes of UTF-8 without control characters"
+        case .tableFull(let arenas, let extents):
+            "the arena table would not fit in its 2 MiB metadata block (\(arenas) arenas, \(extents) extents); destroy unused arenas or grow fragmented ones less often"
+        case .outOfRange(let arena, let offset, let count, let size):
+            "bytes \(offset)..<\(offset &+ count) are outside arena \"\(arena)\" of \(size) bytes; resize the arena or stay below its size"
+        case .crossesExtent(let arena, let offset, let count, let contiguous):
+            "bytes \(offset)..<\(offset &+ count) of arena \"\(arena)\" cross an extent boundary (\(contiguous) contiguous bytes from \(offset)); split the access or use the copying read/write"
+        case .readOnly(let path):
+            "\(path) is open read-only; open it read-write to change it"
+        case .notFound(let path):
+            "\(path) does not exist; check the path, or create a heap there first"
+        case .isDirectory(let path):
+            "\(path) is a directory; give the path of a device-dax (/dev/daxX.Y) or of a file"
+        case .unsupportedFileType(let path, let kind):
+            "\(path) is \(kind); give the path of a device-dax (/dev/daxX.Y) or of a regular file"
+        case .notDeviceDax(let path, let reason):
+            "\(path) is a character device but not a device-dax (\(reason)); give /dev/daxX.Y or a regular file"
+        case .deviceTooSmall(let path, let size):
+            "\(path) is \(bytes(size)), below the 6 MiB minimum (two 2 MiB metadata blocks and one data block); use a larger size"
+        case .deviceSizeNotAligned(let path, let size):
+            "\(path) is \(size) bytes, not a multiple of 2 MiB; use a size that is"
+        case .sizeRequired(let path):
+            "\(path) does not exist yet and no size was given; give a size (a multiple of 2 MiB, at least 6 MiB)"
+        case .sizeFixed(let path, let deviceSize, let requested):
+            "\(path) is a device-dax of \(bytes(deviceSize)), its size cannot be set to \(bytes(requested)); leave the size out"
+        case .notEmpty(let path, let what):
+            "\(path) is \(what), not an empty device; refusing to overwrite it without force"
+        case .notADaxHeapDevice(let path):
+            "\(path) is not a DaxHeap device (neither metadata copy has the DaxHeap magic); create a heap on it first"
+        case .unsupportedVersion(let path, let version):
+            "\(path) holds DaxHeap format version \(version), which this build cannot read; use a matching DaxHeap release"
+        case .corruptMetadata(let path, let primary, let secondary):
+            "both metadata copies of \(path) are bad (primary: \(primary); secondary: \(secondary)); nothing was written: restore the device from a backup"
+        case .sizeMismatch(let path, let recorded, let actual):
+            "\(path) is \(actual) bytes but its heap was made for \(recorded) bytes (the file was cut short or grown); restore its size to \(recorded) bytes"
+        case .generationExhausted(let path):
+            "the metadata generation counter of \(path) is exhausted; copy the data to a new heap"
+        case .inUse(let path):
+            "\(path) is in use by another process (it holds the heap's lock); close it there first"
+        case .mappingMisaligned(let path, let address, let alignment):
+            "\(path) was mapped at 0x\(String(address, radix: 16)), not aligned to \(bytes(alignment)); free address space and retry"
+        case .sysfs(let path, let reason):
+            "cannot read the device-dax attributes of \(path): \(reason)"
+        case .io(let path, let operation, let errno, let message):
+            "I/O error on \(path) during \(operation): \(message) (errno \(errno)); check the device and its permissions"
+        }
+    }
+
+    init(_ error: DeviceError) {
+        switch error {
+        case .notFound(let path): self = .notFound(path: path)
+        case .isDirectory(let path): self = .isDirectory(path: path)
+        case .unsupportedFileType(let path, let kind): self = .unsupportedFileType(path: path, kind: kind)
+        case .notDeviceDax(let path, let reason): self = .notDeviceDax(path: path, reason: reason)
+        case .inUse(let path): self = .inUse(path: path)
+        case .sizeNotAligned(let path, let size): self = .deviceSizeNotAligned(path: path, size: size)
+        case .tooSmall(let path, let size): self = .deviceTooSmall(path: path, size: size)
+        case .sizeRequired(let path): self = .sizeRequired(path: path)
+        case .sizeFixed(let path, let deviceSize, let requested): self = .sizeFixed(path: path, deviceSize: deviceSize, requested: requested)
+        case .notEmpty(let path, let what): self = .notEmpty(path: path, what: what)
+        case .mappingMisaligned(let path, let address, let alignment): self = .mappingMisaligned(path: path, address: address, alignment: alignment)
+        case .sysfs(let path, let reason): self = .sysfs(path: path, reason: reason)
+        case .system(let path, let e): self = .io(path: path, operation: e.call, errno: e.errno, message: e.message)
+        }
+    }
+
+    init(_ error: ProvisionError) {
+        switch error {
+        case .noSpace(let requested, let available): self = .noSpace(requested: requested, available: available)
+        case .nameTaken(let name): self = .nameTaken(name)
+        case .unknownArena(let name): self = .unknownArena(name)
+        case .misalignedSize(let size): self = .misalignedSize(size)
+        case .invalidName(let name, let reason): self = .invalidName(name, reason: reason)
+        case .tableFull(let arenas, let extents): self = .tableFull(arenas: arenas, extents: extents)
+        }
+    }
+}
+
+/// A byte count for people: exact bytes below 1 KiB, else the largest binary unit with
+/// up to two decimals ("6 MiB", "1.5 GiB").
+public func bytes(_ n: UInt64) -> String {
+    let units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    guard n >= 1024 else { return "\(n) B" }
+    var unit = -1
+    var scale: UInt64 = 1
+    while unit + 1 < units.count, n / scale >= 1024 {
+        scale *= 1024
+        unit += 1
+    }
+    let whole = n / scale
+    let hundredths = (n % scale) * 100 / scale
+    if hundredths == 0 { return "\(whole) \(units[unit])" }
+    let frac = hundredths % 10 == 0 ? "\(hundredths / 10)" : (hundredths < 10 ? "0\(hundredths)" : "\(hundredths)")
+    return "\(whole).\(frac) \(units[unit])"
+}
+
+/// A name quoted with anything unprintable escaped, so an error stays on one line.
+func debugQuoted(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\"" || scalar == "\\" {
+            out += scalar.escaped(asASCII: false)
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
