@@ -16,9 +16,11 @@ let package = Package(
     name: "DaxHeap",
     products: [
         .library(name: "DaxHeap", targets: ["DaxHeap"]),
+        .executable(name: "daxheap", targets: ["DaxHeapTool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(
@@ -39,12 +41,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The operator's tool: thin over the public DaxHeap API.
+        .executableTarget(
+            name: "DaxHeapTool",
+            dependencies: [
+                "DaxHeap",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
 
         .testTarget(name: "DaxResourceTreeTests", dependencies: ["DaxResourceTree"]),
         .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix"]),
         .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata"]),
         .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree"]),
-        .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata"]),
+        .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas"]),
+        // Drives the built `daxheap` executable as a user would.
+        .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool"]),
     ],
     swiftLanguageModes: [.v6]
 )

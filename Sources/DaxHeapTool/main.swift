@@ -1,0 +1,2 @@
+// (the CLI is being written)
+print("daxheap")
