@@ -45,6 +45,14 @@ public struct RadixTree: Sendable, Equatable {
 
     public init() {}
 
+    /// Two trees are equal when they hold the same entries, however their nodes are laid out.
+    public static func == (a: RadixTree, b: RadixTree) -> Bool {
+        guard a.entryCount == b.entryCount else { return false }
+        let x = a.entries
+        let y = b.entries
+        return x.count == y.count && zip(x, y).allSatisfy { $0.index == $1.index && $0.order == $1.order && $0.value == $1.value }
+    }
+
     /// The value stored for `index`, or nil.
     @inlinable
     public func lookup(_ index: UInt64) -> UInt32? {
@@ -142,6 +150,7 @@ public struct RadixTree: Sendable, Equatable {
         }
         if occupancy[rootNode] == 0 {
             freeNode(rootNode)
+            rootNode = 0
             height = 0
         }
         shrinkHeight()
@@ -172,7 +181,7 @@ public struct RadixTree: Sendable, Equatable {
         }
         if seenNodes != nodeCount { return "\(nodeCount) nodes in use but \(seenNodes) reachable" }
         if count != entryCount { return "entryCount \(entryCount) but \(count) entries found" }
-        if height > 1, occupancy[rootNode] == 1, slots[rootNode * Self.fanout] & 3 == 0 {
+        if height > 1, occupancy[rootNode] == 1, slots[rootNode * Self.fanout] != 0, slots[rootNode * Self.fanout] & 3 == 0 {
             return "root has a single child in slot 0: the tree should have been shrunk"
         }
         return nil
@@ -236,6 +245,10 @@ public struct RadixTree: Sendable, Equatable {
         if height == 0 {
             rootNode = allocateNode()
             height = 1
+            return
+        }
+        if occupancy[rootNode] == 0 {
+            height += 1  // an empty root serves at any level; never link an empty node
             return
         }
         let newRoot = allocateNode()
