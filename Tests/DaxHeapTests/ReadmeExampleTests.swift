@@ -1,0 +1,32 @@
+import DaxHeap
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The README's library example, kept compiling and true.
+@Suite struct ReadmeExampleTests {
+    @Test func readmeExample() throws {
+        let path = "/dev/shm/daxheap-readme-\(getpid()).heap"
+        defer { unlink(path) }
+        var reference: PersistentReference
+        do {
+            let heap = try Heap.create(path: path, size: 64 << 20)
+            let log = try heap.createArena(named: "log", size: 8 << 20)
+            try log.memcpyPersist(at: 0, Array("hello, persistent world".utf8))
+            try log.withUnsafeMutableBytes(at: 4096, count: 8) { bytes in
+                bytes.storeBytes(of: UInt64(42), as: UInt64.self)
+            }
+            try log.persist(at: 4096, count: 8)
+            try heap.resizeArena(named: "log", to: 16 << 20)
+            reference = try log.reference(at: 4096)
+        }
+        let reopened = try Heap.open(path: path)
+        let arena = try reopened.resolve(reference)
+        let value = try arena.withUnsafeBytes(at: reference.offset, count: 8) { $0.load(as: UInt64.self) }
+        #expect(value == 42)
+        #expect(arena.name == "log")
+        #expect(try arena.read(at: 0, count: 23) == Array("hello, persistent world".utf8))
+        #expect(try arena.size == 16 << 20)
+    }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what building DaxHeap needs and a fresh Debian machine may lack:
+# libpmem's headers (libpmem-dev, found through pkg-config). Swift itself must be on PATH.
+set -euo pipefail
+
+missing=()
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if ! pkg-config --exists libpmem 2>/dev/null; then
+    missing+=(libpmem-dev)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} with apt-get" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null 2>&1 || { echo "error: swift is not on PATH; install Swift 6.1 or later" >&2; exit 1; }
