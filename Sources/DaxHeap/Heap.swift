@@ -31,6 +31,8 @@ public final class Heap: Sendable {
         var primary: MetadataCopyStatus
         var secondary: MetadataCopyStatus
         var cells: [UInt64: ArenaCell]
+        /// The encoded current table, as both copies hold it (put back if an update fails).
+        var image: [UInt8]
         let uuid: HeapUUID
     }
 
@@ -73,7 +75,7 @@ public final class Heap: Sendable {
             throw HeapError(error)
         }
         let state = HeapState(table: table, generation: 1, primary: .init(state: .ok, generation: 1),
-                              secondary: .init(state: .ok, generation: 1), cells: [:], uuid: uuid)
+                              secondary: .init(state: .ok, generation: 1), cells: [:], image: image, uuid: uuid)
         logger.info("created heap", metadata: ["path": "\(path)", "size": "\(device.size)", "uuid": "\(uuid)"])
         return Heap(device: device, state: state, repairs: [], logger: logger)
     }
@@ -128,7 +130,7 @@ public final class Heap: Sendable {
         var cells: [UInt64: ArenaCell] = [:]
         for (id, layout) in table.arenas { cells[id] = ArenaCell(layout) }
         let state = HeapState(table: table, generation: metadata.generation, primary: primaryStatus,
-                              secondary: secondaryStatus, cells: cells, uuid: metadata.uuid)
+                              secondary: secondaryStatus, cells: cells, image: choice.image, uuid: metadata.uuid)
         return Heap(device: device, state: state, repairs: repairs, logger: logger)
     }
 
@@ -237,7 +239,7 @@ public final class Heap: Sendable {
             } catch {
                 throw HeapError(error)
             }
-            if staged == s.table { return id }
+            if staged.arenas[id] == s.table.arenas[id] { return id }  // e.g. a resize to the same size
             guard s.generation < UInt64.max else { throw .generationExhausted(path: path) }
             let old = s.table.arenas[id]
             let new = staged.arenas[id]
@@ -253,6 +255,7 @@ public final class Heap: Sendable {
             let generation = s.generation + 1
             let image = MetadataCopy.encode(staged.metadata(uuid: s.uuid, alignment: device.alignment, generation: generation))
             try commit(image, generation: generation, state: &s)
+            s.image = image
             s.table = staged
             s.generation = generation
             // Publish, then wait out every access that could hold the old layout.
@@ -281,7 +284,7 @@ public final class Heap: Sendable {
     /// the previous image is put back where it was overwritten, so that the media says
     /// what memory says, and the error is thrown.
     private func commit(_ image: [UInt8], generation: UInt64, state s: inout HeapState) throws(HeapError) {
-        let previous = MetadataCopy.encode(s.table.metadata(uuid: s.uuid, alignment: device.alignment, generation: s.generation))
+        let previous = s.image
         do {
             try MetadataIO.write(image, copy: .primary, on: device)
         } catch {
