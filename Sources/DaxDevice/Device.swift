@@ -43,6 +43,8 @@ public enum DeviceError: Error, Equatable, Sendable {
     case mappingMisaligned(path: String, address: UInt, alignment: UInt64)
     case sysfs(path: String, reason: String)
     case system(path: String, SystemCallError)
+    /// A guarded access met a media error (SIGBUS) at this device offset.
+    case mediaError(path: String, deviceOffset: UInt64)
 }
 
 /// The whole device, mapped once, MAP_SHARED, at an address aligned to
@@ -320,6 +322,49 @@ public final class MappedDevice: @unchecked Sendable {
             }
         }
         try memsetPersist(offset: offset, value: 0, length: length)
+    }
+
+    // MARK: - Guarded access (media errors)
+
+    /// Copies device bytes into `destination`, surviving a media error: a SIGBUS during
+    /// the copy (a poisoned line, or a page past the end of a truncated file) is returned
+    /// as `.mediaError` with the faulting device offset instead of killing the process.
+    public func guardedRead(offset: UInt64, into destination: UnsafeMutableRawBufferPointer) throws(DeviceError) {
+        precondition(offset <= size && UInt64(destination.count) <= size - offset)
+        guard let to = destination.baseAddress, destination.count > 0 else { return }
+        try guarded(to, base + Int(offset), destination.count, copy: nil, at: offset)
+    }
+
+    /// `memcpyPersist` through the same guard; on a media error the range holds partial
+    /// data and `.mediaError` is thrown.
+    public func guardedMemcpyPersist(offset: UInt64, from source: UnsafeRawBufferPointer) throws(DeviceError) {
+        precondition(offset <= size && UInt64(source.count) <= size - offset)
+        guard let from = source.baseAddress, source.count > 0 else { return }
+        switch persistence {
+        case .pmem:
+            try guarded(base + Int(offset), from, source.count, copy: pmem_memcpy_persist, at: offset)
+        case .msync:
+            try guarded(base + Int(offset), from, source.count, copy: nil, at: offset)
+            try persist(offset: offset, length: UInt64(source.count))
+        }
+    }
+
+    private func guarded(
+        _ to: UnsafeMutableRawPointer, _ from: UnsafeRawPointer, _ count: Int,
+        copy: CDaxShims_copy_function?, at offset: UInt64
+    ) throws(DeviceError) {
+        var fault: UnsafeMutableRawPointer? = nil
+        switch CDaxShims_guarded_copy(to, from, count, copy, &fault) {
+        case 0:
+            return
+        case -1:
+            let address = UInt(bitPattern: fault)
+            let start = UInt(bitPattern: base)
+            let faultOffset = address >= start && address < start + UInt(size) ? UInt64(address - start) : offset
+            throw .mediaError(path: path, deviceOffset: faultOffset)
+        default:
+            throw .system(path: path, SystemCallError("sigaction", errno: errno))
+        }
     }
 
     /// Whether every byte of the range is zero.

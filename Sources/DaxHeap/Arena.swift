@@ -107,6 +107,24 @@ public struct Arena: Sendable {
         }
     }
 
+    /// Like ``read(into:at:)``, but a media error (a poisoned line on device-dax: SIGBUS)
+    /// becomes a `.mediaError` result naming this arena and the arena offset of the fault,
+    /// instead of killing the process. `destination` then holds partial data.
+    public func guardedRead(into destination: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Result<Void, HeapError> {
+        Result { () throws(HeapError) in
+            try forEachPiece(offset: offset, count: UInt64(destination.count)) { device, done, length throws(HeapError) in
+                let piece = UnsafeMutableRawBufferPointer(start: destination.baseAddress! + Int(done), count: Int(length))
+                do throws(DeviceError) {
+                    try heap.device.guardedRead(offset: device, into: piece)
+                } catch {
+                    guard case .mediaError(let path, let at) = error else { throw HeapError(error) }
+                    let arenaOffset = offset + done + (at >= device ? at - device : 0)
+                    throw .mediaError(path: path, deviceOffset: at, location: "arena \"\(name)\" at offset \(arenaOffset)")
+                }
+            }
+        }
+    }
+
     /// `count` arena bytes from `offset`.
     public func read(at offset: UInt64, count: Int) throws(HeapError) -> [UInt8] {
         guard count >= 0 else { throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: try size) }

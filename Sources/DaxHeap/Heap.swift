@@ -110,27 +110,16 @@ public final class Heap: Sendable {
             // The decoder validated the table, so this is a bug, but refuse rather than trap.
             throw .corruptMetadata(path: path, primary: "table rejected: \(error)", secondary: "not used")
         }
-        var primaryStatus = choice.primary
-        var secondaryStatus = choice.secondary
+        var statuses = (primary: choice.primary, secondary: choice.secondary)
         var repairs: [String] = []
         if mode == .readWrite {
-            for (copy, status) in [(MetadataIO.Copy.primary, primaryStatus), (.secondary, secondaryStatus)] where status.state != .ok {
-                do {
-                    try MetadataIO.write(choice.image, copy: copy, on: device)
-                } catch {
-                    throw HeapError(error)
-                }
-                let line = "rewrote the \(copy) metadata copy from the \(copy.other) one (it was \(status.state.rawValue)\(status.detail.isEmpty ? "" : ": \(status.detail)"))"
-                logger.warning("\(line)", metadata: ["path": "\(path)"])
-                repairs.append(line)
-                let repaired = MetadataCopyStatus(state: .ok, generation: metadata.generation)
-                if copy == .primary { primaryStatus = repaired } else { secondaryStatus = repaired }
-            }
+            repairs = try repairCopies(image: choice.image, generation: metadata.generation, statuses: &statuses,
+                                       device: device, logger: logger)
         }
         var cells: [UInt64: ArenaCell] = [:]
         for (id, layout) in table.arenas { cells[id] = ArenaCell(layout) }
-        let state = HeapState(table: table, generation: metadata.generation, primary: primaryStatus,
-                              secondary: secondaryStatus, cells: cells, image: choice.image, uuid: metadata.uuid)
+        let state = HeapState(table: table, generation: metadata.generation, primary: statuses.primary,
+                              secondary: statuses.secondary, cells: cells, image: choice.image, uuid: metadata.uuid)
         return Heap(device: device, state: state, repairs: repairs, logger: logger)
     }
 
@@ -162,16 +151,71 @@ public final class Heap: Sendable {
         state.withLock { s in s.table.arenas.values.map(ArenaInfo.init) }.sorted { $0.name < $1.name }
     }
 
-    /// Verifies the arena table's invariants and reports both copies' states.
+    /// Reads both metadata copies from the media again (through the guarded copy, so a
+    /// media error marks a copy unreadable instead of killing the process), verifies the
+    /// arena table's invariants, and reports what it found. Never writes.
     public func check() -> HeapCheckReport {
         state.withLock { s in
+            refreshStatuses(&s)
             var problems: [String] = []
             for (name, status) in [("primary", s.primary), ("secondary", s.secondary)] where status.state != .ok {
                 problems.append("\(name) metadata copy is \(status.state.rawValue)\(status.detail.isEmpty ? "" : ": \(status.detail)")")
             }
             if let violation = s.table.invariantViolation() { problems.append("arena table: \(violation)") }
+            if s.table.availableSize != s.table.usableSize - s.table.arenas.values.reduce(0, { $0 + $1.size }) {
+                problems.append("available size \(s.table.availableSize) is not the usable size less the arenas")
+            }
             return HeapCheckReport(primary: s.primary, secondary: s.secondary, problems: problems)
         }
+    }
+
+    /// Re-reads both copies and rewrites every one that is not ok from the heap's current
+    /// table. Returns what it repaired; a copy whose rewrite meets a media error stays
+    /// unreadable (see ``check()``), logged with what the operator must do.
+    @discardableResult
+    public func repair() throws(HeapError) -> [String] {
+        guard device.mode == .readWrite else { throw .readOnly(path: path) }
+        return try state.withLock { s throws(HeapError) -> [String] in
+            refreshStatuses(&s)
+            var statuses = (primary: s.primary, secondary: s.secondary)
+            let repaired = try Self.repairCopies(image: s.image, generation: s.generation, statuses: &statuses,
+                                                 device: device, logger: logger)
+            (s.primary, s.secondary) = statuses
+            return repaired
+        }
+    }
+
+    private func refreshStatuses(_ s: inout HeapState) {
+        s.primary = MetadataIO.status(of: MetadataIO.read(.primary, on: device), current: s.image, generation: s.generation)
+        s.secondary = MetadataIO.status(of: MetadataIO.read(.secondary, on: device), current: s.image, generation: s.generation)
+    }
+
+    /// Rewrites each copy whose status is not ok with `image`. A media error leaves that
+    /// copy unreadable and is logged as an error; any other failure is thrown.
+    private static func repairCopies(
+        image: [UInt8], generation: UInt64,
+        statuses: inout (primary: MetadataCopyStatus, secondary: MetadataCopyStatus),
+        device: MappedDevice, logger: Logger
+    ) throws(HeapError) -> [String] {
+        var repairs: [String] = []
+        for copy in [MetadataIO.Copy.primary, .secondary] {
+            let status = copy == .primary ? statuses.primary : statuses.secondary
+            guard status.state != .ok else { continue }
+            var updated = MetadataCopyStatus(state: .ok, generation: generation)
+            do throws(DeviceError) {
+                try MetadataIO.write(image, copy: copy, on: device)
+                let line = "rewrote the \(copy) metadata copy from the \(copy.other) one (it was \(status.state.rawValue)\(status.detail.isEmpty ? "" : ": \(status.detail)"))"
+                logger.warning("\(line)", metadata: ["path": "\(device.path)"])
+                repairs.append(line)
+            } catch {
+                guard case .mediaError(_, let at) = error else { throw HeapError(error) }
+                let failure = HeapError.mediaError(path: device.path, deviceOffset: at, location: "the \(copy) metadata copy")
+                logger.error("could not repair the \(copy) metadata copy: \(failure)")
+                updated = MetadataCopyStatus(state: .unreadable, detail: "media error at device offset \(at); rewriting it failed: clear the poison (e.g. ndctl clear-errors), then run `daxheap check --repair`")
+            }
+            if copy == .primary { statuses.primary = updated } else { statuses.secondary = updated }
+        }
+        return repairs
     }
 
     // MARK: - Arenas
@@ -280,26 +324,46 @@ public final class Heap: Sendable {
         }
     }
 
-    /// Writes the new image to the primary, then to the secondary. If either write fails,
-    /// the previous image is put back where it was overwritten, so that the media says
-    /// what memory says, and the error is thrown.
+    /// Writes the new image to the primary, then to the secondary, each durable before the
+    /// next store (docs/FORMAT.md). A copy known to be unreadable is skipped, and a copy
+    /// whose write meets a media error becomes unreadable: the update stands as long as one
+    /// copy took it (logged as an error, since redundancy is lost until a repair). Any other
+    /// failure puts the previous image back where it was overwritten and is thrown.
     private func commit(_ image: [UInt8], generation: UInt64, state s: inout HeapState) throws(HeapError) {
         let previous = s.image
-        do {
-            try MetadataIO.write(image, copy: .primary, on: device)
-        } catch {
-            try? MetadataIO.write(previous, copy: .primary, on: device)
-            throw HeapError(error)
+        var written: [MetadataIO.Copy] = []
+        var faults: [(MetadataIO.Copy, UInt64)] = []
+        for copy in [MetadataIO.Copy.primary, .secondary] {
+            let status = copy == .primary ? s.primary : s.secondary
+            if status.state == .unreadable { continue }
+            do throws(DeviceError) {
+                try MetadataIO.write(image, copy: copy, on: device)
+                written.append(copy)
+            } catch {
+                if case .mediaError(_, let at) = error {
+                    faults.append((copy, at))
+                    continue
+                }
+                for done in written + [copy] { try? MetadataIO.write(previous, copy: done, on: device) }
+                throw HeapError(error)
+            }
         }
-        do {
-            try MetadataIO.write(image, copy: .secondary, on: device)
-        } catch {
-            try? MetadataIO.write(previous, copy: .secondary, on: device)
-            try? MetadataIO.write(previous, copy: .primary, on: device)
-            throw HeapError(error)
+        guard !written.isEmpty else {
+            let at = faults.first?.1 ?? 0
+            throw .mediaError(path: path, deviceOffset: at, location: "both metadata copies")
         }
-        s.primary = .init(state: .ok, generation: generation)
-        s.secondary = .init(state: .ok, generation: generation)
+        for copy in [MetadataIO.Copy.primary, .secondary] {
+            let status: MetadataCopyStatus
+            if written.contains(copy) {
+                status = .init(state: .ok, generation: generation)
+            } else if let (_, at) = faults.first(where: { $0.0 == copy }) {
+                logger.error("\(HeapError.mediaError(path: path, deviceOffset: at, location: "the \(copy) metadata copy"))")
+                status = .init(state: .unreadable, detail: "media error at device offset \(at) while updating it")
+            } else {
+                status = copy == .primary ? s.primary : s.secondary
+            }
+            if copy == .primary { s.primary = status } else { s.secondary = status }
+        }
     }
 
     /// Device ranges an arena holds in `new` and did not hold in `old`.

@@ -20,26 +20,57 @@ enum MetadataIO {
     enum ReadResult {
         case valid(HeapMetadata, image: [UInt8])
         case invalid(MetadataDecodeError)
+        /// A media error (SIGBUS) at this device offset.
+        case unreadable(deviceOffset: UInt64)
     }
 
     /// Copies the header, then as much of the table as the header claims (bounded by the
-    /// block), out of the mapping, and decodes it.
+    /// block), out of the mapping through the guarded copy, and decodes it.
     static func read(_ copy: Copy, on device: MappedDevice) -> ReadResult {
-        let start = device.base + Int(copy.offset(on: device))
-        let header = UnsafeRawBufferPointer(start: start, count: MetadataCopy.headerSize)
-        let length = MetadataCopy.claimedTableLength(header: header) ?? 0
-        let image = Array(UnsafeRawBufferPointer(start: start, count: MetadataCopy.headerSize + length))
-        switch MetadataCopy.decode(image) {
-        case .success(let metadata): return .valid(metadata, image: image)
-        case .failure(let error): return .invalid(error)
+        let offset = copy.offset(on: device)
+        do throws(DeviceError) {
+            var header = [UInt8](repeating: 0, count: MetadataCopy.headerSize)
+            try guardedRead(device, offset: offset, into: &header)
+            let length = header.withUnsafeBytes { MetadataCopy.claimedTableLength(header: $0) } ?? 0
+            var image = [UInt8](repeating: 0, count: MetadataCopy.headerSize + length)
+            try guardedRead(device, offset: offset, into: &image)
+            switch MetadataCopy.decode(image) {
+            case .success(let metadata): return .valid(metadata, image: image)
+            case .failure(let error): return .invalid(error)
+            }
+        } catch {
+            if case .mediaError(_, let at) = error { return .unreadable(deviceOffset: at) }
+            return .unreadable(deviceOffset: offset)
         }
     }
 
-    /// Writes a whole copy and makes it durable before returning.
+    private static func guardedRead(_ device: MappedDevice, offset: UInt64, into bytes: inout [UInt8]) throws(DeviceError) {
+        try bytes.withUnsafeMutableBytes { raw in
+            Result { () throws(DeviceError) in try device.guardedRead(offset: offset, into: raw) }
+        }.get()
+    }
+
+    /// Writes a whole copy through the guarded copy and makes it durable before returning.
     static func write(_ image: [UInt8], copy: Copy, on device: MappedDevice) throws(DeviceError) {
         try image.withUnsafeBytes { bytes in
-            Result { () throws(DeviceError) in try device.memcpyPersist(offset: copy.offset(on: device), from: bytes) }
+            Result { () throws(DeviceError) in try device.guardedMemcpyPersist(offset: copy.offset(on: device), from: bytes) }
         }.get()
+    }
+
+    /// The state of a copy just read, judged against the heap's current image.
+    static func status(of result: ReadResult, current image: [UInt8], generation: UInt64) -> MetadataCopyStatus {
+        switch result {
+        case .valid(let metadata, let bytes):
+            if bytes == image { return MetadataCopyStatus(state: .ok, generation: metadata.generation) }
+            if metadata.generation < generation {
+                return MetadataCopyStatus(state: .stale, detail: "generation \(metadata.generation), the heap is at \(generation)", generation: metadata.generation)
+            }
+            return MetadataCopyStatus(state: .corrupt, detail: "valid but differs from the heap's table at generation \(metadata.generation)", generation: metadata.generation)
+        case .invalid(let error):
+            return MetadataCopyStatus(state: .corrupt, detail: error.description)
+        case .unreadable(let at):
+            return MetadataCopyStatus(state: .unreadable, detail: "media error at device offset \(at)")
+        }
     }
 
     struct Choice {
@@ -51,8 +82,22 @@ enum MetadataIO {
 
     /// The recovery rule: of the valid copies, the one with the higher generation wins
     /// (the primary on a tie); the other is stale if older, corrupt if it is invalid or
-    /// belongs to another heap. No valid copy: not a heap, or corrupt, with both reasons.
+    /// belongs to another heap, unreadable on a media error. No valid copy: not a heap, or
+    /// corrupt, with both reasons.
     static func choose(primary: ReadResult, secondary: ReadResult, path: String) throws(HeapError) -> Choice {
+        func invalid(_ result: ReadResult) -> MetadataDecodeError? {
+            switch result {
+            case .valid: nil
+            case .invalid(let e): e
+            case .unreadable(let at): .corrupt("unreadable: media error at device offset \(at)")
+            }
+        }
+        func badStatus(_ result: ReadResult) -> MetadataCopyStatus {
+            if case .unreadable(let at) = result {
+                return MetadataCopyStatus(state: .unreadable, detail: "media error at device offset \(at)")
+            }
+            return MetadataCopyStatus(state: .corrupt, detail: invalid(result)?.description ?? "")
+        }
         switch (primary, secondary) {
         case (.valid(let p, let pImage), .valid(let s, let sImage)):
             if p.uuid != s.uuid {
@@ -73,13 +118,15 @@ enum MetadataIO {
             return Choice(metadata: s, image: sImage,
                           primary: .init(state: .stale, detail: "generation \(p.generation), the secondary has \(s.generation)", generation: p.generation),
                           secondary: .init(state: .ok, generation: s.generation))
-        case (.valid(let p, let image), .invalid(let e)):
+        case (.valid(let p, let image), _):
             return Choice(metadata: p, image: image, primary: .init(state: .ok, generation: p.generation),
-                          secondary: .init(state: .corrupt, detail: e.description))
-        case (.invalid(let e), .valid(let s, let image)):
-            return Choice(metadata: s, image: image, primary: .init(state: .corrupt, detail: e.description),
+                          secondary: badStatus(secondary))
+        case (_, .valid(let s, let image)):
+            return Choice(metadata: s, image: image, primary: badStatus(primary),
                           secondary: .init(state: .ok, generation: s.generation))
-        case (.invalid(let pe), .invalid(let se)):
+        default:
+            let pe = invalid(primary)!
+            let se = invalid(secondary)!
             if pe == .notADaxHeap, se == .notADaxHeap { throw .notADaxHeapDevice(path: path) }
             if case .unsupportedVersion(let v) = pe { throw .unsupportedVersion(path: path, version: v) }
             if case .unsupportedVersion(let v) = se { throw .unsupportedVersion(path: path, version: v) }

@@ -18,4 +18,16 @@ unsigned int CDaxShims_minor(uint64_t dev);
 /// of a regular file reads as zeros afterwards and its blocks are freed. -1 and errno on failure.
 int CDaxShims_punch_hole(int fd, uint64_t offset, uint64_t length);
 
+/// A memcpy-like function: memcpy itself, or libpmem's pmem_memcpy_persist.
+typedef void *(*CDaxShims_copy_function)(void *dst, const void *src, size_t length);
+
+/// Runs `copy(dst, src, length)` (memcpy when `copy` is NULL) so that a SIGBUS raised by
+/// the copy (a poisoned line on device-dax, a page past the end of a truncated file) is
+/// caught instead of killing the process. Returns 0 when the copy completed, -1 when it
+/// faulted (then `*fault_address`, if given, is the faulting address and `dst` holds
+/// partial data), -2 when the handler could not be installed (errno is set).
+/// Safe to call from several threads at once; `copy` must be plain C code.
+int CDaxShims_guarded_copy(void *dst, const void *src, size_t length, CDaxShims_copy_function copy,
+                           void **fault_address);
+
 #endif
