@@ -1,5 +1,9 @@
 import DaxDevice
 import DaxMetadata
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reading, choosing and writing the two metadata copies (docs/FORMAT.md, "Update
 /// protocol" and "Recovery rules").
@@ -52,9 +56,15 @@ enum MetadataIO {
 
     /// Writes a whole copy through the guarded copy and makes it durable before returning.
     static func write(_ image: [UInt8], copy: Copy, on device: MappedDevice) throws(DeviceError) {
+        var count = image.count
+        let crash = CrashInjection.shared.map { $0.reserve(count) }
+        if let crash, crash.crashAfter { count = crash.allowed }
         try image.withUnsafeBytes { bytes in
-            Result { () throws(DeviceError) in try device.guardedMemcpyPersist(offset: copy.offset(on: device), from: bytes) }
+            Result { () throws(DeviceError) in
+                try device.guardedMemcpyPersist(offset: copy.offset(on: device), from: UnsafeRawBufferPointer(rebasing: bytes.prefix(count)))
+            }
         }.get()
+        if let crash, crash.crashAfter { CrashInjection.kill() }
     }
 
     /// The state of a copy just read, judged against the heap's current image.
@@ -132,5 +142,43 @@ enum MetadataIO {
             if case .unsupportedVersion(let v) = se { throw .unsupportedVersion(path: path, version: v) }
             throw .corruptMetadata(path: path, primary: pe.description, secondary: se.description)
         }
+    }
+}
+
+/// The fault-injection point for crash tests (docs/FORMAT.md, "Crash injection"): with
+/// `DAXHEAP_CRASH_AFTER_BYTES=N` in the environment, the process counts every byte it stores
+/// into either metadata block, in the order stored (each copy is written whole), and once N
+/// bytes are stored and persisted it sends itself SIGKILL before storing more. A process
+/// that stores fewer than N bytes is never killed. Unset, it costs one load of a nil.
+final class CrashInjection: Sendable {
+    static let shared: CrashInjection? = {
+        guard let text = getenv("DAXHEAP_CRASH_AFTER_BYTES"), let limit = Int(String(cString: text)), limit > 0 else {
+            return nil
+        }
+        return CrashInjection(limit: limit)
+    }()
+
+    let limit: Int
+    let stored = Mutex<Int>(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Accounts for a store of `count` bytes: how many may be stored, and whether the
+    /// process must die once they are.
+    func reserve(_ count: Int) -> (allowed: Int, crashAfter: Bool) {
+        stored.withLock { stored in
+            if stored + count >= limit {
+                let allowed = limit - stored
+                stored = limit
+                return (allowed, true)
+            }
+            stored += count
+            return (count, false)
+        }
+    }
+
+    static func kill() -> Never {
+        _ = Glibc.kill(getpid(), SIGKILL)
+        fatalError("SIGKILL did not stop the process")
     }
 }
