@@ -3,7 +3,8 @@
 // DaxHeap: a whole device-dax (or a file emulating one) as a persistent heap of named,
 // resizable arenas. One module per concern; the folder layout is the architecture:
 //
-//   CPMem, CDaxShims   C: libpmem through pkg-config, and a few tiny shims
+//   CPMem, CPMem2,     C: libpmem and libpmem2 (bad blocks) through pkg-config,
+//   CDaxShims          and a few tiny shims
 //   DaxDevice          the device: detection, sysfs, the one 2 MiB-aligned mapping, locks, flushing
 //   DaxResourceTree    the kernel's resource tree semantics over the usable region
 //   DaxRadix           multi-order radix tree: arena page offset -> extent
@@ -28,8 +29,13 @@ let package = Package(
             pkgConfig: "libpmem",
             providers: [.apt(["libpmem-dev"])]
         ),
+        .systemLibrary(
+            name: "CPMem2",
+            pkgConfig: "libpmem2",
+            providers: [.apt(["libpmem2-dev"])]
+        ),
         .target(name: "CDaxShims"),
-        .target(name: "DaxDevice", dependencies: ["CPMem", "CDaxShims"]),
+        .target(name: "DaxDevice", dependencies: ["CPMem", "CPMem2", "CDaxShims"]),
         .target(name: "DaxResourceTree"),
         .target(name: "DaxRadix"),
         .target(name: "DaxMetadata", dependencies: ["CDaxShims"]),

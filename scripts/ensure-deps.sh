@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building DaxHeap needs and a fresh Debian machine may lack:
-# libpmem's headers (libpmem-dev, found through pkg-config). Swift itself must be on PATH.
+# libpmem's and libpmem2's headers (libpmem-dev, libpmem2-dev, found through pkg-config). Swift itself must be on PATH.
 set -euo pipefail
 
 missing=()
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-if ! pkg-config --exists libpmem 2>/dev/null; then
-    missing+=(libpmem-dev)
-fi
+for lib in libpmem libpmem2; do
+    pkg-config --exists "$lib" 2>/dev/null || missing+=("$lib-dev")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} with apt-get" >&2
     sudo=""

@@ -43,6 +43,8 @@ public enum DeviceError: Error, Equatable, Sendable {
     case mappingMisaligned(path: String, address: UInt, alignment: UInt64)
     case sysfs(path: String, reason: String)
     case system(path: String, SystemCallError)
+    /// The list of bad blocks could not be read.
+    case badBlocksUnavailable(path: String, reason: String)
     /// A guarded access met a media error (SIGBUS) at this device offset.
     case mediaError(path: String, deviceOffset: UInt64)
 }

@@ -165,7 +165,42 @@ public final class Heap: Sendable {
             if s.table.availableSize != s.table.usableSize - s.table.arenas.values.reduce(0, { $0 + $1.size }) {
                 problems.append("available size \(s.table.availableSize) is not the usable size less the arenas")
             }
-            return HeapCheckReport(primary: s.primary, secondary: s.secondary, problems: problems)
+            var badBlocks: [BadBlock] = []
+            do throws(HeapError) {
+                badBlocks = try Self.badBlocks(on: device, table: s.table)
+                problems += badBlocks.map(\.description)
+            } catch {
+                problems.append("\(error)")
+            }
+            return HeapCheckReport(primary: s.primary, secondary: s.secondary, badBlocks: badBlocks, problems: problems)
+        }
+    }
+
+    /// The device's known bad ranges (libpmem2's bad-block list; on device-dax, the
+    /// region's badblocks), each split by what it hits: a metadata copy, an arena at an
+    /// arena offset, or free space.
+    public func badBlocks() throws(HeapError) -> [BadBlock] {
+        let table = state.withLock { $0.table }
+        return try Self.badBlocks(on: device, table: table)
+    }
+
+    private static func badBlocks(on device: MappedDevice, table: ArenaTable) throws(HeapError) -> [BadBlock] {
+        let ranges: [BadRange]
+        do throws(DeviceError) {
+            ranges = try device.badRanges()
+        } catch {
+            throw HeapError(error)
+        }
+        return ranges.flatMap { bad in
+            table.owners(of: bad.offset ..< bad.offset + bad.length).map { piece in
+                let location: BadBlock.Location = switch piece.owner {
+                case .primaryMetadata: .primaryMetadata
+                case .secondaryMetadata: .secondaryMetadata
+                case .arena(let name, let offset): .arena(name: name, offset: offset)
+                case .unallocated: .unallocated
+                }
+                return BadBlock(deviceOffset: piece.range.lowerBound, length: UInt64(piece.range.count), location: location)
+            }
         }
     }
 

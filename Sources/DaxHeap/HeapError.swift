@@ -38,6 +38,8 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     case mappingMisaligned(path: String, address: UInt, alignment: UInt64)
     case sysfs(path: String, reason: String)
     case io(path: String, operation: String, errno: Int32, message: String)
+    /// The device's list of bad blocks could not be read.
+    case badBlocksUnavailable(path: String, reason: String)
     /// A media error (poison) was met; `location` says what lives there ("the secondary
     /// metadata copy", "arena \"a\" at offset 4096").
     case mediaError(path: String, deviceOffset: UInt64, location: String)
@@ -96,6 +98,8 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
             "\(path) was mapped at 0x\(String(address, radix: 16)), not aligned to \(bytes(alignment)); free address space and retry"
         case .sysfs(let path, let reason):
             "cannot read the device-dax attributes of \(path): \(reason)"
+        case .badBlocksUnavailable(let path, let reason):
+            "cannot read the bad blocks of \(path): \(reason); check that the device's region exposes badblocks (ndctl list --media-errors)"
         case .mediaError(let path, let deviceOffset, let location):
             "media error on \(path) at device offset \(deviceOffset) (\(location)); clear the poison (e.g. ndctl clear-errors), then run `daxheap check --repair`"
         case .io(let path, let operation, let errno, let message):
@@ -118,6 +122,7 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
         case .mappingMisaligned(let path, let address, let alignment): self = .mappingMisaligned(path: path, address: address, alignment: alignment)
         case .sysfs(let path, let reason): self = .sysfs(path: path, reason: reason)
         case .system(let path, let e): self = .io(path: path, operation: e.call, errno: e.errno, message: e.message)
+        case .badBlocksUnavailable(let path, let reason): self = .badBlocksUnavailable(path: path, reason: reason)
         case .mediaError(let path, let deviceOffset): self = .mediaError(path: path, deviceOffset: deviceOffset, location: "device")
         }
     }

@@ -98,10 +98,39 @@ public struct PersistentReference: Hashable, Sendable, BitwiseCopyable {
     }
 }
 
+/// A known bad (poisoned) range of the device, and what lives there.
+public struct BadBlock: Hashable, Sendable, CustomStringConvertible {
+    /// What the bad bytes belong to.
+    public enum Location: Hashable, Sendable {
+        case primaryMetadata
+        case secondaryMetadata
+        /// Arena `name`, from byte `offset` of the arena on.
+        case arena(name: String, offset: UInt64)
+        /// Space no arena holds.
+        case unallocated
+    }
+
+    public var deviceOffset: UInt64
+    public var length: UInt64
+    public var location: Location
+
+    public var description: String {
+        let place = switch location {
+        case .primaryMetadata: "the primary metadata copy"
+        case .secondaryMetadata: "the secondary metadata copy"
+        case .arena(let name, let offset): "arena \"\(name)\" at offset \(offset)"
+        case .unallocated: "unallocated space"
+        }
+        return "bad block at device offset \(deviceOffset), \(length) bytes, in \(place)"
+    }
+}
+
 /// What `Heap.check()` found.
 public struct HeapCheckReport: Equatable, Sendable {
     public var primary: MetadataCopyStatus
     public var secondary: MetadataCopyStatus
+    /// Known bad ranges, split by what they hit, in device order.
+    public var badBlocks: [BadBlock]
     /// Every problem found, one line each; empty when healthy.
     public var problems: [String]
     public var isHealthy: Bool { problems.isEmpty }
