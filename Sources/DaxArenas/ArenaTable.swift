@@ -35,7 +35,7 @@ public struct ArenaTable: Hashable, Sendable {
         precondition(deviceSize >= Geometry.minimumDeviceSize && Geometry.isAligned(deviceSize))
         self.deviceSize = deviceSize
         let usable = Geometry.usableRegion(deviceSize: deviceSize)
-        tree = ResourceTree(start: usable.lowerBound, size: UInt64(usable.count))
+        tree = ResourceTree(start: usable.lowerBound, size: Geometry.length(of: usable))
     }
 
     /// The table a decoded metadata copy describes. The decoder has validated it; a
@@ -140,7 +140,7 @@ public struct ArenaTable: Hashable, Sendable {
             left -= add
         }
         for gap in tree.gaps where left > 0 {
-            let take = min(UInt64(gap.count), left)
+            let take = min(Geometry.length(of: gap), left)
             do {
                 try tree.request(start: gap.lowerBound, size: take, owner: id, pageOffset: arena.size)
             } catch {

@@ -37,6 +37,7 @@ public enum DeviceError: Error, Equatable, Sendable {
     case inUse(path: String)
     case sizeNotAligned(path: String, size: UInt64)
     case tooSmall(path: String, size: UInt64)
+    case tooLarge(path: String, size: UInt64)
     case sizeRequired(path: String)
     case sizeFixed(path: String, deviceSize: UInt64, requested: UInt64)
     case notEmpty(path: String, what: String)
@@ -158,7 +159,9 @@ public final class MappedDevice: @unchecked Sendable {
     }
 
     static func openAndLock(path: String, mode: AccessMode, create: Bool) throws(DeviceError) -> Int32 {
-        let flags: Int32 = (mode == .readOnly ? O_RDONLY : O_RDWR) | (create ? O_CREAT | O_EXCL : 0)
+        // O_NONBLOCK: a FIFO must not hang the open (it is refused once fstat sees it);
+        // it changes nothing for a regular file or a device-dax, which are only mapped.
+        let flags: Int32 = (mode == .readOnly ? O_RDONLY : O_RDWR) | (create ? O_CREAT | O_EXCL : 0) | O_NONBLOCK
         let fd: Int32
         switch Syscall.open(path, flags, 0o644) {
         case .success(let f): fd = f
@@ -202,6 +205,8 @@ public final class MappedDevice: @unchecked Sendable {
     static func checkGeometry(path: String, size: UInt64) throws(DeviceError) {
         guard size % granularity == 0 else { throw .sizeNotAligned(path: path, size: size) }
         guard size >= 3 * granularity else { throw .tooSmall(path: path, size: size) }
+        // off_t, and the mapping's length, are signed 64-bit.
+        guard size <= UInt64(Int64.max) else { throw .tooLarge(path: path, size: size) }
     }
 
     /// Maps the whole device. Read-write goes through libpmem (pmem_map_file); the

@@ -46,7 +46,7 @@ public struct Arena: Sendable {
     }
 
     /// Resizes this arena (see ``Heap/resizeArena(named:to:)``).
-    public func resize(to size: UInt64) throws(HeapError) { try heap.resizeArena(named: name, to: size) }
+    public func resize(to size: UInt64) throws(HeapError) { try heap.resizeArena(id: id, name: name, to: size) }
 
     // MARK: - Scoped raw access (one extent)
 
@@ -119,7 +119,7 @@ public struct Arena: Sendable {
                 } catch {
                     guard case .mediaError(let path, let at) = error else { throw HeapError(error) }
                     let arenaOffset = offset + done + (at >= device ? at - device : 0)
-                    throw .mediaError(path: path, deviceOffset: at, location: "arena \"\(name)\" at offset \(arenaOffset)")
+                    throw .mediaError(path: path, deviceOffset: at, location: "arena \(debugQuoted(name)) at offset \(arenaOffset)")
                 }
             }
         }

@@ -199,7 +199,7 @@ public final class Heap: Sendable {
                 case .arena(let name, let offset): .arena(name: name, offset: offset)
                 case .unallocated: .unallocated
                 }
-                return BadBlock(deviceOffset: piece.range.lowerBound, length: UInt64(piece.range.count), location: location)
+                return BadBlock(deviceOffset: piece.range.lowerBound, length: Geometry.length(of: piece.range), location: location)
             }
         }
     }
@@ -294,6 +294,16 @@ public final class Heap: Sendable {
         }
     }
 
+    /// Resizes the arena with this persistent id (what a handle holds: a handle to a
+    /// destroyed arena must not reach a newer arena that took its name).
+    func resizeArena(id: UInt64, name: String, to size: UInt64) throws(HeapError) {
+        _ = try change(arena: name) { table throws(ProvisionError) in
+            guard table.arenas[id] != nil else { throw .unknownArena(name) }
+            try table.resize(name: name, to: size)
+            return id
+        }
+    }
+
     /// Destroys an arena, returning its space to the heap. Returns once no access can
     /// still reach it; handles to it then fail with ``HeapError/unknownArena(_:)``.
     public func destroyArena(named name: String) throws(HeapError) {
@@ -326,7 +336,7 @@ public final class Heap: Sendable {
                 // New space is zeroed while it is still free, so a crash leaves no arena
                 // holding stale bytes.
                 for range in Self.addedRanges(old: old, new: new) {
-                    try device.zero(offset: range.lowerBound, length: UInt64(range.count))
+                    try device.zero(offset: range.lowerBound, length: Geometry.length(of: range))
                 }
             } catch {
                 throw HeapError(error)

@@ -26,6 +26,7 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     case notDeviceDax(path: String, reason: String)
     case deviceTooSmall(path: String, size: UInt64)
     case deviceSizeNotAligned(path: String, size: UInt64)
+    case deviceTooLarge(path: String, size: UInt64)
     case sizeRequired(path: String)
     case sizeFixed(path: String, deviceSize: UInt64, requested: UInt64)
     case notEmpty(path: String, what: String)
@@ -49,9 +50,9 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
         case .noSpace(let requested, let available):
             "not enough space: \(bytes(requested)) requested, \(bytes(available)) available; shrink or destroy an arena, or use a larger device"
         case .nameTaken(let name):
-            "an arena named \"\(name)\" already exists; pick another name or destroy it first"
+            "an arena named \(debugQuoted(name)) already exists; pick another name or destroy it first"
         case .unknownArena(let name):
-            "no arena named \"\(name)\"; list the arenas to see their names"
+            "no arena named \(debugQuoted(name)); list the arenas to see their names"
         case .misalignedSize(let size):
             "size \(size) is not a positive multiple of 2 MiB (2097152 bytes); round it up to the next 2 MiB"
         case .invalidName(let name, let reason):
@@ -59,51 +60,53 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tableFull(let arenas, let extents):
             "the arena table would not fit in its 2 MiB metadata block (\(arenas) arenas, \(extents) extents); destroy unused arenas or grow fragmented ones less often"
         case .outOfRange(let arena, let offset, let count, let size):
-            "bytes \(offset)..<\(offset &+ count) are outside arena \"\(arena)\" of \(size) bytes; resize the arena or stay below its size"
+            "bytes \(offset)..<\(offset &+ count) are outside arena \(debugQuoted(arena)) of \(size) bytes; resize the arena or stay below its size"
         case .crossesExtent(let arena, let offset, let count, let contiguous):
-            "bytes \(offset)..<\(offset &+ count) of arena \"\(arena)\" cross an extent boundary (\(contiguous) contiguous bytes from \(offset)); split the access or use the copying read/write"
+            "bytes \(offset)..<\(offset &+ count) of arena \(debugQuoted(arena)) cross an extent boundary (\(contiguous) contiguous bytes from \(offset)); split the access or use the copying read/write"
         case .readOnly(let path):
-            "\(path) is open read-only; open it read-write to change it"
+            "\(printable(path)) is open read-only; open it read-write to change it"
         case .notFound(let path):
-            "\(path) does not exist; check the path, or create a heap there first"
+            "\(printable(path)) does not exist; check the path"
         case .isDirectory(let path):
-            "\(path) is a directory; give the path of a device-dax (/dev/daxX.Y) or of a file"
+            "\(printable(path)) is a directory; give the path of a device-dax (/dev/daxX.Y) or of a file"
         case .unsupportedFileType(let path, let kind):
-            "\(path) is \(kind); give the path of a device-dax (/dev/daxX.Y) or of a regular file"
+            "\(printable(path)) is \(kind); give the path of a device-dax (/dev/daxX.Y) or of a regular file"
         case .notDeviceDax(let path, let reason):
-            "\(path) is a character device but not a device-dax (\(reason)); give /dev/daxX.Y or a regular file"
+            "\(printable(path)) is a character device but not a device-dax (\(reason)); give /dev/daxX.Y or a regular file"
         case .deviceTooSmall(let path, let size):
-            "\(path) is \(bytes(size)), below the 6 MiB minimum (two 2 MiB metadata blocks and one data block); use a larger size"
+            "\(printable(path)): a size of \(bytes(size)) is below the 6 MiB minimum (two 2 MiB metadata blocks and one data block); use a larger size"
         case .deviceSizeNotAligned(let path, let size):
-            "\(path) is \(size) bytes, not a multiple of 2 MiB; use a size that is"
+            "\(printable(path)): a size of \(size) bytes is not a multiple of 2 MiB (2097152 bytes); use a size that is"
+        case .deviceTooLarge(let path, let size):
+            "\(printable(path)): a size of \(size) bytes is beyond what a file offset can address (8 EiB); use a smaller size"
         case .sizeRequired(let path):
-            "\(path) does not exist yet and no size was given; give a size (a multiple of 2 MiB, at least 6 MiB)"
+            "\(printable(path)) does not exist yet and no size was given; give a size (a multiple of 2 MiB, at least 6 MiB)"
         case .sizeFixed(let path, let deviceSize, let requested):
-            "\(path) is a device-dax of \(bytes(deviceSize)), its size cannot be set to \(bytes(requested)); leave the size out"
+            "\(printable(path)) is a device-dax of \(bytes(deviceSize)), its size cannot be set to \(bytes(requested)); leave the size out"
         case .notEmpty(let path, let what):
-            "\(path) is \(what), not an empty device; refusing to overwrite it without force"
+            "\(printable(path)) is \(what), not an empty device; refusing to overwrite it without force"
         case .notADaxHeapDevice(let path):
-            "\(path) is not a DaxHeap device (neither metadata copy has the DaxHeap magic); create a heap on it first"
+            "\(printable(path)) is not a DaxHeap device (neither metadata copy has the DaxHeap magic); create a heap on it first"
         case .unsupportedVersion(let path, let version):
-            "\(path) holds DaxHeap format version \(version), which this build cannot read; use a matching DaxHeap release"
+            "\(printable(path)) holds DaxHeap format version \(version), which this build cannot read; use a matching DaxHeap release"
         case .corruptMetadata(let path, let primary, let secondary):
-            "both metadata copies of \(path) are bad (primary: \(primary); secondary: \(secondary)); nothing was written: restore the device from a backup"
+            "both metadata copies of \(printable(path)) are bad (primary: \(primary); secondary: \(secondary)); nothing was written: restore the device from a backup"
         case .sizeMismatch(let path, let recorded, let actual):
-            "\(path) is \(actual) bytes but its heap was made for \(recorded) bytes (the file was cut short or grown); restore its size to \(recorded) bytes"
+            "\(printable(path)) is \(actual) bytes but its heap was made for \(recorded) bytes (the file was cut short or grown); restore its size to \(recorded) bytes"
         case .generationExhausted(let path):
-            "the metadata generation counter of \(path) is exhausted; copy the data to a new heap"
+            "the metadata generation counter of \(printable(path)) is exhausted; copy the data to a new heap"
         case .inUse(let path):
-            "\(path) is in use by another process (it holds the heap's lock); close it there first"
+            "\(printable(path)) is in use by another process (it holds the heap's lock); close it there first"
         case .mappingMisaligned(let path, let address, let alignment):
-            "\(path) was mapped at 0x\(String(address, radix: 16)), not aligned to \(bytes(alignment)); free address space and retry"
+            "\(printable(path)) was mapped at 0x\(String(address, radix: 16)), not aligned to \(bytes(alignment)); free address space and retry"
         case .sysfs(let path, let reason):
-            "cannot read the device-dax attributes of \(path): \(reason)"
+            "cannot read the device-dax attributes of \(printable(path)): \(reason)"
         case .badBlocksUnavailable(let path, let reason):
-            "cannot read the bad blocks of \(path): \(reason); check that the device's region exposes badblocks (ndctl list --media-errors)"
+            "cannot read the bad blocks of \(printable(path)): \(reason); check that the device's region exposes badblocks (ndctl list --media-errors)"
         case .mediaError(let path, let deviceOffset, let location):
-            "media error on \(path) at device offset \(deviceOffset) (\(location)); clear the poison (e.g. ndctl clear-errors), then run `daxheap check --repair`"
+            "media error on \(printable(path)) at device offset \(deviceOffset) (\(location)); clear the poison (e.g. ndctl clear-errors), then run `daxheap check --repair`"
         case .io(let path, let operation, let errno, let message):
-            "I/O error on \(path) during \(operation): \(message) (errno \(errno)); check the device and its permissions"
+            "I/O error on \(printable(path)) during \(operation): \(message) (errno \(errno)); check the device and its permissions"
         }
     }
 
@@ -116,6 +119,7 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
         case .inUse(let path): self = .inUse(path: path)
         case .sizeNotAligned(let path, let size): self = .deviceSizeNotAligned(path: path, size: size)
         case .tooSmall(let path, let size): self = .deviceTooSmall(path: path, size: size)
+        case .tooLarge(let path, let size): self = .deviceTooLarge(path: path, size: size)
         case .sizeRequired(let path): self = .sizeRequired(path: path)
         case .sizeFixed(let path, let deviceSize, let requested): self = .sizeFixed(path: path, deviceSize: deviceSize, requested: requested)
         case .notEmpty(let path, let what): self = .notEmpty(path: path, what: what)
@@ -151,10 +155,17 @@ public func bytes(_ n: UInt64) -> String {
         unit += 1
     }
     let whole = n / scale
-    let hundredths = (n % scale) * 100 / scale
+    let hundredths = scale.dividingFullWidth((n % scale).multipliedFullWidth(by: 100)).quotient
     if hundredths == 0 { return "\(whole) \(units[unit])" }
     let frac = hundredths % 10 == 0 ? "\(hundredths / 10)" : (hundredths < 10 ? "0\(hundredths)" : "\(hundredths)")
     return "\(whole).\(frac) \(units[unit])"
+}
+
+/// A path with control characters escaped, so an error stays on one line.
+func printable(_ s: String) -> String {
+    guard s.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else { return s }
+    let quoted = debugQuoted(s)
+    return String(quoted.dropFirst().dropLast())
 }
 
 /// A name quoted with anything unprintable escaped, so an error stays on one line.

@@ -118,7 +118,7 @@ public struct BadBlock: Hashable, Sendable, CustomStringConvertible {
         let place = switch location {
         case .primaryMetadata: "the primary metadata copy"
         case .secondaryMetadata: "the secondary metadata copy"
-        case .arena(let name, let offset): "arena \"\(name)\" at offset \(offset)"
+        case .arena(let name, let offset): "arena \(debugQuoted(name)) at offset \(offset)"
         case .unallocated: "unallocated space"
         }
         return "bad block at device offset \(deviceOffset), \(length) bytes, in \(place)"

@@ -18,6 +18,9 @@ public enum Geometry {
         blockSize ..< deviceSize - blockSize
     }
 
+    /// Bytes in a device range (`Range.count` is an Int, which traps beyond 2^63).
+    public static func length(of range: Range<UInt64>) -> UInt64 { range.upperBound - range.lowerBound }
+
     /// Whether `value` is a multiple of the block size.
     public static func isAligned(_ value: UInt64) -> Bool { value % blockSize == 0 }
 }

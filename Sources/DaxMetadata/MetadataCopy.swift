@@ -233,7 +233,9 @@ public enum MetadataCopy {
                 guard extent.arenaOffset == arenaOffset else {
                     return corrupt("arena \"\(name)\": extent \(e) starts at arena offset \(extent.arenaOffset), expected \(arenaOffset)")
                 }
-                arenaOffset += extent.length  // cannot overflow: each length is below the device size
+                let (next, overflow) = arenaOffset.addingReportingOverflow(extent.length)
+                guard !overflow else { return corrupt("arena \"\(name)\": extents add up past 2^64 bytes") }
+                arenaOffset = next
                 extents.append(extent)
                 allExtents.append((extent, name))
             }
