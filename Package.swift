@@ -52,6 +52,7 @@ let package = Package(
             name: "DaxHeapTool",
             dependencies: [
                 "DaxHeap",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

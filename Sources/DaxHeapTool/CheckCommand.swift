@@ -1,0 +1,112 @@
+import ArgumentParser
+import DaxHeap
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Verify both metadata copies and the arena table; --repair rewrites a bad or stale copy.",
+        discussion: """
+        Without --repair the heap is opened read-only and nothing is written. With --repair \
+        a corrupt, stale or unreadable copy is rewritten from the good one.
+        Exit status: 0 healthy (also after a successful repair); 3 damage was found and not \
+        repaired (including both copies bad); 1 the check could not run (no such path, not \
+        a heap, in use, ...).
+        JSON: {healthy, metadata: {primary, secondary}, problems: [..], repaired: [..], \
+        badblocks: [{device_offset, length, arena, arena_offset, location}]}: metadata, \
+        problems and badblocks say what was found, repaired what --repair fixed, healthy the \
+        state at exit. A bad block's arena and arena_offset are null outside arenas; its \
+        location is "arena", "metadata primary", "metadata secondary" or "unallocated".
+        """
+    )
+
+    @Argument(help: Help.path) var path: String
+    @Flag(name: .long, help: "Rewrite a bad or stale metadata copy from the good one.") var repair = false
+    @Flag(name: .long, help: Help.json) var json = false
+
+    /// What the check found and did.
+    struct Outcome {
+        var primary: MetadataCopyStatus
+        var secondary: MetadataCopyStatus
+        var problems: [String]
+        var badBlocks: [BadBlock] = []
+        var repaired: [String] = []
+        var healthy: Bool
+        /// Whether a repair could help (one copy is good).
+        var repairable: Bool
+    }
+
+    func run() throws {
+        var outcome: Outcome!
+        try reportingFailures {
+            outcome = try examine()
+            if repair, !outcome.healthy, outcome.repairable {
+                // The read-only heap is closed by now (examine returned): its shared lock
+                // would otherwise stop the exclusive one.
+                let heap = try HeapAccess.openReadWrite(path)
+                outcome.repaired = heap.repairs
+                outcome.healthy = heap.check().isHealthy
+            }
+            if json {
+                try Console.out(JSON.object([
+                    "healthy": .bool(outcome.healthy),
+                    "metadata": Formatting.metadataJSON(primary: outcome.primary.state, secondary: outcome.secondary.state),
+                    "problems": .array(outcome.problems.map(JSON.string)),
+                    "badblocks": .array(outcome.badBlocks.map(Formatting.badBlockJSON)),
+                    "repaired": .array(outcome.repaired.map(JSON.string)),
+                ]).text)
+            } else {
+                try Console.out(lines: lines(outcome))
+            }
+        }
+        if !outcome.healthy { throw ExitCode(3) }
+    }
+
+    /// Opens read-only and checks; both copies bad is a finding, not a failure.
+    func examine() throws(HeapError) -> Outcome {
+        do throws(HeapError) {
+            let heap = try HeapAccess.openReadOnly(path)
+            let report = heap.check()
+            return Outcome(primary: report.primary, secondary: report.secondary, problems: report.problems,
+                           badBlocks: report.badBlocks, healthy: report.isHealthy,
+                           repairable: report.primary.state == .ok || report.secondary.state == .ok)
+        } catch {
+            guard case .corruptMetadata(_, let primary, let secondary) = error else { throw error }
+            return Outcome(primary: MetadataCopyStatus(state: .corrupt, detail: primary),
+                           secondary: MetadataCopyStatus(state: .corrupt, detail: secondary),
+                           problems: ["primary metadata copy is corrupt: \(primary)",
+                                      "secondary metadata copy is corrupt: \(secondary)"],
+                           healthy: false, repairable: false)
+        }
+    }
+
+    func lines(_ outcome: Outcome) -> [String] {
+        let fixed = !outcome.repaired.isEmpty
+        func row(_ status: MetadataCopyStatus) -> String {
+            Formatting.describe(status) + (fixed && status.state != .ok ? " -> repaired" : "")
+        }
+        var lines = Formatting.table([
+            ("primary metadata copy", row(outcome.primary)),
+            ("secondary metadata copy", row(outcome.secondary)),
+        ])
+        if outcome.problems.isEmpty {
+            lines.append("arena table: consistent")
+        } else {
+            lines.append("\(Formatting.plural(outcome.problems.count, "problem")) found:")
+            lines += outcome.problems.map { "  \(Console.oneLine($0))" }
+        }
+        if !outcome.repaired.isEmpty {
+            lines.append("repaired:")
+            lines += outcome.repaired.map { "  \($0)" }
+        }
+        if outcome.healthy {
+            lines.append(outcome.repaired.isEmpty ? "healthy" : "healthy after repair")
+        } else if !outcome.repairable {
+            lines.append("damaged: both metadata copies are bad and cannot be repaired; restore the device from a backup")
+        } else if repair {
+            lines.append("damaged: the repair did not make the heap healthy")
+        } else {
+            lines.append("damaged: run `daxheap check --repair \(path)` to rewrite the bad copy from the good one")
+        }
+        return lines
+    }
+}

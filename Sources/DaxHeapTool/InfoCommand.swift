@@ -1,0 +1,28 @@
+import ArgumentParser
+import DaxHeap
+
+struct InfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "info",
+        abstract: "Show a heap's size, space, generation, persistence and metadata copies (read-only).",
+        discussion: """
+        JSON keys: path, kind ("devdax" or "file"), size, align, usable_size, available_size, \
+        generation, arena_count, persistence ("pmem" or "msync"), metadata {primary, secondary} \
+        each "ok", "corrupt", "unreadable" or "stale".
+        """
+    )
+
+    @Argument(help: Help.path) var path: String
+    @Flag(name: .long, help: Help.json) var json = false
+
+    func run() throws {
+        try reportingFailures {
+            let heap = try HeapAccess.openReadOnly(path)
+            if json {
+                try Console.out(Formatting.infoJSON(heap).text)
+            } else {
+                try Console.out(lines: Formatting.infoLines(heap))
+            }
+        }
+    }
+}

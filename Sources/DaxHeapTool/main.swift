@@ -1,2 +1,0 @@
-// (the CLI is being written)
-print("daxheap")
