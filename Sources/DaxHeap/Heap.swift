@@ -265,10 +265,15 @@ public final class Heap: Sendable {
 
     /// The arena a reference points into, and the reference's offset checked against it.
     public func resolve(_ reference: PersistentReference) throws(HeapError) -> Arena {
-        try state.withLock { s throws(HeapError) in
-            guard let cell = s.cells[reference.arenaID] else { throw .unknownArena("#\(reference.arenaID)") }
+        let arena = try state.withLock { s throws(HeapError) in
+            guard let cell = s.cells[reference.arenaID] else { throw HeapError.unknownArena("#\(reference.arenaID)") }
             return Arena(heap: self, cell: cell)
         }
+        let size = try arena.size
+        guard reference.offset <= size else {
+            throw .outOfRange(arena: arena.name, offset: reference.offset, count: 0, arenaSize: size)
+        }
+        return arena
     }
 
     /// Creates an arena of `size` bytes (a positive multiple of 2 MiB). Its bytes read as

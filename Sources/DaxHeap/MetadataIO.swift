@@ -95,6 +95,11 @@ enum MetadataIO {
     /// belongs to another heap, unreadable on a media error. No valid copy: not a heap, or
     /// corrupt, with both reasons.
     static func choose(primary: ReadResult, secondary: ReadResult, path: String) throws(HeapError) -> Choice {
+        // A verified copy of another format version means a newer DaxHeap wrote here:
+        // refuse rather than read half of it or overwrite it with this version.
+        for result in [primary, secondary] {
+            if case .invalid(.unsupportedVersion(let v)) = result { throw .unsupportedVersion(path: path, version: v) }
+        }
         func invalid(_ result: ReadResult) -> MetadataDecodeError? {
             switch result {
             case .valid: nil

@@ -126,8 +126,17 @@ public enum MetadataCopy {
         guard bytes.count >= headerSize, bytes.prefix(8).elementsEqual(magic) else { return .failure(.notADaxHeap) }
         let r = Reader(bytes)
         let version = r.u32(at: 8)
-        guard version == formatVersion else { return .failure(.unsupportedVersion(version)) }
         let table = Int(r.u32(at: tableLengthOffset))
+        guard version == formatVersion else {
+            // A copy written by another format version keeps the header's place for the
+            // length and checksum; if they verify, it is a real copy of that version (do not
+            // overwrite it), otherwise it is a version-1 copy with a damaged version field.
+            if table <= maxTableLength, bytes.count >= headerSize + table,
+               r.u32(at: checksumOffset) == checksum(UnsafeRawBufferPointer(rebasing: bytes[0 ..< headerSize + table])) {
+                return .failure(.unsupportedVersion(version))
+            }
+            return .failure(.corrupt("checksum mismatch, and format version \(version) is not \(formatVersion)"))
+        }
         guard table >= tableHeaderSize, table <= maxTableLength else {
             return .failure(.corrupt("table length \(table) is outside \(tableHeaderSize)...\(maxTableLength)"))
         }
