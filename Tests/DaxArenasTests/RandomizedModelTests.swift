@@ -237,6 +237,10 @@ private enum Operation { case create, resize, destroy }
             // Every 100 operations: reopen through the metadata, and translate every page.
             if op % 100 == 99 {
                 if let problem = roundTripViolation(t, generation: UInt64(op)) { fail(op, what, "round trip: \(problem)"); return }
+                let lower = rng.below(deviceSize + unit)
+                for range in [0 ..< deviceSize, lower ..< lower + rng.below(deviceSize)] {
+                    if let problem = ownersViolation(t, range) { fail(op, what, "owners: \(problem)"); return }
+                }
                 for layout in t.arenas.values {
                     if let problem = translationViolation(layout, at: everyPageProbe(layout)) { fail(op, what, "translation: \(problem)"); return }
                 }

@@ -414,20 +414,28 @@ import Testing
     }
 }
 
-/// BUG (Sources/DaxArenas/ArenaTable.swift, `init(deviceSize:)`): the usable region's
-/// size is taken as `UInt64(usable.count)`, and `Range<UInt64>.count` is an `Int`, so any
-/// device larger than 2^63 + 4 MiB traps ("Distance is not representable in Int")
-/// although it passes the initializer's precondition (aligned, >= 6 MiB) and
-/// `MetadataCopy.decode` accepts such a `deviceSize`; `ArenaTable(metadata:)` then traps
-/// instead of throwing. The same `UInt64(gap.count)` is in `grow`. Expected: the table
-/// is built (usable size `deviceSize - 4 MiB`), or the size is refused up front.
-/// Run as an exit test so that the trap does not take the other tests down.
-@Suite struct HugeDeviceBugTests {
+/// Regression: the usable region's size was taken as `UInt64(usable.count)` (and a gap's
+/// as `UInt64(gap.count)` in `grow`); `Range<UInt64>.count` is an `Int`, so any device
+/// larger than 2^63 + 4 MiB trapped ("Distance is not representable in Int") although it
+/// passes the initializer's precondition and `MetadataCopy.decode` accepts such a size,
+/// and `ArenaTable(metadata:)` trapped instead of throwing. Run as exit tests so that a
+/// trap cannot take the other tests down.
+@Suite struct HugeDeviceTests {
     @Test func deviceLargerThan2To63BytesDoesNotTrap() async {
         await #expect(processExitsWith: .success) {
             let deviceSize = UInt64.max - UInt64.max % Geometry.blockSize
-            let t = ArenaTable(deviceSize: deviceSize)
-            precondition(t.usableSize == deviceSize - 2 * Geometry.blockSize)
+            let usable = deviceSize - 2 * Geometry.blockSize
+            var t = ArenaTable(deviceSize: deviceSize)
+            precondition(t.usableSize == usable && t.availableSize == usable)
+            precondition(t.tree.gaps == [Geometry.blockSize ..< deviceSize - Geometry.blockSize])
+            try! t.create(name: "x", size: 1 << 63)  // from a gap of more than 2^63 bytes
+            try! t.create(name: "y", size: usable - (1 << 63))
+            try! t.destroy(name: "x")  // leaves a gap of exactly 2^63 bytes
+            try! t.resize(name: "y", to: usable)  // which y then takes as a second extent
+            precondition(t.availableSize == 0 && t.invariantViolation() == nil)
+            precondition(t.arena(named: "y")!.extents.count == 2)
+            let last = t.arena(named: "y")!.translate(usable - 1)!
+            precondition(last.deviceOffset == Geometry.blockSize + (1 << 63) - 1 && last.contiguous == 1)
         }
         await #expect(processExitsWith: .success) {
             let deviceSize = UInt64.max - UInt64.max % Geometry.blockSize

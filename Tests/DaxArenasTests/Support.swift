@@ -221,3 +221,40 @@ struct SplitMix64: RandomNumberGenerator {
     /// True with probability `percent` / 100.
     mutating func chance(_ percent: UInt64) -> Bool { below(100) < percent }
 }
+
+/// Checks `owners(of:)` on `range` against the table: the pieces tile the part of the
+/// range inside the device in device order, each metadata piece lies in its block, each
+/// arena piece translates back to its own start (through the radix tree) and stays in one
+/// extent, and each unallocated piece touches no extent.
+func ownersViolation(_ t: ArenaTable, _ range: Range<UInt64>) -> String? {
+    let pieces = t.owners(of: range)
+    let clipped = range.clamped(to: 0 ..< t.deviceSize)
+    if clipped.isEmpty { return pieces.isEmpty ? nil : "\(range): pieces for an empty clip: \(pieces)" }
+    var cursor = clipped.lowerBound
+    for (piece, owner) in pieces {
+        if piece.lowerBound != cursor || piece.isEmpty { return "\(range): piece \(piece) does not follow \(cursor)" }
+        cursor = piece.upperBound
+        switch owner {
+        case .primaryMetadata:
+            if piece.upperBound > unit { return "\(range): primary metadata piece \(piece)" }
+        case .secondaryMetadata:
+            if piece.lowerBound < t.deviceSize - unit { return "\(range): secondary metadata piece \(piece)" }
+        case .arena(let name, let arenaOffset):
+            guard let layout = t.arena(named: name) else { return "\(range): piece \(piece) of unknown arena \(name)" }
+            guard let (device, contiguous) = layout.translate(arenaOffset), device == piece.lowerBound,
+                  contiguous >= piece.upperBound - piece.lowerBound
+            else { return "\(range): piece \(piece) of \(name) @\(arenaOffset) does not translate back" }
+        case .unallocated:
+            for arena in t.arenas.values {
+                for e in arena.extents where e.deviceOffset < piece.upperBound && piece.lowerBound < e.deviceOffset + e.length {
+                    return "\(range): unallocated piece \(piece) overlaps an extent of \(arena.name)"
+                }
+            }
+            if piece.lowerBound < unit || piece.upperBound > t.deviceSize - unit {
+                return "\(range): unallocated piece \(piece) outside the usable region"
+            }
+        }
+    }
+    if cursor != clipped.upperBound { return "\(range): pieces end at \(cursor), not \(clipped.upperBound)" }
+    return nil
+}
