@@ -13,6 +13,7 @@ for sanitizer in "${sanitizers[@]}"; do
     # halt_on_error: the first report fails the run; the guarded copy's handler must be
     # allowed to replace the sanitizer's SIGBUS handler while it runs.
     ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:allow_user_segv_handler=1:handle_sigbus=0" \
+    LSAN_OPTIONS="suppressions=$PWD/.ci/lsan.supp:print_suppressions=0" \
     TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
         swift test --sanitize="$sanitizer" --scratch-path ".build-$sanitizer"
 done

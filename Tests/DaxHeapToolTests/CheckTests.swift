@@ -199,10 +199,10 @@ import Testing
             }
             #expect(blocks[0]["location"] as? String == "metadata primary")
             #expect(blocks[0]["arena"] is NSNull)
-            #expect(blocks[0]["device_offset"] as? UInt64 == 4096)
+            #expect(integer(blocks[0]["device_offset"]) == 4096)
             #expect(blocks[1]["arena"] as? String == "a")
-            #expect(blocks[1]["arena_offset"] as? UInt64 == (2 << 20) - 4096)
-            #expect(blocks[1]["length"] as? UInt64 == 8192)
+            #expect(integer(blocks[1]["arena_offset"]) == (2 << 20) - 4096)
+            #expect(integer(blocks[1]["length"]) == 8192)
             #expect(blocks[2]["location"] as? String == "unallocated")
             #expect(json["healthy"] as? Bool == false)
             let human = try Tool.run(["check", heap], environment: hook)
