@@ -91,7 +91,10 @@ public final class MappedDevice: @unchecked Sendable {
         } else {
             Syscall.munmap(base, Int(size))
         }
-        Syscall.close(fd)  // drops the flock
+        // Unlock explicitly: a child forked by any thread shares the open file description
+        // until it execs, and closing our descriptor alone would leave the lock held.
+        _ = Syscall.flock(fd, LOCK_UN)
+        Syscall.close(fd)
     }
 
     // MARK: - Opening

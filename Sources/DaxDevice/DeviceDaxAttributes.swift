@@ -34,7 +34,10 @@ public struct DeviceDaxAttributes: Equatable, Sendable {
     static func number(at file: String, path: String) throws(DeviceError) -> UInt64 {
         switch Syscall.readSmallFile(file) {
         case .success(let text):
-            guard let value = parse(text) else { throw .sysfs(path: path, reason: "\(file) holds \"\(text)\", not a number") }
+            guard let value = parse(text) else {
+                let shown = text.trimmingCharacters(in: " \n\t").unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7F ? String($0) : "?" }.joined()
+                throw .sysfs(path: path, reason: "\(file) holds \"\(shown.prefix(64))\", not a number")
+            }
             return value
         case .failure(let e):
             throw .sysfs(path: path, reason: "cannot read \(file): \(e.message)")

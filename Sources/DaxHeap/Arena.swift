@@ -127,7 +127,10 @@ public struct Arena: Sendable {
 
     /// `count` arena bytes from `offset`.
     public func read(at offset: UInt64, count: Int) throws(HeapError) -> [UInt8] {
-        guard count >= 0 else { throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: try size) }
+        let size = try self.size
+        guard count >= 0, offset <= size, UInt64(count) <= size - offset else {
+            throw .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: size)
+        }
         var result = [UInt8](repeating: 0, count: count)
         let outcome = result.withUnsafeMutableBytes { raw in
             Result { () throws(HeapError) in try read(into: raw, at: offset) }

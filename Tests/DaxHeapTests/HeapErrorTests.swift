@@ -496,7 +496,31 @@ import Glibc
         #expect(try a.reference(at: s) == PersistentReference(arenaID: a.id, offset: s))
         #expect(try a.contiguousBytes(at: s) == 0)
         #expect(try a.read(at: s - 1, count: 1) == [pattern(4 << 20, seed: 3).last!])
-        #expect(try a.read(at: 0, count: Int(s)) == pattern(4 << 20, seed: 3))
+        #expect(sameBytes(try a.read(at: 0, count: Int(s)), pattern(4 << 20, seed: 3)), "a.read(at: 0, count: Int(s)) differs")
+    }
+
+    /// `read(at:count:)` with a count no arena could satisfy must throw outOfRange like
+    /// every other out-of-range access, not trap allocating the result first. Run in a
+    /// child process (an exit test), since the failure mode is a crash.
+    @Test func readWithAnAbsurdCountThrowsInsteadOfTrapping() async throws {
+        await #expect(processExitsWith: .success, "Arena.read(at: 0, count: 1 << 42) on a 2 MiB arena trapped instead of throwing outOfRange") {
+            exit(HeapErrorTests.readWithAnAbsurdCount())
+        }
+        removeFile("/dev/shm/daxheap-test-\(getpid())-exit-read")
+    }
+
+    /// The exit test's body: 0 if the read threw the right outOfRange.
+    static func readWithAnAbsurdCount() -> Int32 {
+        let path = "/dev/shm/daxheap-test-\(getppid())-exit-read"
+        defer { unlink(path) }
+        do {
+            let heap = try Heap.create(path: path, size: 8 << 20, overwrite: true)
+            let a = try heap.createArena(named: "a", size: 2 << 20)
+            _ = try a.read(at: 0, count: 1 << 42)
+            return 1
+        } catch {
+            return error == .outOfRange(arena: "a", offset: 0, count: 1 << 42, arenaSize: 2 << 20) ? 0 : 2
+        }
     }
 
     @Test func outOfRangeOnADiscontiguousArenaWritesNothing() throws {

@@ -103,7 +103,7 @@ import Glibc
             process.executableURL = URL(fileURLWithPath: LockingTests.flockTool)
             // -n: fail rather than wait; -o: the command does not inherit the lock, flock(1)
             // itself holds it until the command (which waits for our stdin to close) exits.
-            process.arguments = [exclusive ? "-x" : "-s", "-n", "-o", path, "-c", "echo locked; read x"]
+            process.arguments = [exclusive ? "-x" : "-s", "-n", "-o", path, "-c", "echo locked; read x; exit 0"]
             process.standardInput = input
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
@@ -182,5 +182,64 @@ import Glibc
             _ = reader
         }
         #expect(try Self.childCanLock(path, exclusive: true) == 0)
+    }
+
+    // MARK: - A child that inherited the descriptor
+
+    /// The descriptor this process has open on `path` (from /proc/self/fd), if exactly one.
+    static func descriptor(of path: String) -> Int32? {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        let matches = fds.compactMap(Int32.init).filter { fd in
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) == path
+        }
+        return matches.count == 1 ? matches[0] : nil
+    }
+
+    /// Spawns `/bin/sleep seconds` holding a duplicate of `fd` (as its descriptor 10): what
+    /// any child forked or spawned by another thread holds between its fork and its exec.
+    static func spawnHolding(_ fd: Int32, seconds: String) -> pid_t? {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fd, 10)
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup(seconds), nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, "/bin/sleep", &actions, nil, argv, environ) == 0 else { return nil }
+        return pid
+    }
+
+    /// A heap's lock is taken on its open file description; a child process that inherited
+    /// a duplicate (another thread spawned it between this heap's open and close, or the
+    /// program forked) keeps the description, and so the lock, alive after the heap is
+    /// closed. Closing must release the lock itself (flock(fd, LOCK_UN) before close(2)):
+    /// otherwise a reopen right after a close fails with inUse whenever another thread
+    /// happens to be spawning a process, and a long-lived child keeps the heap locked.
+    @Test(.enabled(if: executableExists("/bin/sleep"), "/bin/sleep is not installed"))
+    func closingReleasesTheLockEvenIfAChildInheritedTheDescriptor() throws {
+        let path = tempPath()
+        defer { removeFile(path) }
+        try Self.makeHeap(path)
+        var pid: pid_t?
+        do {
+            let heap = try Heap.open(path: path)
+            let fd = try #require(Self.descriptor(of: path), "cannot find the heap's descriptor in /proc/self/fd")
+            pid = Self.spawnHolding(fd, seconds: "1")
+            try #require(pid != nil, "posix_spawn failed")
+            _ = heap
+        }
+        defer {
+            if let pid {
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+            }
+        }
+        // The heap is closed; the child still sleeps with its copy of the descriptor.
+        do {
+            let heap = try Heap.open(path: path)
+            #expect(heap.arenas.map(\.name) == ["a"])
+        } catch {
+            Issue.record("reopening after close failed while a child held an inherited descriptor: \(error)")
+        }
     }
 }

@@ -171,12 +171,35 @@ func makeDiscontiguousArena(on heap: Heap, named name: String, extents extentCou
     return arena
 }
 
-/// The bytes of the arena's backing file at each extent, concatenated in arena order
-/// (what the arena's bytes are, according to its extents).
-func bytesThroughExtents(_ info: ArenaInfo, file: [UInt8]) -> [UInt8] {
+/// Arena bytes `[offset, offset + count)` read from the backing file (pread) at the
+/// device offsets the arena's extents give: what the arena holds, according to its extents.
+func bytesThroughExtents(_ info: ArenaInfo, path: String, offset: UInt64, count: Int) throws -> [UInt8] {
     var out: [UInt8] = []
-    for e in info.extents { out += file[Int(e.deviceOffset) ..< Int(e.deviceOffset + e.length)] }
+    out.reserveCapacity(count)
+    var at = offset
+    let end = offset + UInt64(count)
+    for e in info.extents where e.arenaOffset + e.length > at && at < end {
+        let n = Int(min(end, e.arenaOffset + e.length) - at)
+        out += try fileRange(path, offset: e.deviceOffset + (at - e.arenaOffset), count: n)
+        at += UInt64(n)
+    }
+    guard out.count == count else { throw TestFailure("the extents cover \(out.count) of \(count) bytes") }
     return out
+}
+
+/// `count` bytes of a file at `offset` (pread).
+func fileRange(_ path: String, offset: UInt64, count: Int) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw TestFailure("open \(path): errno \(errno)") }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: count)
+    var done = 0
+    while done < count {
+        let n = buffer.withUnsafeMutableBytes { raw in pread(fd, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done)) }
+        guard n > 0 else { throw TestFailure("pread \(path) at \(Int(offset) + done): \(n < 0 ? "errno \(errno)" : "end of file")") }
+        done += n
+    }
+    return buffer
 }
 
 // MARK: - Child processes
