@@ -105,7 +105,7 @@ import Testing
         try expectUnchanged(heap) {
             let info = try Tool.run(["info", heap, "--json"]).json()
             #expect((info["metadata"] as? [String: Any])?["secondary"] as? String == "stale")
-            #expect(integer(info["generation"]) == 2)
+            #expect((integer(info["generation"]) ?? .max) == 2)
             let run = try Tool.run(["check", heap, "--json"])
             #expect(run.status == 3)
             let r = try report(run)
@@ -197,13 +197,18 @@ import Testing
             for block in blocks {
                 #expect(Set(block.keys) == ["device_offset", "length", "arena", "arena_offset", "location"])
             }
-            #expect(blocks[0]["location"] as? String == "metadata primary")
-            #expect(blocks[0]["arena"] is NSNull)
-            #expect(integer(blocks[0]["device_offset"]) == 4096)
-            #expect(blocks[1]["arena"] as? String == "a")
-            #expect(integer(blocks[1]["arena_offset"]) == (2 << 20) - 4096)
-            #expect(integer(blocks[1]["length"]) == 8192)
-            #expect(blocks[2]["location"] as? String == "unallocated")
+            // Values are taken out of the JSON before comparing (AddressSanitizer trips on
+            // Swift Testing's expansion of comparisons over subscripted Any values).
+            let locations = blocks.map { $0["location"] as? String ?? "?" }
+            let arenas = blocks.map { $0["arena"] as? String ?? "null" }
+            let offsets = blocks.map { integer($0["device_offset"]) ?? .max }
+            let arenaOffsets = blocks.map { integer($0["arena_offset"]) ?? .max }
+            let lengths = blocks.map { integer($0["length"]) ?? .max }
+            #expect(locations == ["metadata primary", "arena", "unallocated"])
+            #expect(arenas == ["null", "a", "null"])
+            #expect(offsets == [4096, (4 << 20) - 4096, 10 << 20])
+            #expect(arenaOffsets[1] == (2 << 20) - 4096)
+            #expect(lengths == [4096, 8192, 512])
             #expect(json["healthy"] as? Bool == false)
             let human = try Tool.run(["check", heap], environment: hook)
             #expect(human.status == 3)
