@@ -244,3 +244,31 @@ public struct Arena: Sendable {
 func withBytes<R>(of bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(HeapError) -> R) throws(HeapError) -> R {
     try bytes.withUnsafeBytes { raw in Result { () throws(HeapError) in try body(raw) } }.get()
 }
+
+/// The arena's layout at one moment, for translating many offsets at the cost of the
+/// radix walk alone (see ``Arena/withTranslator(_:)``).
+public struct ArenaTranslator: Sendable {
+    @usableFromInline let layout: ArenaLayout
+
+    /// The arena's size in this layout.
+    public var size: UInt64 { layout.size }
+
+    /// The device offset holding arena byte `offset`, and how many bytes from there on
+    /// stay in the same extent; nil past the end. O(radix tree height).
+    @inlinable
+    public func translate(_ offset: UInt64) -> (deviceOffset: UInt64, contiguous: UInt64)? {
+        layout.translate(offset)
+    }
+}
+
+extension Arena {
+    /// Runs `body` with a translator of the arena's current layout, inside one read
+    /// section: a shrink or destroy waits until `body` returns, so the device offsets it
+    /// hands out stay the arena's meanwhile. Do not keep the translator beyond `body`.
+    public func withTranslator<R>(_ body: (ArenaTranslator) throws -> R) throws -> R {
+        let token = heap.sections.enter()
+        defer { heap.sections.exit(token) }
+        guard let snapshot = cell.load() else { throw HeapError.unknownArena(name) }
+        return try snapshot._withUnsafeGuaranteedRef { try body(ArenaTranslator(layout: $0.layout)) }
+    }
+}
