@@ -57,13 +57,15 @@ let package = Package(
             ]
         ),
 
-        .testTarget(name: "DaxResourceTreeTests", dependencies: ["DaxResourceTree"]),
-        .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix"]),
-        .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata"]),
-        .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree"]),
-        .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas"]),
+        // Seeded randomness shared by the randomized tests.
+        .target(name: "DaxTestSupport", path: "Tests/DaxTestSupport"),
+        .testTarget(name: "DaxResourceTreeTests", dependencies: ["DaxResourceTree", "DaxTestSupport"]),
+        .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix", "DaxTestSupport"]),
+        .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata", "DaxTestSupport"]),
+        .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "DaxTestSupport"]),
+        .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas", "DaxTestSupport"]),
         // Drives the built `daxheap` executable as a user would.
-        .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool"]),
+        .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

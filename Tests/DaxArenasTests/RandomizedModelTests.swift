@@ -11,6 +11,7 @@ import DaxMetadata
 import DaxRadix
 import DaxResourceTree
 import Testing
+import DaxTestSupport
 
 /// The reference model: what the user sees of a table.
 private struct Model {

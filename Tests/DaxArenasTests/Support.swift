@@ -7,6 +7,7 @@ import DaxMetadata
 import DaxRadix
 import DaxResourceTree
 import Testing
+import DaxTestSupport
 
 /// The heap's granularity, 2 MiB: one "block" (and one radix page).
 let unit: UInt64 = Geometry.blockSize
@@ -196,31 +197,6 @@ func roundTripViolation(_ t: ArenaTable, generation: UInt64 = 1) -> String? {
     return nil
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny deterministic generator, so that a
-/// failing seed replays identically on any stdlib.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in `0 ..< bound` (bound > 0), by rejection.
-    mutating func below(_ bound: UInt64) -> UInt64 {
-        precondition(bound > 0)
-        let limit = UInt64.max - UInt64.max % bound
-        while true {
-            let x = next()
-            if x < limit { return x % bound }
-        }
-    }
-    mutating func below(_ bound: Int) -> Int { Int(below(UInt64(bound))) }
-    /// True with probability `percent` / 100.
-    mutating func chance(_ percent: UInt64) -> Bool { below(100) < percent }
-}
 
 /// Checks `owners(of:)` on `range` against the table: the pieces tile the part of the
 /// range inside the device in device order, each metadata piece lies in its block, each

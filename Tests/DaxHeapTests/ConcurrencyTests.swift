@@ -10,6 +10,7 @@ import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
+import DaxTestSupport
 #endif
 
 @Suite(.serialized) struct ConcurrencyTests {

@@ -37,7 +37,7 @@ struct FakeSysfs {
     func remove() { removeTree(root) }
 }
 
-@Suite struct DeviceTests {
+@Suite(.serialized) struct DeviceTests {  // two tests lock /dev/zero, system-wide
     static let dax = "/dev/dax0.0"
 
     /// The attributes as a comparable value (DeviceDaxAttributes has no public init).

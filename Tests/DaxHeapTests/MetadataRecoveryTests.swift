@@ -10,6 +10,7 @@ import Glibc
 #endif
 import Synchronization
 import Testing
+import DaxTestSupport
 
 // MARK: - Helpers (file-private, prefixed to stay clear of the other test files)
 
@@ -459,7 +460,7 @@ private let mdrecTableOffsets = [64, 68, 72, 80, 88, 96, 104, 105, 120, 176, 272
     @Test func aFileOfRandomBytesIsNotAHeap() throws {
         let path = mdrecPath("random")
         defer { unlink(path) }
-        var rng = MdrecSplitMix(state: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         var bytes = [UInt8](repeating: 0, count: 8 << 20)
         bytes.withUnsafeMutableBytes { raw in
             for i in stride(from: 0, to: raw.count, by: 8) { raw.storeBytes(of: rng.next(), toByteOffset: i, as: UInt64.self) }
@@ -545,14 +546,3 @@ private let mdrecTableOffsets = [64, 68, 72, 80, 88, 96, 104, 105, 120, 176, 272
     }
 }
 
-/// SplitMix64 for the random file contents.
-private struct MdrecSplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

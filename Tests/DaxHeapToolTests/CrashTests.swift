@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import DaxTestSupport
 
 /// Torn updates, for real: `DAXHEAP_CRASH_AFTER_BYTES=N` makes `daxheap` SIGKILL itself once
 /// it has stored N bytes into the metadata blocks (docs/FORMAT.md, "Crash injection"). After
@@ -31,7 +32,7 @@ import Testing
             p <<= 1
         }
         points.formUnion([8, 59, 60, 63, 64, 65, 79, 80, image - 1, image, image + 1, 2 * image - 1, total, total + 1])
-        var rng = SplitMix(seed)
+        var rng = SplitMix64(seed: seed)
         for _ in 0 ..< 12 { points.insert(Int(rng.next() % UInt64(total + 1)) + 1) }
         return points.filter { $0 >= 1 && $0 <= total + 1 }.sorted()
     }
@@ -131,7 +132,7 @@ import Testing
         }
         let script = steps.map { "'\(tool)' \($0[0]) \"$1\" \($0.dropFirst().joined(separator: " ")) || exit 1" }
             .joined(separator: "\n")
-        var rng = SplitMix(0xDA7)
+        var rng = SplitMix64(seed: 0xDA7)
         var seen = Set<Int>()
         for round in 0 ..< 12 {
             let heap = try scratch.heap("loop-\(round)", size: "32M")
@@ -159,15 +160,3 @@ import Testing
     }
 }
 
-/// SplitMix64, for repeatable random points.
-struct SplitMix {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -3,6 +3,7 @@
 
 import DaxMetadata
 import Testing
+import DaxTestSupport
 
 @Suite struct MetadataCopyTests {
     // MARK: - Round trips

@@ -11,6 +11,7 @@ import DaxMetadata
 import Glibc
 #endif
 import Testing
+import DaxTestSupport
 
 private func environmentNumber(_ name: String) -> UInt64? {
     guard let raw = getenv(name) else { return nil }

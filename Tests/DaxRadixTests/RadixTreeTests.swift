@@ -4,6 +4,7 @@
 
 import DaxRadix
 import Testing
+import DaxTestSupport
 
 private typealias Entry = (index: UInt64, order: Int, value: UInt32)
 
@@ -413,20 +414,6 @@ private func sameEntries(_ a: [Entry], _ b: [Entry]) -> Bool {
 
 // MARK: - Seeded model-based test
 
-/// SplitMix64: small, fast, and the same sequence on every platform and toolchain.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-}
 
 /// The reference: the owner of every page of two zones, one near 0 and one far away
 /// (so the tree needs 7 levels), plus the live extents.

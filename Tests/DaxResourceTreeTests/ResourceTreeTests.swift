@@ -5,6 +5,7 @@
 
 import DaxResourceTree
 import Testing
+import DaxTestSupport
 
 /// The device's allocation unit: 2 MiB (PMD_SIZE).
 private let unit: UInt64 = 2 << 20
@@ -377,21 +378,6 @@ private func expectRefused(
 
 // MARK: - Seeded model-based test
 
-/// SplitMix64: small, fast, and the same sequence on every platform and toolchain.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform enough in 0..<n for test purposes (n > 0).
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-}
 
 /// The trivial reference: which request (if any) owns each 2 MiB unit of the root.
 private struct UnitModel {
