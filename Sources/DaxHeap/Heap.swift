@@ -2,7 +2,6 @@ import DaxArenas
 import DaxDevice
 import DaxMetadata
 import Logging
-import Synchronization
 
 /// A whole device-dax (or a file emulating one) as a persistent heap of named arenas.
 ///
@@ -17,7 +16,7 @@ import Synchronization
 public final class Heap: Sendable {
     let device: MappedDevice
     let sections = ReadSections()
-    let state: Mutex<HeapState>
+    let state: Locked<HeapState>
     let logger: Logger
 
     /// The heap's random identity, recorded in both metadata copies.
@@ -25,7 +24,7 @@ public final class Heap: Sendable {
     /// What open repaired, one line each (empty if nothing was); also logged as warnings.
     public let repairs: [String]
 
-    struct HeapState: ~Copyable {
+    struct HeapState {
         var table: ArenaTable
         var generation: UInt64
         var primary: MetadataCopyStatus
@@ -36,12 +35,12 @@ public final class Heap: Sendable {
         let uuid: HeapUUID
     }
 
-    private init(device: MappedDevice, state: consuming HeapState, repairs: [String], logger: Logger) {
+    private init(device: MappedDevice, state: HeapState, repairs: [String], logger: Logger) {
         self.device = device
         self.uuid = state.uuid.description
         self.repairs = repairs
         self.logger = logger
-        self.state = Mutex(state)
+        self.state = Locked(state)
     }
 
     // MARK: - Creating and opening

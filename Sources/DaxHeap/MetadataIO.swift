@@ -1,6 +1,5 @@
 import DaxDevice
 import DaxMetadata
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -164,7 +163,7 @@ final class CrashInjection: Sendable {
     }()
 
     let limit: Int
-    let stored = Mutex<Int>(0)
+    let stored = Locked<Int>(0)
 
     init(limit: Int) { self.limit = limit }
 

@@ -4,7 +4,7 @@
 //
 // Serialized: each test keeps two or three threads busy on a 2-core machine.
 
-import DaxHeap
+@testable import DaxHeap  // Locked: a pthread mutex ThreadSanitizer can see
 import Foundation
 import Synchronization
 import Testing
@@ -189,7 +189,7 @@ import DaxTestSupport
 
     /// Events in the order they happened.
     final class EventLog: Sendable {
-        private let events = Mutex<[String]>([])
+        private let events = Locked<[String]>([])
         func add(_ event: String) { events.withLock { $0.append(event) } }
         var all: [String] { events.withLock { $0 } }
         func contains(_ event: String) -> Bool { events.withLock { $0.contains(event) } }
@@ -352,7 +352,7 @@ import DaxTestSupport
 /// Outcome counters shared by reader threads.
 final class Counts: Sendable {
     enum Kind: Hashable, Sendable { case prefix, tail, outOfRange, info, other, gone }
-    private let counts = Mutex<[Kind: Int]>([:])
+    private let counts = Locked<[Kind: Int]>([:])
     func add(_ kind: Kind) { counts.withLock { $0[kind, default: 0] += 1 } }
     var snapshot: [Kind: Int] { counts.withLock { $0 } }
 }

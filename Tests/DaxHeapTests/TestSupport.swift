@@ -1,7 +1,7 @@
 // Shared helpers of the DaxHeap-level tests: temporary paths, file bytes, child processes,
 // threads, and a few ways of building heaps in known shapes.
 
-import DaxHeap
+@testable import DaxHeap  // Locked: a pthread mutex ThreadSanitizer can see
 import Dispatch
 import Foundation
 import Synchronization
@@ -257,7 +257,7 @@ final class TestThread: Sendable {
 
 /// Failure messages collected from other threads.
 final class Failures: Sendable {
-    private let messages = Mutex<[String]>([])
+    private let messages = Locked<[String]>([])
 
     func record(_ message: String) { messages.withLock { if $0.count < 20 { $0.append(message) } } }
     var all: [String] { messages.withLock { $0 } }

@@ -1,0 +1,33 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A value behind a pthread mutex.
+///
+/// Not `Synchronization.Mutex`: on Linux that one waits on a futex inside the standard
+/// library, where ThreadSanitizer cannot see the ordering it provides and so reports every
+/// access under it as a race. pthread mutexes are intercepted, so the suite stays checkable.
+final class Locked<Value>: @unchecked Sendable {
+    // @unchecked: `value` is only reached through `withLock`, under `mutex`.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var value: Value
+
+    init(_ value: Value) {
+        self.value = value
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` with the value, holding the mutex.
+    func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
+}
