@@ -27,7 +27,10 @@ public struct Arena: Sendable {
 
     /// Current size in bytes.
     public var size: UInt64 {
-        get throws(HeapError) { try info.size }
+        get throws(HeapError) {
+            guard let size = withLayout({ $0.size }) else { throw .unknownArena(name) }
+            return size
+        }
     }
 
     /// Size and extents now.
