@@ -18,6 +18,8 @@ let package = Package(
     products: [
         .library(name: "DaxHeap", targets: ["DaxHeap"]),
         .executable(name: "daxheap", targets: ["DaxHeapTool"]),
+        .library(name: "DaxKV", targets: ["DaxKV"]),
+        .executable(name: "daxkv", targets: ["DaxKVTool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -56,6 +58,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The sample key-value store (samples/daxkv): uses the public DaxHeap API only.
+        .target(name: "DaxKV", dependencies: ["DaxHeap"], path: "samples/daxkv/Sources/DaxKV"),
+        .executableTarget(
+            name: "DaxKVTool",
+            dependencies: ["DaxKV", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "samples/daxkv/Sources/daxkv"
+        ),
 
         // Seeded randomness shared by the randomized tests.
         .target(name: "DaxTestSupport", path: "Tests/DaxTestSupport"),
@@ -66,6 +75,7 @@ let package = Package(
         .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas", "DaxTestSupport"]),
         // Drives the built `daxheap` executable as a user would.
         .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxTestSupport"]),
+        .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap"], path: "samples/daxkv/Tests/DaxKVTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,124 @@
+// The on-media format of a DaxKV store (see samples/daxkv/README.md for the full picture).
+
+/// Sizes and constants shared by the two arenas.
+enum Format {
+    /// The data arena is cut into segments of this size. Arena sizes and extents are
+    /// multiples of 2 MiB, so a segment never straddles two extents, and a record, which
+    /// never straddles two segments, can be read and written with one scoped access.
+    static let segmentSize: UInt64 = 2 << 20
+    static let segmentShift: UInt64 = 21
+    /// Bytes at the start of each arena holding its header (segment 0 of the data arena
+    /// holds records after it).
+    static let headerSize: UInt64 = 4096
+
+    static let dataMagic: UInt64 = 0x5441_4456_4B58_4144   // "DAXKVDAT" little-endian
+    static let indexMagic: UInt64 = 0x5844_4956_4B58_4144  // "DAXKVIDX"
+    static let version: UInt64 = 1
+
+    // Header words (byte offsets inside the 4 KiB header; each 8 bytes, 8-aligned).
+    static let magicOffset: UInt64 = 0
+    static let versionOffset: UInt64 = 8
+    /// Data arena: the tail segment's index (the segment appends go to).
+    static let tailSegmentOffset: UInt64 = 64
+    /// Index arena: the table descriptor, (tableOffset / 4096) << 8 | log2(buckets).
+    static let descriptorOffset: UInt64 = 64
+
+    // Records: [checksum u64][keyLength u16][flags u16 = 0][valueLength u32] key value, padded to 8.
+    static let recordHeaderSize = 16
+    static let maxKeySize = 1024
+    static let maxValueSize = 1 << 20
+    static let recordAlignment = 8
+
+    @inline(__always)
+    static func recordSize(keyCount: Int, valueCount: Int) -> Int {
+        (recordHeaderSize + keyCount + valueCount + recordAlignment - 1) & ~(recordAlignment - 1)
+    }
+
+    /// The length word of a record header: key length, flags (0) and value length.
+    @inline(__always)
+    static func lengthWord(keyCount: Int, valueCount: Int) -> UInt64 {
+        UInt64(keyCount) | UInt64(valueCount) << 32
+    }
+
+    // Index slots: 8 bytes, [tag: 20 bits][record offset / 8: 44 bits]; 8 slots a bucket
+    // (one 64-byte cache line); linear probing over buckets.
+    static let slotsPerBucket = 8
+    static let bucketSize: UInt64 = 64
+    static let emptySlot: UInt64 = 0
+    /// A deleted entry: probing goes on past it; an insert may reuse it.
+    static let tombstone: UInt64 = 1
+    static let offsetMask: UInt64 = (1 << 44) - 1
+
+    @inline(__always) static func tag(_ hash: UInt64) -> UInt64 { hash >> 44 }
+    @inline(__always) static func slot(tag: UInt64, offset: UInt64) -> UInt64 { tag << 44 | offset >> 3 }
+    @inline(__always) static func slotOffset(_ slot: UInt64) -> UInt64 { (slot & offsetMask) << 3 }
+    @inline(__always) static func slotTag(_ slot: UInt64) -> UInt64 { slot >> 44 }
+    @inline(__always) static func isLive(_ slot: UInt64) -> Bool { slot > tombstone }
+
+    @inline(__always)
+    static func descriptor(tableOffset: UInt64, log2Buckets: Int) -> UInt64 { (tableOffset >> 12) << 8 | UInt64(log2Buckets) }
+    @inline(__always)
+    static func decode(descriptor d: UInt64) -> (tableOffset: UInt64, log2Buckets: Int) { ((d >> 8) << 12, Int(d & 0xFF)) }
+
+    @inline(__always)
+    static func segmentStart(_ segment: Int) -> UInt64 { segment == 0 ? headerSize : UInt64(segment) << segmentShift }
+    @inline(__always)
+    static func segmentEnd(_ segment: Int) -> UInt64 { UInt64(segment + 1) << segmentShift }
+    @inline(__always)
+    static func segment(of offset: UInt64) -> Int { Int(offset >> segmentShift) }
+}
+
+/// A 64-bit hash of a byte string, 8 bytes a step (Swift has no portable CRC-32C
+/// instruction without a C module; this mixes as well for detecting torn or damaged
+/// records and is about as fast). Seeded so that the key hash and the checksum differ.
+@inline(__always)
+func hash64(_ bytes: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
+    hash64(bytes.baseAddress, bytes.count, seed: seed)
+}
+
+@inline(__always)
+func hash64(_ base: UnsafeRawPointer?, _ count: Int, seed: UInt64) -> UInt64 {
+    let p1: UInt64 = 0x9E37_79B1_85EB_CA87
+    let p2: UInt64 = 0xC2B2_AE3D_27D4_EB4F
+    var h = seed ^ (UInt64(count) &* p1)
+    var i = 0
+    if let base {
+        while i + 8 <= count {
+            let w = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            h = ((h ^ (w &* p2)).rotl(31)) &* p1
+            i += 8
+        }
+        if i < count {
+            var w: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < count {
+                w |= UInt64(base.load(fromByteOffset: i, as: UInt8.self)) << shift
+                shift += 8
+                i += 1
+            }
+            h = ((h ^ (w &* p2)).rotl(31)) &* p1
+        }
+    }
+    h ^= h >> 33
+    h = h &* 0xFF51_AFD7_ED55_8CCD
+    h ^= h >> 33
+    h = h &* 0xC4CE_B9FE_1A85_EC53
+    h ^= h >> 33
+    return h
+}
+
+extension UInt64 {
+    @inline(__always) func rotl(_ n: UInt64) -> UInt64 { self << n | self >> (64 - n) }
+}
+
+enum Seeds {
+    static let key: UInt64 = 0x6B65_795F_6861_7368
+    static let record: UInt64 = 0x7265_636F_7264_5F63
+}
+
+/// The checksum stored in a record's header: over the length word, the key and the value.
+@inline(__always)
+func recordChecksum(lengthWord: UInt64, key: UnsafeRawPointer?, keyCount: Int, value: UnsafeRawPointer?, valueCount: Int) -> UInt64 {
+    let a = hash64(key, keyCount, seed: Seeds.record ^ lengthWord)
+    return hash64(value, valueCount, seed: a)
+}

@@ -1,0 +1,43 @@
+import DaxHeap
+
+/// What can go wrong with a store; the description is one line saying what would help.
+public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Keys are 1 to 1024 bytes.
+    case invalidKeySize(Int)
+    /// Values are 0 to 1 MiB.
+    case invalidValueSize(Int)
+    /// The heap has no room left for the store to grow and compaction cannot free enough.
+    /// Nothing was changed by the call that failed.
+    case storeFull(store: String, needed: UInt64, detail: String)
+    /// A record failed its checksum (torn or damaged media); nothing from it is returned.
+    case damagedRecord(store: String, offset: UInt64, reason: String)
+    /// The arenas exist but do not hold a DaxKV store (or its headers are damaged).
+    case notAStore(store: String, reason: String)
+    /// The store name would make an invalid arena name.
+    case invalidStoreName(String)
+    /// The store does not exist and opening was asked not to create it.
+    case noSuchStore(String)
+    /// The heap itself failed.
+    case heap(HeapError)
+
+    public var description: String {
+        switch self {
+        case .invalidKeySize(let n):
+            "a key of \(n) bytes is not allowed; keys are 1 to 1024 bytes"
+        case .invalidValueSize(let n):
+            "a value of \(n) bytes is not allowed; values are 0 to 1048576 bytes (1 MiB)"
+        case .storeFull(let store, let needed, let detail):
+            "store \"\(store)\" is full: \(needed) more bytes needed and \(detail); nothing was changed: delete keys, free heap space (shrink or destroy other arenas) or use a larger heap"
+        case .damagedRecord(let store, let offset, let reason):
+            "store \"\(store)\": the record at data offset \(offset) is damaged (\(reason)); it is not returned: restore the key from a backup or put it again"
+        case .notAStore(let store, let reason):
+            "the arenas of store \"\(store)\" do not hold a DaxKV store (\(reason)); pick another store name or destroy those arenas"
+        case .invalidStoreName(let name):
+            "invalid store name \"\(name)\": use 1 to 57 bytes of UTF-8 without control characters"
+        case .noSuchStore(let name):
+            "there is no store \"\(name)\" on this heap"
+        case .heap(let error):
+            "\(error)"
+        }
+    }
+}

@@ -1,0 +1,811 @@
+import DaxHeap
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a store is opened.
+public struct KVStoreOptions: Sendable {
+    /// Create the store's arenas when they do not exist yet.
+    public var create: Bool
+    /// Size the index for this many keys up front (it grows online anyway).
+    public var expectedKeys: Int
+    /// The data arena's size when the store is created (a multiple of 2 MiB, at least 2 MiB).
+    public var initialDataSize: UInt64
+
+    /// When the log needs a segment and none is free: compact a segment (rather than grow
+    /// the data arena) if at least this fraction of it is reclaimable. 0.5 bounds both write
+    /// and space amplification by about 2; higher trades space for faster updates (0.75:
+    /// write amplification 1.33, space up to 4x). Once the heap cannot grow, any gain is taken.
+    public var reclaimBeforeGrowth: Double
+
+    public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5) {
+        self.create = create
+        self.expectedKeys = expectedKeys
+        self.initialDataSize = initialDataSize
+        self.reclaimBeforeGrowth = min(max(reclaimBeforeGrowth, 0), 1)
+    }
+}
+
+/// What opening the store cost (recovery is this scan; nothing is replayed).
+public struct KVRecoveryStats: Sendable {
+    /// Index slots scanned (8 bytes each, read sequentially).
+    public var slotsScanned: Int
+    /// Record headers read (only the records in the tail segment).
+    public var recordHeadersRead: Int
+    public var seconds: Double
+}
+
+/// An embeddable, crash-safe key-value store on two arenas of a DaxHeap heap:
+/// `NAME.index` (a hash table of 8-byte slots) and `NAME.data` (a log of checksummed
+/// records in 2 MiB segments). See samples/daxkv/README.md for the layout and the crash
+/// argument.
+///
+/// Thread safety: any number of threads may call `get` concurrently with each other and
+/// with one writer; writers (`put`, `delete`, batches, iteration) take a mutex.
+public final class KVStore: @unchecked Sendable {
+    // @unchecked: the writer state below is touched only with `lock` held; readers use
+    // only the immutable handles and the atomics.
+    public let heap: Heap
+    public let name: String
+    let index: Arena
+    let data: Arena
+    private let lock = Mutex<Void>(())
+    /// The current index table, as in the index header (readers load it each lookup).
+    private let descriptor: Atomic<UInt64>
+    private let live: Atomic<Int>
+    public let recovery: KVRecoveryStats
+    private let reclaimBeforeGrowth: Double
+
+    // Writer state (lock held).
+    private var tail: UInt64 = 0
+    private var tailSegment = 0
+    private var segmentLive: [Int] = []
+    private var freeSegments: [Int] = []
+    private var tombstones = 0
+    private var damagedSegments: Set<Int> = []
+    private var pending: [Pending] = []
+    private var relocations: [Relocation] = []
+    /// Room for the largest record, allocated once (puts allocate nothing).
+    private let scratch = UnsafeMutableRawPointer.allocate(byteCount: Format.recordSize(keyCount: Format.maxKeySize, valueCount: Format.maxValueSize), alignment: 64)
+
+    deinit { scratch.deallocate() }
+
+    /// Statistics of the writer's background work.
+    public private(set) var compactions = 0
+    public private(set) var dataGrowths = 0
+    public private(set) var indexRebuilds = 0
+
+    private struct Pending { var hash: UInt64; var offset: UInt64; var item: Int }
+    private struct Relocation { var from: UInt64; var size: Int; var slotAt: UInt64; var tag: UInt64; var to: UInt64 }
+
+    // MARK: - Opening
+
+    /// Opens the store `name` on `heap`, creating its arenas if they are absent (unless
+    /// `options.create` is false). Recovery is a sequential scan of the index; see
+    /// ``recovery``.
+    public static func open(heap: Heap, name: String = "kv", options: KVStoreOptions = .init()) throws -> KVStore {
+        guard !name.isEmpty, name.utf8.count <= 57, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw KVError.invalidStoreName(name)
+        }
+        let indexName = "\(name).index", dataName = "\(name).data"
+        do {
+            var index = try? heap.arena(named: indexName)
+            var data = try? heap.arena(named: dataName)
+            let ready = try index.map { try $0.size >= Format.headerSize && load($0, Format.magicOffset) == Format.indexMagic } ?? false
+            if !ready || data == nil {
+                // Absent, or a creation that was interrupted (the index magic is written
+                // last, so no put can have been acknowledged): (re)initialise.
+                guard options.create else {
+                    if index == nil && data == nil { throw KVError.noSuchStore(name) }
+                    throw KVError.notAStore(store: name, reason: "its creation never finished; open it with creation allowed to start afresh")
+                }
+                if index != nil, ready { throw KVError.notAStore(store: name, reason: "the data arena is missing") }
+                let dataSize = max(Format.segmentSize, (options.initialDataSize + Format.segmentSize - 1) & ~(Format.segmentSize - 1))
+                if data == nil { data = try heap.createArena(named: dataName, size: dataSize) }
+                try data!.memsetPersist(at: 0, value: 0, count: Format.headerSize)
+                try store(data!, Format.versionOffset, Format.version)
+                try store(data!, Format.tailSegmentOffset, 0)
+                try store(data!, Format.magicOffset, Format.dataMagic)
+                try data!.persist(at: 0, count: Format.headerSize)
+                let log2 = Self.log2Buckets(forKeys: options.expectedKeys)
+                let tableBytes = UInt64(1 << log2) * Format.bucketSize
+                let indexSize = roundUp2M(Format.headerSize + tableBytes)
+                if let existing = index {
+                    if try existing.size < indexSize { try existing.resize(to: indexSize) }
+                } else {
+                    index = try heap.createArena(named: indexName, size: indexSize)
+                }
+                try index!.memsetPersist(at: 0, value: 0, count: Format.headerSize + tableBytes)
+                try store(index!, Format.versionOffset, Format.version)
+                try store(index!, Format.descriptorOffset, Format.descriptor(tableOffset: Format.headerSize, log2Buckets: log2))
+                try index!.persist(at: 0, count: Format.headerSize)
+                try store(index!, Format.magicOffset, Format.indexMagic)
+                try index!.persist(at: 0, count: 8)
+            }
+            return try KVStore(heap: heap, name: name, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
+        } catch let error as HeapError {
+            throw KVError.heap(error)
+        }
+    }
+
+    /// Destroys a store's arenas (no-op for those absent).
+    public static func destroy(heap: Heap, name: String) throws {
+        for arena in ["\(name).index", "\(name).data"] where (try? heap.arena(named: arena)) != nil {
+            do { try heap.destroyArena(named: arena) } catch { throw KVError.heap(error) }
+        }
+    }
+
+    static func log2Buckets(forKeys keys: Int) -> Int {
+        // At most half full at the expected size; at least 512 buckets (4096 slots).
+        var log2 = 9
+        while (1 << log2) * Format.slotsPerBucket < 2 * keys { log2 += 1 }
+        return log2
+    }
+
+    private init(heap: Heap, name: String, index: Arena, data: Arena, reclaim: Double) throws {
+        self.reclaimBeforeGrowth = reclaim
+        let clock = ContinuousClock()
+        let started = clock.now
+        self.heap = heap
+        self.name = name
+        self.index = index
+        self.data = data
+        guard try Self.load(data, Format.magicOffset) == Format.dataMagic, try Self.load(index, Format.magicOffset) == Format.indexMagic else {
+            throw KVError.notAStore(store: name, reason: "bad magic")
+        }
+        let version = try Self.load(index, Format.versionOffset)
+        guard version == Format.version, try Self.load(data, Format.versionOffset) == Format.version else {
+            throw KVError.notAStore(store: name, reason: "format version \(version), this build reads \(Format.version)")
+        }
+        let word = try Self.load(index, Format.descriptorOffset)
+        let (tableOffset, log2) = Format.decode(descriptor: word)
+        let indexSize = try index.size
+        guard tableOffset >= Format.headerSize, (3 ... 40).contains(log2),
+              tableOffset + UInt64(1 << log2) * Format.bucketSize <= indexSize else {
+            throw KVError.notAStore(store: name, reason: "the index descriptor is damaged")
+        }
+        descriptor = Atomic(word)
+        let dataSize = try data.size
+        let segments = Int(dataSize >> Format.segmentShift)
+        let tailSegment = Int(try Self.load(data, Format.tailSegmentOffset))
+        guard tailSegment < segments else { throw KVError.notAStore(store: name, reason: "the tail segment \(tailSegment) is past the data arena") }
+        var segmentLive = [Int](repeating: 0, count: segments)
+        var count = 0, tombstones = 0, headers = 0
+        var tail = Format.segmentStart(tailSegment)
+        let slots = (1 << log2) * Format.slotsPerBucket
+        var tailOffsets: [UInt64] = []
+        // One sequential pass over the table, an extent at a time.
+        var at = tableOffset
+        let end = tableOffset + UInt64(slots) * 8
+        while at < end {
+            let n = min(try index.contiguousBytes(at: at), end - at)
+            try index.withUnsafeBytes(at: at, count: Int(n)) { raw in
+                var i = 0
+                while i < Int(n) {
+                    let slot = raw.load(fromByteOffset: i, as: UInt64.self)
+                    i += 8
+                    if slot == Format.emptySlot { continue }
+                    if slot == Format.tombstone { tombstones += 1; continue }
+                    let offset = Format.slotOffset(slot)
+                    let segment = Format.segment(of: offset)
+                    guard offset >= Format.headerSize, segment < segments,
+                          offset + UInt64(Format.recordHeaderSize) <= Format.segmentEnd(segment) else {
+                        throw KVError.notAStore(store: name, reason: "index slot at \(at + UInt64(i) - 8) points outside the data arena")
+                    }
+                    segmentLive[segment] += 1
+                    count += 1
+                    if segment == tailSegment { tailOffsets.append(offset) }
+                }
+            }
+            at += n
+        }
+        // The tail restarts after the last record a slot references in the tail segment:
+        // anything after it is unreferenced (an unacknowledged put) and may be overwritten.
+        for offset in tailOffsets {
+            headers += 1
+            let lengths = try data.withUnsafeBytes(at: offset + 8, count: 8) { $0.load(as: UInt64.self) }
+            let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
+            let recordEnd = offset + UInt64(Format.recordSize(keyCount: k, valueCount: v))
+            if (lengths >> 16) & 0xFFFF != 0 || k > Format.maxKeySize || v > Format.maxValueSize || recordEnd > Format.segmentEnd(tailSegment) {
+                tail = Format.segmentEnd(tailSegment)  // damaged header: never append into this segment again
+            } else {
+                tail = max(tail, recordEnd)
+            }
+        }
+        self.live = Atomic(count)
+        self.tail = tail
+        self.tailSegment = tailSegment
+        self.segmentLive = segmentLive
+        self.tombstones = tombstones
+        self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
+        let elapsed = clock.now - started
+        self.recovery = KVRecoveryStats(slotsScanned: slots, recordHeadersRead: headers,
+                                        seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+    }
+
+    // MARK: - Facts
+
+    /// The number of pairs.
+    public var count: Int { live.load(ordering: .acquiring) }
+
+    /// Sizes of the two arenas and how the data arena is used.
+    public var usage: (indexBytes: UInt64, dataBytes: UInt64, segments: Int, freeSegments: Int, indexSlots: Int) {
+        lock.withLock { _ in
+            let (_, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
+            return ((try? index.size) ?? 0, (try? data.size) ?? 0, segmentLive.count, freeSegments.count, (1 << log2) * Format.slotsPerBucket)
+        }
+    }
+
+    // MARK: - Reading (lock-free)
+
+    /// Copies the value of `key` into `buffer` and returns its length, or nil if the key is
+    /// absent. When the value is longer than `buffer`, nothing is copied and the length is
+    /// returned (call again with a larger buffer). The value is checked against its
+    /// record's checksum first: a damaged record throws ``KVError/damagedRecord``.
+    public func get(_ key: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
+        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
+        let hash = hash64(key, seed: Seeds.key)
+        var attempts = 0
+        while true {
+            switch try lookup(hash: hash, key: key, buffer: buffer) {
+            case .absent: return nil
+            case .found(let length): return length
+            case .damaged(let offset, let reason):
+                // A record a slot pointed to changed under us (its segment was compacted
+                // and reused): look again. The same failure three times is real damage.
+                attempts += 1
+                if attempts >= 3 { throw KVError.damagedRecord(store: name, offset: offset, reason: reason) }
+            }
+        }
+    }
+
+    /// The value of `key`, or nil.
+    public func get(_ key: [UInt8]) throws -> [UInt8]? {
+        var capacity = 256
+        while true {
+            var out = [UInt8](repeating: 0, count: capacity)
+            let length = try key.withUnsafeBytes { k in try out.withUnsafeMutableBytes { try get(k, into: $0) } }
+            guard let length else { return nil }
+            if length <= capacity { out.removeSubrange(length...); return out }
+            capacity = length
+        }
+    }
+
+    private enum Lookup { case absent, found(Int), damaged(UInt64, String) }
+
+    private func lookup(hash: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer) throws -> Lookup {
+        let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .acquiring))
+        let mask = UInt64(1 << log2) - 1
+        let tag = Format.tag(hash)
+        var bucket = hash & mask
+        for _ in 0 ... mask {
+            let result: Lookup? = try index.withUnsafeBytes(at: tableOffset + bucket * Format.bucketSize, count: Int(Format.bucketSize)) { slots in
+                for i in 0 ..< Format.slotsPerBucket {
+                    let slot = atomicLoad(slots.baseAddress! + i * 8)
+                    if slot == Format.emptySlot { return .absent }
+                    guard Format.isLive(slot), Format.slotTag(slot) == tag else { continue }
+                    if let r = try readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer) { return r }
+                }
+                return nil
+            }
+            if let result { return result }
+            bucket = (bucket + 1) & mask
+        }
+        return .absent
+    }
+
+    /// The record at `offset` if it holds `key` (its value copied out), nil if it holds
+    /// another key, damaged if it fails its checks.
+    @inline(__always)
+    private func readRecord(at offset: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer) throws -> Lookup? {
+        let room = Format.segmentEnd(Format.segment(of: offset)) - offset
+        return try data.withUnsafeBytes(at: offset, count: Int(room)) { record -> Lookup? in
+            let base = record.baseAddress!
+            let checksum = atomicLoad(base)
+            let lengths = atomicLoad(base + 8)
+            let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
+            guard (lengths >> 16) & 0xFFFF == 0, (1 ... Format.maxKeySize).contains(k), v <= Format.maxValueSize,
+                  Format.recordHeaderSize + k + v <= record.count else {
+                return .damaged(offset, "impossible lengths")
+            }
+            let storedKey = base + Format.recordHeaderSize
+            let storedValue = storedKey + k
+            if k == key.count && memcmp(storedKey, key.baseAddress!, k) == 0 {
+                if v <= buffer.count {
+                    if v > 0 { buffer.baseAddress!.copyMemory(from: storedValue, byteCount: v) }
+                    // Checked on the copy: what the caller gets is what the checksum covers.
+                    let sum = recordChecksum(lengthWord: lengths, key: storedKey, keyCount: k, value: buffer.baseAddress, valueCount: v)
+                    return sum == checksum ? .found(v) : .damaged(offset, "checksum mismatch")
+                }
+                let sum = recordChecksum(lengthWord: lengths, key: storedKey, keyCount: k, value: storedValue, valueCount: v)
+                return sum == checksum ? .found(v) : .damaged(offset, "checksum mismatch")
+            }
+            // Another key with the same tag: fine unless the record is damaged (then the
+            // key bytes themselves may be what is wrong, and absent would be a lie).
+            let sum = recordChecksum(lengthWord: lengths, key: storedKey, keyCount: k, value: storedValue, valueCount: v)
+            return sum == checksum ? nil : .damaged(offset, "checksum mismatch")
+        }
+    }
+
+    /// Calls `body` with every pair, in index order (the writer lock is held meanwhile: a
+    /// consistent snapshot; `body` must not write to this store, that would deadlock). The
+    /// buffers are the records on the media: copy what you keep. Damaged records throw.
+    public func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+        try lock.withLock { _ in
+            let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
+            for bucket in 0 ..< UInt64(1 << log2) {
+                for i in 0 ..< UInt64(Format.slotsPerBucket) {
+                    let slot = try Self.load(index, tableOffset + bucket * Format.bucketSize + i * 8)
+                    guard Format.isLive(slot) else { continue }
+                    let offset = Format.slotOffset(slot)
+                    try data.withUnsafeBytes(at: offset, count: Int(Format.segmentEnd(Format.segment(of: offset)) - offset)) { record in
+                        let base = record.baseAddress!
+                        let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
+                        let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
+                        guard (lengths >> 16) & 0xFFFF == 0, k <= Format.maxKeySize, v <= Format.maxValueSize,
+                              Format.recordHeaderSize + k + v <= record.count,
+                              recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: v) == base.load(as: UInt64.self) else {
+                            throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
+                        }
+                        try body(UnsafeRawBufferPointer(start: base + 16, count: k), UnsafeRawBufferPointer(start: base + 16 + k, count: v))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every pair, copied (for tests and small stores).
+    public func pairs() throws -> [(key: [UInt8], value: [UInt8])] {
+        var out: [(key: [UInt8], value: [UInt8])] = []
+        try forEach { k, v in out.append((Array(k), Array(v))) }
+        return out
+    }
+
+    // MARK: - Writing
+
+    /// Inserts or replaces; returns once the pair is durable. Two fences: the record,
+    /// then its slot.
+    public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
+        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
+        guard value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(value.count) }
+        let hash = hash64(key, seed: Seeds.key)
+        let size = Format.recordSize(keyCount: key.count, valueCount: value.count)
+        try lock.withLock { _ in
+            try wrapHeap {
+                try ensureIndexRoom(adding: 1)
+                if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
+                let offset = tail
+                // The record is built in a scratch buffer and copied with one
+                // memcpyPersist (libpmem: copy, flush, fence 1).
+                buildRecord(size: size, key: key, value: value)
+                try data.memcpyPersist(at: offset, from: UnsafeRawBufferPointer(start: scratch, count: size))
+                tail += UInt64(size)
+                try publish(hash: hash, key: key, offset: offset)
+                index.drain()  // fence 2: its slot is durable
+            }
+        }
+    }
+
+    public func put(_ key: [UInt8], _ value: [UInt8]) throws {
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
+    }
+
+    /// Puts many pairs with group commit: records are made durable a segment's worth at a
+    /// time with one fence, then their slots with one more. Returns once all are durable.
+    /// Later pairs win over earlier ones with the same key. On error, a prefix of the
+    /// pairs may have been applied.
+    public func put<C: Collection>(batch pairs: C) throws where C.Element == (key: [UInt8], value: [UInt8]) {
+        let items = Array(pairs)
+        for item in items {
+            guard (1 ... Format.maxKeySize).contains(item.key.count) else { throw KVError.invalidKeySize(item.key.count) }
+            guard item.value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(item.value.count) }
+        }
+        try lock.withLock { _ in
+            try wrapHeap {
+                pending.removeAll(keepingCapacity: true)
+                for (n, item) in items.enumerated() {
+                    let size = Format.recordSize(keyCount: item.key.count, valueCount: item.value.count)
+                    if tail + UInt64(size) > Format.segmentEnd(tailSegment) {
+                        try commitPending(items)  // compaction must never see unpublished records
+                        try advance(needed: size)
+                    }
+                    let offset = tail
+                    try item.key.withUnsafeBytes { k in try item.value.withUnsafeBytes { v in try writeRecord(at: offset, size: size, key: k, value: v) } }
+                    tail += UInt64(size)
+                    pending.append(Pending(hash: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) }, offset: offset, item: n))
+                }
+                try commitPending(items)
+            }
+        }
+    }
+
+    private func commitPending(_ items: [(key: [UInt8], value: [UInt8])]) throws {
+        guard !pending.isEmpty else { return }
+        data.drain()  // fence 1 for the whole group
+        try ensureIndexRoom(adding: pending.count)
+        for p in pending {
+            try items[p.item].key.withUnsafeBytes { k in try publish(hash: p.hash, key: k, offset: p.offset) }
+        }
+        index.drain()  // fence 2
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Removes `key`; false if it was absent. One fence: the slot becomes a tombstone.
+    @discardableResult
+    public func delete(_ key: UnsafeRawBufferPointer) throws -> Bool {
+        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
+        let hash = hash64(key, seed: Seeds.key)
+        return try lock.withLock { _ in
+            try wrapHeap {
+                let probe = try find(hash: hash, key: key)
+                guard probe.found else { return false }
+                try storeSlot(at: probe.position, Format.tombstone)
+                try index.flush(at: probe.position, count: 8)
+                index.drain()
+                release(Format.slotOffset(probe.old))
+                tombstones += 1
+                live.subtract(1, ordering: .releasing)
+                return true
+            }
+        }
+    }
+
+    @discardableResult
+    public func delete(_ key: [UInt8]) throws -> Bool {
+        try key.withUnsafeBytes { try delete($0) }
+    }
+
+    // MARK: - Writer internals (lock held)
+
+    private func wrapHeap<R>(_ body: () throws -> R) throws -> R {
+        do { return try body() } catch let error as HeapError { throw KVError.heap(error) }
+    }
+
+    /// Lays a record out in `scratch` (the writer's preallocated buffer).
+    @inline(__always)
+    private func buildRecord(size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        let base = scratch
+        let lengths = Format.lengthWord(keyCount: key.count, valueCount: value.count)
+        base.storeBytes(of: recordChecksum(lengthWord: lengths, key: key.baseAddress, keyCount: key.count, value: value.baseAddress, valueCount: value.count), as: UInt64.self)
+        base.storeBytes(of: lengths, toByteOffset: 8, as: UInt64.self)
+        (base + 16).copyMemory(from: key.baseAddress!, byteCount: key.count)
+        if value.count > 0 { (base + 16 + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
+        let padding = size - 16 - key.count - value.count
+        if padding > 0 { (base + size - padding).initializeMemory(as: UInt8.self, repeating: 0, count: padding) }
+    }
+
+    /// Copies a record into the log at `offset` and flushes it (no fence).
+    @inline(__always)
+    private func writeRecord(at offset: UInt64, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws {
+        try data.withUnsafeMutableBytes(at: offset, count: size) { record in
+            let base = record.baseAddress!
+            let lengths = Format.lengthWord(keyCount: key.count, valueCount: value.count)
+            base.storeBytes(of: recordChecksum(lengthWord: lengths, key: key.baseAddress, keyCount: key.count, value: value.baseAddress, valueCount: value.count), as: UInt64.self)
+            base.storeBytes(of: lengths, toByteOffset: 8, as: UInt64.self)
+            (base + 16).copyMemory(from: key.baseAddress!, byteCount: key.count)
+            if value.count > 0 { (base + 16 + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
+            let padding = size - 16 - key.count - value.count
+            if padding > 0 { (base + size - padding).initializeMemory(as: UInt8.self, repeating: 0, count: padding) }
+        }
+        try data.flush(at: offset, count: UInt64(size))
+    }
+
+    /// Points `key`'s slot at the durable record at `offset` and flushes it (no fence).
+    @inline(__always)
+    private func publish(hash: UInt64, key: UnsafeRawBufferPointer, offset: UInt64) throws {
+        let probe = try find(hash: hash, key: key)
+        try storeSlot(at: probe.position, Format.slot(tag: Format.tag(hash), offset: offset))
+        try index.flush(at: probe.position, count: 8)
+        if probe.found {
+            release(Format.slotOffset(probe.old))
+        } else {
+            if probe.old == Format.tombstone { tombstones -= 1 }
+            live.add(1, ordering: .releasing)
+        }
+        segmentLive[Format.segment(of: offset)] += 1
+    }
+
+    /// One record in `segment` is no longer referenced.
+    private func release(_ offset: UInt64) {
+        let segment = Format.segment(of: offset)
+        segmentLive[segment] -= 1
+        if segmentLive[segment] == 0 && segment != tailSegment && !damagedSegments.contains(segment) {
+            freeSegments.append(segment)
+        }
+    }
+
+    /// Where `key` is (found) or would go (the first tombstone or empty slot on its probe path).
+    private func find(hash: UInt64, key: UnsafeRawBufferPointer) throws -> (position: UInt64, old: UInt64, found: Bool) {
+        let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
+        let mask = UInt64(1 << log2) - 1
+        let tag = Format.tag(hash)
+        var bucket = hash & mask
+        var reusable: UInt64? = nil
+        for _ in 0 ... mask {
+            let at = tableOffset + bucket * Format.bucketSize
+            let hit: (UInt64, UInt64, Bool)? = try index.withUnsafeBytes(at: at, count: Int(Format.bucketSize)) { slots in
+                for i in 0 ..< Format.slotsPerBucket {
+                    let slot = slots.load(fromByteOffset: i * 8, as: UInt64.self)
+                    let position = at + UInt64(i * 8)
+                    if slot == Format.emptySlot { return reusable.map { ($0, Format.tombstone, false) } ?? (position, slot, false) }
+                    if slot == Format.tombstone { if reusable == nil { reusable = position }; continue }
+                    if Format.slotTag(slot) == tag, try keyMatches(at: Format.slotOffset(slot), key: key) { return (position, slot, true) }
+                }
+                return nil
+            }
+            if let hit { return hit }
+            bucket = (bucket + 1) & mask
+        }
+        guard let reusable else { fatalError("DaxKV: index table full (load factor invariant broken)") }
+        return (reusable, Format.tombstone, false)
+    }
+
+    @inline(__always)
+    private func keyMatches(at offset: UInt64, key: UnsafeRawBufferPointer) throws -> Bool {
+        let room = Int(Format.segmentEnd(Format.segment(of: offset)) - offset)
+        let n = Format.recordHeaderSize + key.count
+        guard n <= room else { return false }
+        return try data.withUnsafeBytes(at: offset, count: n) { record in
+            let lengths = record.load(fromByteOffset: 8, as: UInt64.self)
+            return Int(lengths & 0xFFFF) == key.count && memcmp(record.baseAddress! + 16, key.baseAddress!, key.count) == 0
+        }
+    }
+
+    /// The slot whose record is at `offset`, found by the record's key hash.
+    private func slotPointing(to offset: UInt64, hash: UInt64) throws -> (position: UInt64, slot: UInt64)? {
+        let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
+        let mask = UInt64(1 << log2) - 1
+        let want = Format.slot(tag: Format.tag(hash), offset: offset)
+        var bucket = hash & mask
+        for _ in 0 ... mask {
+            let at = tableOffset + bucket * Format.bucketSize
+            let hit: (UInt64, UInt64)?? = try index.withUnsafeBytes(at: at, count: Int(Format.bucketSize)) { slots in
+                for i in 0 ..< Format.slotsPerBucket {
+                    let slot = slots.load(fromByteOffset: i * 8, as: UInt64.self)
+                    if slot == Format.emptySlot { return .some(nil) }
+                    if slot == want { return (at + UInt64(i * 8), slot) }
+                }
+                return nil
+            }
+            if let hit { return hit }
+            bucket = (bucket + 1) & mask
+        }
+        return nil
+    }
+
+    private func storeSlot(at position: UInt64, _ value: UInt64) throws {
+        try index.withUnsafeMutableBytes(at: position, count: 8) { atomicStore($0.baseAddress!, value) }
+    }
+
+    // MARK: Segments: switching, growth, compaction
+
+    /// Makes the tail segment one with room for a record of `needed` bytes.
+    private func advance(needed: Int) throws {
+        var triedGrowth = false
+        while true {
+            if tail + UInt64(needed) <= Format.segmentEnd(tailSegment) { return }
+            // One free segment stays in reserve as compaction's destination.
+            if freeSegments.count >= 2 {
+                try switchTo(freeSegments.removeLast())
+                continue
+            }
+            if !freeSegments.isEmpty, let victim = victim(), let plan = try plan(victim) {
+                let capacity = Format.segmentEnd(freeSegments.last!) - Format.segmentStart(freeSegments.last!)
+                let room = capacity - UInt64(plan)
+                // Worth it before growing if it frees enough of a segment (the option;
+                // half by default); after growth failed, any gain will do.
+                if room >= UInt64(needed), Double(room) >= Double(capacity) * reclaimBeforeGrowth || triedGrowth {
+                    try compact(victim)
+                    continue
+                }
+            }
+            if !triedGrowth {
+                triedGrowth = true
+                if try grow() { continue }
+                continue  // retry compaction accepting any gain
+            }
+            throw KVError.storeFull(store: name, needed: UInt64(needed),
+                                    detail: "the heap has no free space for the data arena to grow and no segment holds enough reclaimable space")
+        }
+    }
+
+    private func switchTo(_ segment: Int) throws {
+        let old = tailSegment
+        try store(data, Format.tailSegmentOffset, UInt64(segment))
+        try data.persist(at: Format.tailSegmentOffset, count: 8)
+        tailSegment = segment
+        tail = Format.segmentStart(segment)
+        if segmentLive[old] == 0 && old != segment && !damagedSegments.contains(old) { freeSegments.append(old) }
+    }
+
+    /// The full segment with the fewest live records.
+    private func victim() -> Int? {
+        var best: Int? = nil
+        for s in 0 ..< segmentLive.count where s != tailSegment && segmentLive[s] > 0 && !damagedSegments.contains(s) {
+            if best == nil || segmentLive[s] < segmentLive[best!] { best = s }
+        }
+        return best
+    }
+
+    /// Walks `segment`, collecting its live records (checked against their checksums)
+    /// into `relocations`; returns their total size, or nil (and marks the segment
+    /// damaged) when a live record is damaged or cannot be found.
+    private func plan(_ segment: Int) throws -> Int? {
+        relocations.removeAll(keepingCapacity: true)
+        var offset = Format.segmentStart(segment)
+        let end = Format.segmentEnd(segment)
+        var bytes = 0
+        while offset + UInt64(Format.recordHeaderSize) <= end && relocations.count < segmentLive[segment] {
+            let step: Int? = try data.withUnsafeBytes(at: offset, count: Int(end - offset)) { record in
+                let base = record.baseAddress!
+                let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
+                let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
+                guard (lengths >> 16) & 0xFFFF == 0, (1 ... Format.maxKeySize).contains(k), v <= Format.maxValueSize else { return nil }
+                let size = Format.recordSize(keyCount: k, valueCount: v)
+                guard size <= record.count else { return nil }
+                let hash = hash64(base + 16, k, seed: Seeds.key)
+                if let (position, slot) = try slotPointing(to: offset, hash: hash) {
+                    guard recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: v) == base.load(as: UInt64.self) else {
+                        return -1
+                    }
+                    relocations.append(Relocation(from: offset, size: size, slotAt: position, tag: Format.slotTag(slot), to: 0))
+                    bytes += size
+                }
+                return size
+            }
+            guard let step else { break }
+            if step < 0 { break }
+            offset += UInt64(step)
+        }
+        if relocations.count != segmentLive[segment] {
+            damagedSegments.insert(segment)
+            return nil
+        }
+        return bytes
+    }
+
+    /// Moves the live records `plan` found into the reserve segment, which becomes the
+    /// tail: the copies are made durable (one fence), then the slots (one more). Only
+    /// then is the victim free.
+    private func compact(_ victim: Int) throws {
+        try switchTo(freeSegments.removeLast())
+        for i in relocations.indices {
+            let r = relocations[i]
+            try data.withUnsafeBytes(at: r.from, count: r.size) { source in
+                try data.withUnsafeMutableBytes(at: tail, count: r.size) { $0.copyMemory(from: source) }
+            }
+            try data.flush(at: tail, count: UInt64(r.size))
+            relocations[i].to = tail
+            tail += UInt64(r.size)
+        }
+        data.drain()
+        for r in relocations {
+            try storeSlot(at: r.slotAt, Format.slot(tag: r.tag, offset: r.to))
+            try index.flush(at: r.slotAt, count: 8)
+        }
+        index.drain()
+        segmentLive[tailSegment] += relocations.count
+        segmentLive[victim] = 0
+        freeSegments.append(victim)
+        relocations.removeAll(keepingCapacity: true)
+        compactions += 1
+    }
+
+    /// Grows the data arena online; false when the heap has no room.
+    private func grow() throws -> Bool {
+        let size = try data.size
+        let quarter = max(Format.segmentSize, (size / 4) & ~(Format.segmentSize - 1))
+        for step in Set([quarter, 2 * Format.segmentSize, Format.segmentSize]).sorted(by: >) {
+            var grown = false
+            do throws(HeapError) {
+                try data.resize(to: size + step)
+                grown = true
+            } catch {
+                if !isOutOfSpace(error) { throw error }
+            }
+            if !grown { continue }
+            let old = segmentLive.count
+            let now = Int((size + step) >> Format.segmentShift)
+            segmentLive += [Int](repeating: 0, count: now - old)
+            // The new segments are taken in order, after the older free ones.
+            freeSegments = Array((old ..< now).reversed()) + freeSegments.filter { $0 < old }
+            dataGrowths += 1
+            return true
+        }
+        return false
+    }
+
+    /// Rebuilds the index at a larger size when adding `n` entries would make it more
+    /// than three quarters full (tombstones count), before anything of the put is written.
+    private func ensureIndexRoom(adding n: Int) throws {
+        let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
+        let slots = (1 << log2) * Format.slotsPerBucket
+        let count = live.load(ordering: .relaxed)
+        guard count + tombstones + n > slots * 3 / 4 else { return }
+        let newLog2 = max(Self.log2Buckets(forKeys: count + n), log2)
+        let oldBytes = UInt64(1 << log2) * Format.bucketSize
+        let newOffset = (tableOffset + oldBytes + Format.headerSize - 1) & ~(Format.headerSize - 1)
+        let newBytes = UInt64(1 << newLog2) * Format.bucketSize
+        let needed = roundUp2M(newOffset + newBytes)
+        if try index.size < needed {
+            var failure: HeapError? = nil
+            do throws(HeapError) {
+                try index.resize(to: needed)
+            } catch {
+                if !isOutOfSpace(error) { throw error }
+                failure = error
+            }
+            if let failure {
+                throw KVError.storeFull(store: name, needed: needed - (try index.size), detail: "the index cannot grow (\(failure))")
+            }
+        }
+        // The region may hold a rebuild a crash interrupted: clear it.
+        try index.memsetPersist(at: newOffset, value: 0, count: newBytes)
+        let newMask = UInt64(1 << newLog2) - 1
+        var at = tableOffset
+        let end = tableOffset + oldBytes
+        while at < end {
+            let slot = try Self.load(index, at)
+            at += 8
+            guard Format.isLive(slot) else { continue }
+            let offset = Format.slotOffset(slot)
+            let hash = try data.withUnsafeBytes(at: offset, count: Format.recordHeaderSize + Format.maxKeySize > Int(Format.segmentEnd(Format.segment(of: offset)) - offset) ? Int(Format.segmentEnd(Format.segment(of: offset)) - offset) : Format.recordHeaderSize + Format.maxKeySize) { r in
+                hash64(r.baseAddress! + 16, Int(r.load(fromByteOffset: 8, as: UInt64.self) & 0xFFFF), seed: Seeds.key)
+            }
+            var bucket = hash & newMask
+            placed: while true {
+                let base = newOffset + bucket * Format.bucketSize
+                for i in 0 ..< UInt64(Format.slotsPerBucket) where try Self.load(index, base + i * 8) == Format.emptySlot {
+                    try storeSlot(at: base + i * 8, slot)
+                    break placed
+                }
+                bucket = (bucket + 1) & newMask
+            }
+        }
+        try index.persist(at: newOffset, count: newBytes)
+        let word = Format.descriptor(tableOffset: newOffset, log2Buckets: newLog2)
+        try store(index, Format.descriptorOffset, word)
+        try index.persist(at: Format.descriptorOffset, count: 8)
+        descriptor.store(word, ordering: .releasing)
+        tombstones = 0
+        indexRebuilds += 1
+    }
+
+    // MARK: - Raw words
+
+    static func load(_ arena: Arena, _ offset: UInt64) throws -> UInt64 {
+        try arena.withUnsafeBytes(at: offset, count: 8) { atomicLoad($0.baseAddress!) }
+    }
+
+    private static func store(_ arena: Arena, _ offset: UInt64, _ value: UInt64) throws {
+        try arena.withUnsafeMutableBytes(at: offset, count: 8) { atomicStore($0.baseAddress!, value) }
+    }
+
+    private func store(_ arena: Arena, _ offset: UInt64, _ value: UInt64) throws {
+        try Self.store(arena, offset, value)
+    }
+}
+
+func isOutOfSpace(_ error: HeapError) -> Bool {
+    switch error {
+    case .noSpace, .tableFull: true
+    default: false
+    }
+}
+
+func roundUp2M(_ n: UInt64) -> UInt64 { (n + Format.segmentSize - 1) & ~(Format.segmentSize - 1) }
+
+/// An aligned 8-byte load that the compiler may neither split nor reorder with the loads
+/// that depend on it (x86-64: a plain MOV).
+@inline(__always)
+func atomicLoad(_ p: UnsafeRawPointer) -> UInt64 {
+    UnsafeMutableRawPointer(mutating: p).assumingMemoryBound(to: Atomic<UInt64>.self)[0].load(ordering: .acquiring)
+}
+
+/// An aligned 8-byte store, published whole (the unit of failure atomicity on x86-64).
+@inline(__always)
+func atomicStore(_ p: UnsafeMutableRawPointer, _ value: UInt64) {
+    p.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(value, ordering: .releasing)
+}

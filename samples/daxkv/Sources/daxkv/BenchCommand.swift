@@ -1,0 +1,199 @@
+import ArgumentParser
+import DaxHeap
+import DaxKV
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The workload of ../shared/anchors (kv_common.h): keys "key%013d", values from
+/// splitmix64 of (index, version), Fisher-Yates orders from fixed seeds.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Fill, read and update N keys in random order; print ops/s per phase.",
+        discussion: """
+        Runs in a fresh store NAME-bench (destroyed before and after), so the store NAME is \
+        never touched. Prints `daxkv.fill`, `daxkv.read`, `daxkv.update` lines, or \
+        then, with --threads T (T > 1), the same three phases on a fresh store as \
+        `daxkv.tT.fill` etc.: the fill and update split the keys between T threads (writers \
+        serialize on the store's mutex), the read runs T readers in parallel. Every read \
+        checks the value, as the anchors do. The index is sized for N keys up front (as the \
+        anchors size theirs); the data arena grows as the fill goes.
+        """
+    )
+    @OptionGroup var options: StoreOptions
+    @Option(name: .long, help: "How many keys.") var keys = 1_000_000
+    @Option(name: .long, help: "Value size in bytes (the anchors use 128).") var valueSize = 128
+    @Option(name: .long, help: "Threads per phase.") var threads = 1
+    @Flag(name: .long, help: "Also reopen the store at the end and print `daxkv.open <ms> ms <slots> slots` (the recovery cost).")
+    var measureOpen = false
+
+    func validate() throws {
+        guard keys > 0, keys <= 9_999_999_999_999 else { throw ValidationError("--keys must be between 1 and 9999999999999") }
+        guard (0 ... (1 << 20)).contains(valueSize) else { throw ValidationError("--value-size must be 0 to 1048576") }
+        guard (1 ... 64).contains(threads) else { throw ValidationError("--threads must be 1 to 64") }
+    }
+
+    func run() throws {
+        try reportingFailures {
+            let heap: Heap
+            do throws(HeapError) { heap = try Heap.open(path: options.path, mode: .readWrite) } catch { throw KVError.heap(error) }
+            let name = "\(options.store)-bench"
+            try KVStore.destroy(heap: heap, name: name)
+            defer { try? KVStore.destroy(heap: heap, name: name) }
+            BenchConfig.valueSize = valueSize
+            let n = keys
+            let fill = Bench.permutation(n, seed: 0x1234567)
+            let read = Bench.permutation(n, seed: 0x89abcdef)
+            let update = Bench.permutation(n, seed: 0x13579bdf)
+            // One thread first; with --threads T > 1, then again with T threads on a fresh store.
+            for threads in Set([1, threads]).sorted() {
+            try KVStore.destroy(heap: heap, name: name)
+            let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys))
+            let prefix = threads > 1 ? "daxkv.t\(threads)." : "daxkv."
+            let fillRate = try Bench.phase("fill", n: n, threads: threads) { i, key, value, _ in
+                Bench.makeKey(key, fill[i])
+                Bench.makeValue(value, fill[i], version: 0)
+                try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
+            }
+            print("\(prefix)fill \(Int(fillRate)) ops/s"); fflushOut()
+            guard store.count == n else { throw Failure("bench: \(store.count) keys after the fill, expected \(n)") }
+            let readRate = try Bench.phase("read", n: n, threads: threads) { i, key, value, out in
+                Bench.makeKey(key, read[i])
+                guard let length = try store.get(UnsafeRawBufferPointer(key), into: out), length == value.count else {
+                    throw Failure("bench: key \(read[i]) is missing")
+                }
+                Bench.makeValue(value, read[i], version: 0)
+                guard memcmp(value.baseAddress!, out.baseAddress!, value.count) == 0 else { throw Failure("bench: wrong value for key \(read[i])") }
+            }
+            print("\(prefix)read \(Int(readRate)) ops/s"); fflushOut()
+            let updateRate = try Bench.phase("update", n: n, threads: threads) { i, key, value, _ in
+                Bench.makeKey(key, update[i])
+                Bench.makeValue(value, update[i], version: 1)
+                try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
+            }
+            print("\(prefix)update \(Int(updateRate)) ops/s"); fflushOut()
+            guard store.count == n else { throw Failure("bench: \(store.count) keys after the update, expected \(n)") }
+            if measureOpen {
+                // What a restart costs: open runs the same recovery as after a crash.
+                let reopened = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(create: false))
+                let r = reopened.recovery
+                print("daxkv.open \((r.seconds * 1e5).rounded() / 100) ms \(r.slotsScanned) slots \(r.recordHeadersRead) headers"); fflushOut()
+                guard reopened.count == n else { throw Failure("bench: \(reopened.count) keys after reopening, expected \(n)") }
+            }
+            }
+        }
+    }
+}
+
+func fflushOut() { fflush(nil) }  // all output streams
+
+enum Bench {
+    static func splitmix(_ s: inout UInt64) -> UInt64 {
+        s &+= 0x9E37_79B9_7F4A_7C15
+        var z = s
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    static func permutation(_ n: Int, seed: UInt64) -> [Int] {
+        var p = Array(0 ..< n)
+        var s = seed
+        var i = n - 1
+        while i > 0 {
+            let j = Int(splitmix(&s) % UInt64(i + 1))
+            p.swapAt(i, j)
+            i -= 1
+        }
+        return p
+    }
+
+    @inline(__always)
+    static func makeKey(_ out: UnsafeMutableRawBufferPointer, _ index: Int) {
+        var idx = UInt64(index)
+        out[0] = UInt8(ascii: "k"); out[1] = UInt8(ascii: "e"); out[2] = UInt8(ascii: "y")
+        var i = 15
+        while i >= 3 { out[i] = UInt8(48 + idx % 10); idx /= 10; i -= 1 }
+    }
+
+    /// The anchors' value for (index, version), for any size (whole words, then a tail).
+    @inline(__always)
+    static func makeValue(_ out: UnsafeMutableRawBufferPointer, _ index: Int, version: UInt64) {
+        var s = UInt64(index) &* 0x9E37_79B9_7F4A_7C15 &+ version &* 0xD1B5_4A32_D192_ED03
+        var i = 0
+        while i + 8 <= out.count { out.storeBytes(of: splitmix(&s), toByteOffset: i, as: UInt64.self); i += 8 }
+        if i < out.count {
+            var x = splitmix(&s)
+            while i < out.count { out[i] = UInt8(truncatingIfNeeded: x); x >>= 8; i += 1 }
+        }
+    }
+
+    /// Runs `body(i, key, value, out)` for i in 0..<n over `threads` threads, each with its
+    /// own buffers (allocated once, outside the timing); returns ops/s.
+    static func phase(
+        _ label: String, n: Int, threads: Int,
+        _ body: @escaping @Sendable (Int, UnsafeMutableRawBufferPointer, UnsafeMutableRawBufferPointer, UnsafeMutableRawBufferPointer) throws -> Void
+    ) throws -> Double {
+        let valueSize = BenchConfig.valueSize
+        let progress = Progress(label: label)
+        let failure = Mutex<String?>(nil)
+        let done = Atomic<Int>(0)
+        let clock = ContinuousClock()
+        let start = clock.now
+        func work(_ t: Int) {
+            let key = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
+            let value = UnsafeMutableRawBufferPointer.allocate(byteCount: max(valueSize, 8), alignment: 8)
+            let out = UnsafeMutableRawBufferPointer.allocate(byteCount: max(valueSize, 8), alignment: 8)
+            defer { key.deallocate(); value.deallocate(); out.deallocate() }
+            let v = UnsafeMutableRawBufferPointer(rebasing: value[0 ..< valueSize])
+            let o = UnsafeMutableRawBufferPointer(rebasing: out[0 ..< valueSize])
+            var i = t
+            var local = 0
+            while i < n {
+                do { try body(i, key, v, o) } catch {
+                    failure.withLock { $0 = "\(error)" }
+                    return
+                }
+                i += threads
+                local += 1
+                if local & 0xFFFF == 0 {
+                    let total = done.add(0x10000, ordering: .relaxed).newValue
+                    if t == 0 { progress.update(total) }
+                }
+            }
+        }
+        if threads == 1 {
+            work(0)
+        } else {
+            var ids: [pthread_t] = []
+            for t in 1 ..< threads {
+                let box = Unmanaged.passRetained(WorkBox { work(t) })
+                var id = pthread_t()
+                pthread_create(&id, nil, { arg in
+                    let box = Unmanaged<WorkBox>.fromOpaque(arg!).takeRetainedValue()
+                    box.run()
+                    return nil
+                }, box.toOpaque())
+                ids.append(id)
+            }
+            work(0)
+            for id in ids { pthread_join(id, nil) }
+        }
+        let seconds = (clock.now - start).seconds
+        progress.finish()
+        if let message = failure.withLock({ $0 }) { throw Failure(message) }
+        return Double(n) / seconds
+    }
+}
+
+final class WorkBox: @unchecked Sendable {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+/// The value size of the running bench (set once before the phases).
+enum BenchConfig {
+    nonisolated(unsafe) static var valueSize = 128
+}

@@ -1,0 +1,108 @@
+import DaxHeap
+@testable import DaxKV
+import Foundation
+import Synchronization
+import Testing
+
+@Suite("DaxKV concurrency")
+struct ConcurrencyTests {
+    /// One writer overwrites, inserts and deletes (on a small fixed heap, so compaction
+    /// reuses segments and the index is rebuilt while readers run); readers check every
+    /// value they get encodes its own key and a version the writer had written.
+    @Test("parallel readers alongside a writer never see a torn value")
+    func readersWithWriter() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap(size: 16 << 20)
+        let store = try KVStore.open(heap: heap)
+        let keys = 400
+        for i in 0 ..< keys { try store.put(key(i), stamped(i, version: 0, count: 2048)) }
+        // versions[i]: the highest version the writer has started writing for key i.
+        let shared = Shared(count: 4 * keys)  // started versions, then completed ones
+        let versions = shared.versions
+        let group = DispatchGroup()
+        for r in 0 ..< 2 {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                let versions = shared.versions
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                var i = r
+                while !shared.stop.load(ordering: .acquiring) {
+                    i = (i &* 1103515245 &+ 12345) & 0x7FFF_FFFF
+                    let k = i % (2 * keys)
+                    let floor = versions[2 * keys + k].load(ordering: .acquiring)
+                    do {
+                        let length = try key(k).withUnsafeBytes { kb in try buffer.withUnsafeMutableBytes { try store.get(kb, into: $0) } }
+                        shared.reads.add(1, ordering: .relaxed)
+                        guard let length else { continue }  // deleted, or not yet inserted
+                        guard let (index, version) = unstamp(Array(buffer[0 ..< length])) else {
+                            shared.problems.withLock { $0.append("torn value for key \(k)") }
+                            continue
+                        }
+                        if index != k { shared.problems.withLock { $0.append("key \(k) returned the value of key \(index)") } }
+                        // Not older than what was complete before the get, not newer than
+                        // what had been started after it.
+                        if version < floor || version > versions[k].load(ordering: .acquiring) {
+                            shared.problems.withLock { $0.append("key \(k): version \(version) outside [\(floor), now]") }
+                        }
+                    } catch {
+                        shared.problems.withLock { $0.append("get \(k): \(error)") }
+                    }
+                }
+            }
+        }
+        // The writer.
+        // Random keys each round, so segments die partly and compaction has to move
+        // live records out of them while readers follow the old slots.
+        var last = [(version: Int, size: Int)](repeating: (0, 2048), count: keys)
+        var rng = SystemRandomNumberGenerator()
+        for round in 1 ... 60 {
+            for _ in 0 ..< keys {
+                let k = Int.random(in: 0 ..< keys, using: &rng)
+                let size = 1024 + Int.random(in: 0 ..< 2048, using: &rng)
+                versions[k].store(round, ordering: .releasing)
+                try store.put(key(k), stamped(k, version: round, count: size))
+                versions[2 * keys + k].store(round, ordering: .releasing)
+                last[k] = (round, size)
+            }
+            // A second key range comes and goes, growing and churning the index.
+            for k in keys ..< 2 * keys where (k + round) % 3 == 0 {
+                if round % 2 == 0 {
+                    versions[k].store(round, ordering: .releasing)
+                    try store.put(key(k), stamped(k, version: round, count: 512))
+                    versions[2 * keys + k].store(round, ordering: .releasing)
+                } else {
+                    versions[2 * keys + k].store(0, ordering: .releasing)
+                    try store.delete(key(k))
+                }
+            }
+        }
+        shared.stop.store(true, ordering: .releasing)
+        group.wait()
+        let found = shared.problems.withLock { $0 }
+        #expect(found.isEmpty, "\(found.prefix(10))")
+        #expect(store.compactions > 0, "the test should have made compaction reuse segments")
+        #expect(shared.reads.load(ordering: .relaxed) > 1000)
+        for i in 0 ..< keys { #expect(try store.get(key(i)) == stamped(i, version: last[i].version, count: last[i].size)) }
+    }
+}
+
+final class Shared: @unchecked Sendable {
+    let versions: UnsafeMutablePointer<Atomic<Int>>
+    let count: Int
+    let stop = Atomic<Bool>(false)
+    let reads = Atomic<Int>(0)
+    let problems = Mutex<[String]>([])
+
+    init(count: Int) {
+        self.count = count
+        versions = .allocate(capacity: count)
+        for i in 0 ..< count { (versions + i).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        versions.deinitialize(count: count)
+        versions.deallocate()
+    }
+}

@@ -1,0 +1,75 @@
+import DaxHeap
+@testable import DaxKV
+import Foundation
+import Testing
+
+@Suite("DaxKV against a model")
+struct ModelTests {
+    /// Random puts (sizes from 0 to 200 KiB), deletes and batches on a small fixed heap,
+    /// reopening now and then, checked against a dictionary after every step's reopen.
+    @Test("random operations with reopens match a dictionary")
+    func randomOperations() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        var model: [[UInt8]: [UInt8]] = [:]
+        var generator = SplitMix(seed: 0xDA7A)
+        _ = try scratch.heap(size: 20 << 20)
+        var fullErrors = 0
+        var compactions = 0
+        for epoch in 0 ..< 8 {
+            let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
+            #expect(store.count == model.count, "epoch \(epoch)")
+            for _ in 0 ..< 1500 {
+                let k = key(Int(generator.next() % 300))
+                switch generator.next() % 10 {
+                case 0 ..< 6:
+                    let size = generator.next() % 8 == 0 ? Int(generator.next() % 200_000) : Int(generator.next() % 3000)
+                    let v = stamped(Int(generator.next() % 1000), version: epoch, count: size)
+                    do {
+                        try store.put(k, v)
+                        model[k] = v
+                    } catch KVError.storeFull {
+                        fullErrors += 1
+                    }
+                case 6 ..< 8:
+                    #expect(try store.delete(k) == (model[k] != nil))
+                    model[k] = nil
+                case 8:
+                    var batch: [(key: [UInt8], value: [UInt8])] = []
+                    for _ in 0 ..< Int(generator.next() % 50) {
+                        batch.append((key(Int(generator.next() % 300)), stamped(Int(generator.next() % 1000), version: epoch, count: Int(generator.next() % 2000))))
+                    }
+                    try store.put(batch: batch)
+                    for (bk, bv) in batch { model[bk] = bv }
+                default:
+                    #expect(try store.get(k) == model[k])
+                }
+            }
+            #expect(store.count == model.count)
+            compactions += store.compactions
+            var seen = 0
+            try store.forEach { k, v in
+                seen += 1
+                #expect(model[Array(k)] == Array(v))
+            }
+            #expect(seen == model.count)
+        }
+        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
+        for (k, v) in model { #expect(try store.get(k) == v) }
+        // Live data stays well under the heap, so it should never have been full.
+        #expect(fullErrors == 0)
+        #expect(compactions > 0)
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

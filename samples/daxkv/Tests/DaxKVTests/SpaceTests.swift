@@ -1,0 +1,100 @@
+import DaxHeap
+@testable import DaxKV
+import Foundation
+import Testing
+
+@Suite("DaxKV space: growth, compaction, a full heap")
+struct SpaceTests {
+    @Test("growth across many resizes onto discontiguous extents")
+    func growth() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let count = 6000
+        do {
+            let heap = try scratch.heap(size: 96 << 20)
+            let store = try KVStore.open(heap: heap, options: KVStoreOptions(initialDataSize: 2 << 20))
+            // Fill the rest of the heap with 2 MiB arenas, then free every other one: the
+            // store can only grow into 2 MiB holes.
+            var pads: [String] = []
+            while heap.availableSize >= 2 << 20 {
+                let name = "pad\(pads.count)"
+                try heap.createArena(named: name, size: 2 << 20)
+                pads.append(name)
+            }
+            for (i, name) in pads.enumerated() where i % 2 == 0 { try heap.destroyArena(named: name) }
+            for i in 0 ..< count { try store.put(key(i), stamped(i, version: 0, count: 4000)) }
+            // Many small pairs make the index outgrow its first 2 MiB.
+            var small: [(key: [UInt8], value: [UInt8])] = []
+            for i in 0 ..< 100_000 { small.append((bytes("s\(i)"), stamped(i, version: 9, count: 8))) }
+            try store.put(batch: small)
+            #expect(store.dataGrowths >= 5)
+            #expect(store.indexRebuilds >= 1)
+            #expect(try store.data.info.extents.count >= 5, "the data arena should be discontiguous")
+            #expect(try store.index.info.extents.count >= 2, "the index arena should be discontiguous")
+            for i in stride(from: 0, to: count, by: 7) { #expect(try store.get(key(i)) == stamped(i, version: 0, count: 4000)) }
+        }
+        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
+        #expect(store.count == count + 100_000)
+        for i in 0 ..< count { #expect(try store.get(key(i)) == stamped(i, version: 0, count: 4000)) }
+        for i in stride(from: 0, to: 100_000, by: 11) { #expect(try store.get(bytes("s\(i)")) == stamped(i, version: 9, count: 8)) }
+    }
+
+    @Test("compaction: a fixed heap accepts 50 rounds of overwriting everything")
+    func compactionForever() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        // 16 MiB heap: 12 MiB usable; 600 keys x 4 KiB = 2.4 MiB live, 120 MiB written.
+        let keys = 600
+        var rng = SystemRandomNumberGenerator()
+        do {
+            let heap = try scratch.heap(size: 16 << 20)
+            let store = try KVStore.open(heap: heap)
+            for round in 0 ..< 50 {
+                // Alternate in-order and shuffled rounds; sizes vary a little.
+                let order = round % 2 == 0 ? Array(0 ..< keys) : Array(0 ..< keys).shuffled(using: &rng)
+                for i in order { try store.put(key(i), stamped(i, version: round, count: 3000 + (i * 37 + round) % 2000)) }
+                if round % 10 == 9 { try store.delete(key(round)) ; try store.put(key(round), stamped(round, version: round, count: 3000 + (round * 37 + round) % 2000)) }
+            }
+            #expect(store.compactions > 0)
+            #expect(heap.availableSize < 16 << 20)
+            for i in 0 ..< keys { #expect(try store.get(key(i)) == stamped(i, version: 49, count: 3000 + (i * 37 + 49) % 2000)) }
+        }
+        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
+        #expect(store.count == keys)
+        for i in 0 ..< keys { #expect(try store.get(key(i)) == stamped(i, version: 49, count: 3000 + (i * 37 + 49) % 2000)) }
+    }
+
+    @Test("a full heap is a clear error and leaves the store intact")
+    func heapFull() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        var stored = 0
+        do {
+            let heap = try scratch.heap(size: 16 << 20)
+            let store = try KVStore.open(heap: heap)
+            var failure: Error? = nil
+            for i in 0 ..< 10_000 {
+                do {
+                    try store.put(key(i), stamped(i, version: 0, count: 60_000))
+                    stored += 1
+                } catch {
+                    failure = error
+                    break
+                }
+            }
+            let error = try #require(failure as? KVError)
+            guard case .storeFull = error else { Issue.record("expected storeFull, got \(error)"); return }
+            #expect("\(error)".contains("is full"))
+            #expect(store.count == stored)
+            #expect(try store.get(key(stored)) == nil)
+            for i in 0 ..< stored { #expect(try store.get(key(i)) == stamped(i, version: 0, count: 60_000)) }
+            // Updates in place of deleted data go on working: compaction reclaims.
+            for i in 0 ..< stored / 2 { try store.delete(key(i)) }
+            for i in stored / 2 ..< stored { try store.put(key(i), stamped(i, version: 1, count: 60_000)) }
+            for i in stored / 2 ..< stored { #expect(try store.get(key(i)) == stamped(i, version: 1, count: 60_000)) }
+        }
+        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
+        #expect(store.count == stored - stored / 2)
+        for i in stored / 2 ..< stored { #expect(try store.get(key(i)) == stamped(i, version: 1, count: 60_000)) }
+    }
+}

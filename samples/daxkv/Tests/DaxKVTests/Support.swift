@@ -1,0 +1,139 @@
+import DaxHeap
+@testable import DaxKV
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A scratch folder on /dev/shm (or $TMPDIR), removed by `remove()`.
+struct Scratch {
+    let path: String
+
+    init() throws {
+        let base = FileManager.default.isWritableFile(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+        path = "\(base)/daxkv-tests-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String) -> String { "\(path)/\(name)" }
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+
+    /// A new heap file of `size` bytes.
+    func heap(_ name: String = "heap", size: UInt64 = 64 << 20) throws -> Heap {
+        try Heap.create(path: file(name), size: size)
+    }
+}
+
+func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+/// Deterministic value bytes for (key index, version): every 8-byte word holds
+/// index << 32 | version, so a torn or mixed value is evident.
+func stamped(_ index: Int, version: Int, count: Int) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: count)
+    let word = UInt64(index) << 32 | UInt64(version)
+    for i in 0 ..< count { out[i] = UInt8(truncatingIfNeeded: word >> (8 * UInt64(i % 8))) }
+    return out
+}
+
+/// The (index, version) a stamped value holds, or nil if its words disagree (torn).
+func unstamp(_ value: [UInt8]) -> (index: Int, version: Int)? {
+    guard value.count >= 8 else { return nil }
+    var word: UInt64 = 0
+    for i in 0 ..< 8 { word |= UInt64(value[i]) << (8 * UInt64(i)) }
+    for i in 0 ..< value.count where value[i] != UInt8(truncatingIfNeeded: word >> (8 * UInt64(i % 8))) { return nil }
+    return (Int(word >> 32), Int(word & 0xFFFF_FFFF))
+}
+
+func key(_ i: Int) -> [UInt8] { bytes("key\(String(i).leftPadded(to: 13))") }
+
+extension String {
+    func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}
+
+/// Runs the built `daxkv` (beside the test bundle, or its parent, or DAXKV_BIN).
+enum KVTool {
+    static let executable: URL? = {
+        let fm = FileManager.default
+        if let bin = ProcessInfo.processInfo.environment["DAXKV_BIN"] { return URL(fileURLWithPath: bin) }
+        let arg0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var folders = [arg0.deletingLastPathComponent(), arg0.deletingLastPathComponent().deletingLastPathComponent()]
+        let bundle = Bundle.main.bundleURL
+        folders += [bundle, bundle.deletingLastPathComponent()]
+        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+            folders.append(bundle.bundleURL.deletingLastPathComponent())
+        }
+        for folder in folders {
+            let candidate = folder.appendingPathComponent("daxkv")
+            var isDirectory: ObjCBool = false
+            if fm.fileExists(atPath: candidate.path, isDirectory: &isDirectory), !isDirectory.boolValue, fm.isExecutableFile(atPath: candidate.path) {
+                return candidate
+            }
+        }
+        return nil
+    }()
+
+    static func url() throws -> URL {
+        try #require(executable, "the daxkv executable was not found beside the test bundle; build it first (swift build --build-tests) or set DAXKV_BIN")
+    }
+
+    static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN); () }()
+
+    struct Run { var status: Int32; var out: String; var err: String }
+
+    /// Runs `daxkv ARGS` to completion with `stdin`.
+    static func run(_ arguments: [String], stdin: Data = Data()) throws -> Run {
+        _ = ignoreSIGPIPE
+        let process = Process()
+        process.executableURL = try url()
+        process.arguments = arguments
+        let input = Pipe(), output = Pipe(), errors = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let out = Collected(), err = Collected()
+        let group = DispatchGroup()
+        group.enter(); group.enter()
+        Thread.detachNewThread { out.append(output.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+        Thread.detachNewThread { err.append(errors.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+        try? input.fileHandleForWriting.write(contentsOf: stdin)
+        try? input.fileHandleForWriting.close()
+        group.wait()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, out: String(decoding: out.get(), as: UTF8.self), err: String(decoding: err.get(), as: UTF8.self))
+    }
+}
+
+final class Collected: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = Data()
+    func append(_ data: Data) { lock.lock(); value.append(data); lock.unlock() }
+    func get() -> Data { lock.lock(); defer { lock.unlock() }; return value }
+}
+
+/// Where a byte string first occurs in a file.
+func find(_ needle: [UInt8], in path: String) throws -> Int? {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    return data.withUnsafeBytes { raw -> Int? in
+        let n = needle.count
+        guard raw.count >= n else { return nil }
+        var i = 0
+        while i <= raw.count - n {
+            if raw[i] == needle[0], memcmp(raw.baseAddress! + i, needle, n) == 0 { return i }
+            i += 1
+        }
+        return nil
+    }
+}
+
+/// XORs one byte of the file with 0xFF, with plain POSIX calls.
+func flipByte(_ path: String, at offset: Int) throws {
+    let fd = open(path, O_RDWR)
+    try #require(fd >= 0)
+    defer { close(fd) }
+    var byte: UInt8 = 0
+    try #require(pread(fd, &byte, 1, off_t(offset)) == 1)
+    byte ^= 0xFF
+    try #require(pwrite(fd, &byte, 1, off_t(offset)) == 1)
+}
