@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Draws the headline comparisons of a run.sh figures file as a PNG.
+
+    python3 chart.py figures.txt results.png        (needs matplotlib: pip install matplotlib)
+"""
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from report import SIZES, load  # noqa: E402
+
+
+def get(f, name):
+    return f[name][0] if name in f else float("nan")
+
+
+def main():
+    f = load(sys.argv[1])
+    out = sys.argv[2] if len(sys.argv) > 2 else "results.png"
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    fig.suptitle("DaxHeap vs anchors, one run.sh invocation (medians; PMEM_IS_PMEM_FORCE=1 on /dev/shm)", fontsize=12)
+
+    # 1. persist bandwidth
+    ax = axes[0][0]
+    x = range(len(SIZES))
+    w = 0.21
+    a = "anchor.persist_bw.force"
+    ax.bar([i - 1.5 * w for i in x], [get(f, f"daxheap.persist.{s}.bw") for s in SIZES], w, label="Arena.memcpyPersist")
+    ax.bar([i - 0.5 * w for i in x], [get(f, f"daxheap.persist.{s}.libpmem_direct.bw") for s in SIZES], w,
+           label="pmem_memcpy_persist, same process")
+    ax.bar([i + 0.5 * w for i in x], [get(f, f"{a}.pmem_memcpy_persist.{s}.bw") for s in SIZES], w, label="anchor persist_bw.c")
+    ax.bar([i + 1.5 * w for i in x], [get(f, f"daxheap.memcpy.{s}.bw") for s in SIZES], w, label="plain memcpy")
+    ax.set_xticks(list(x), SIZES)
+    ax.set_ylabel("GB/s")
+    ax.set_title("1. persist bandwidth (target >= 0.95x libpmem from 4 KiB)")
+    ax.legend(fontsize=8)
+
+    # 1b. persist latency, small sizes
+    ax = axes[0][1]
+    small = SIZES[:3]
+    x = range(len(small))
+    w = 0.27
+    ax.bar([i - w for i in x], [get(f, f"daxheap.persist.{s}.lat") for s in small], w, label="Arena.memcpyPersist")
+    ax.bar(list(x), [get(f, f"daxheap.persist.{s}.libpmem_direct.lat") for s in small], w,
+           label="pmem_memcpy_persist, same process")
+    ax.bar([i + w for i in x], [get(f, f"{a}.pmem_memcpy_persist.{s}.lat") for s in small], w, label="anchor persist_bw.c")
+    ax.set_xticks(list(x), small)
+    ax.set_ylabel("ns per copy")
+    ax.set_title("1. persist latency (target <= 1.1x at 64 B)")
+    ax.legend(fontsize=8)
+
+    # 2. translation
+    ax = axes[0][2]
+    counts = [1, 16, 256, 4096]
+    w = 0.27
+    x = range(len(counts))
+    ax.bar([i - w for i in x], [get(f, f"daxheap.translate.{n}.radix") for n in counts], w, label="radix (ArenaTranslator)")
+    ax.bar(list(x), [get(f, f"daxheap.translate.{n}.bsearch") for n in counts], w, label="binary search")
+    ax.bar([i + w for i in x], [get(f, f"daxheap.translate.{n}.arena_call") for n in counts], w, label="contiguousBytes(at:) per call")
+    ax.axhline(5, color="red", linestyle="--", linewidth=1, label="target 5 ns")
+    ax.set_xticks(list(x), [str(n) for n in counts])
+    ax.set_xlabel("extents in the arena")
+    ax.set_ylabel("ns per lookup")
+    ax.set_title("2. offset translation")
+    ax.legend(fontsize=8)
+
+    # 3. provisioning
+    ax = axes[1][0]
+    arenas = [1, 100, 1000]
+    x = range(len(arenas))
+    for k, op in enumerate(["create", "resize", "destroy"]):
+        ax.bar([i + (k - 1) * w for i in x], [get(f, f"daxheap.provision.{op}.{n}") for n in arenas], w, label=op)
+    ax.axhline(50, color="red", linestyle="--", linewidth=1, label="resize target 50 us")
+    ax.set_xticks(list(x), [str(n) for n in arenas])
+    ax.set_xlabel("arenas on the heap")
+    ax.set_ylabel("us per operation (both copies persisted)")
+    ax.set_title("3. provisioning")
+    ax.legend(fontsize=8)
+
+    # 4. open
+    ax = axes[1][1]
+    labels = ["1GiB", "64GiB", "1TiB", "arenas.1", "arenas.100", "arenas.1000"]
+    names = ["daxheap.open.1GiB", "daxheap.open.64GiB", "daxheap.open.1TiB",
+             "daxheap.open.arenas.1", "daxheap.open.arenas.100", "daxheap.open.arenas.1000"]
+    ax.bar(range(len(labels)), [get(f, n) for n in names], 0.6,
+           color=["tab:blue"] * 3 + ["tab:orange"] * 3)
+    ax.set_xticks(range(len(labels)), ["1 GiB", "64 GiB", "1 TiB", "1 arena", "100", "1000"])
+    ax.set_ylabel("ms")
+    ax.set_title("4. open: device size (blue) vs arena count (orange)")
+
+    # 5. key-value
+    ax = axes[1][2]
+    phases = [("fill", "anchor.lmdb_kv.nosync_wm.fill", "anchor.pmemobj_kv.insert"),
+              ("read", "anchor.lmdb_kv.nosync_wm.read", "anchor.pmemobj_kv.get"),
+              ("update", "anchor.lmdb_kv.nosync_wm.update", "anchor.pmemobj_kv.update")]
+    x = range(len(phases))
+    ax.bar([i - w for i in x], [get(f, f"daxkv.{p}") / 1e6 for p, _, _ in phases], w, label="daxkv (1 thread)")
+    ax.bar(list(x), [get(f, l) / 1e6 for _, l, _ in phases], w, label="LMDB NOSYNC|WRITEMAP")
+    ax.bar([i + w for i in x], [get(f, p) / 1e6 for _, _, p in phases], w, label="libpmemobj hash map")
+    ax.set_xticks(list(x), [p for p, _, _ in phases])
+    ax.set_ylabel("M ops/s")
+    title = "5. key-value, 1M keys, 128 B values"
+    if "daxkv.fill" not in f:
+        title += "\n(daxkv not measured in this run)"
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
