@@ -466,7 +466,12 @@ public final class KVStore: @unchecked Sendable {
     /// Lays a record out in `scratch` (the writer's preallocated buffer).
     @inline(__always)
     private func buildRecord(size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        let base = scratch
+        Self.layOutRecord(at: scratch, size: size, key: key, value: value)
+    }
+
+    /// The record format (Format.swift): checksum, length word, key, value, zero padding.
+    @inline(__always)
+    private static func layOutRecord(at base: UnsafeMutableRawPointer, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         let lengths = Format.lengthWord(keyCount: key.count, valueCount: value.count)
         base.storeBytes(of: recordChecksum(lengthWord: lengths, key: key.baseAddress, keyCount: key.count, value: value.baseAddress, valueCount: value.count), as: UInt64.self)
         base.storeBytes(of: lengths, toByteOffset: 8, as: UInt64.self)
@@ -480,14 +485,7 @@ public final class KVStore: @unchecked Sendable {
     @inline(__always)
     private func writeRecord(at offset: UInt64, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws {
         try data.withUnsafeMutableBytes(at: offset, count: size) { record in
-            let base = record.baseAddress!
-            let lengths = Format.lengthWord(keyCount: key.count, valueCount: value.count)
-            base.storeBytes(of: recordChecksum(lengthWord: lengths, key: key.baseAddress, keyCount: key.count, value: value.baseAddress, valueCount: value.count), as: UInt64.self)
-            base.storeBytes(of: lengths, toByteOffset: 8, as: UInt64.self)
-            (base + 16).copyMemory(from: key.baseAddress!, byteCount: key.count)
-            if value.count > 0 { (base + 16 + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
-            let padding = size - 16 - key.count - value.count
-            if padding > 0 { (base + size - padding).initializeMemory(as: UInt8.self, repeating: 0, count: padding) }
+            Self.layOutRecord(at: record.baseAddress!, size: size, key: key, value: value)
         }
         try data.flush(at: offset, count: UInt64(size))
     }
