@@ -153,8 +153,9 @@ public struct Arena: Sendable {
     /// Flushes the range from the CPU caches without waiting (pmem_flush). Follow a batch
     /// of flushes with one ``drain()``.
     public func flush(at offset: UInt64, count: UInt64) throws(HeapError) {
+        let mapped = heap.device
         try forEachPiece(offset: offset, count: count) { device, _, length throws(HeapError) in
-            do throws(DeviceError) { try heap.device.flush(offset: device, length: length) } catch { throw HeapError(error) }
+            do throws(DeviceError) { try mapped.flush(offset: device, length: length) } catch { throw HeapError(error) }
         }
     }
 
@@ -163,10 +164,11 @@ public struct Arena: Sendable {
 
     /// Copies `source` to `offset` and makes it durable (pmem_memcpy_persist per extent).
     public func memcpyPersist(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
-        guard heap.device.mode == .readWrite else { throw .readOnly(path: heap.path) }
+        let mapped = heap.device
+        guard mapped.mode == .readWrite else { throw .readOnly(path: heap.path) }
         try forEachPiece(offset: offset, count: UInt64(source.count)) { device, done, length throws(HeapError) in
             let piece = UnsafeRawBufferPointer(start: source.baseAddress! + Int(done), count: Int(length))
-            do throws(DeviceError) { try heap.device.memcpyPersist(offset: device, from: piece) } catch { throw HeapError(error) }
+            do throws(DeviceError) { try mapped.memcpyPersist(offset: device, from: piece) } catch { throw HeapError(error) }
         }
     }
 
@@ -199,47 +201,53 @@ public struct Arena: Sendable {
     @inline(__always)
     func locate(offset: UInt64, count: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
         guard let snapshot = cell.load() else { throw .unknownArena(name) }
-        return try Self.guaranteed(snapshot) { layout throws(HeapError) -> UnsafeMutableRawPointer? in
-            guard count >= 0, offset <= layout.size, UInt64(count) <= layout.size - offset else {
-                throw .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: layout.size)
-            }
-            if count == 0 { return nil }
-            let (device, contiguous) = layout.translate(offset)!
-            guard UInt64(count) <= contiguous else {
-                throw .crossesExtent(arena: name, offset: offset, count: UInt64(count), contiguous: contiguous)
-            }
-            return heap.device.base + Int(device)
+        let size = Self.size(of: snapshot)
+        guard count >= 0, offset <= size, UInt64(count) <= size - offset else {
+            throw .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: size)
         }
+        if count == 0 { return nil }
+        let (device, contiguous) = Self.translate(snapshot, offset)
+        guard UInt64(count) <= contiguous else {
+            throw .crossesExtent(arena: name, offset: offset, count: UInt64(count), contiguous: contiguous)
+        }
+        return heap.device.base + Int(device)
     }
 
     /// Calls `body(deviceOffset, bytesDoneSoFar, length)` for each extent piece of the
     /// range, in arena order, inside one read section; checks the whole range first.
+    @inline(__always)
     func forEachPiece(
         offset: UInt64, count: UInt64, _ body: (UInt64, UInt64, UInt64) throws(HeapError) -> Void
     ) throws(HeapError) {
-        let token = heap.sections.enter()
-        defer { heap.sections.exit(token) }
+        let sections = heap.sections
+        let token = sections.enter()
+        defer { sections.exit(token) }
         guard let snapshot = cell.load() else { throw .unknownArena(name) }
-        try Self.guaranteed(snapshot) { layout throws(HeapError) in
-            guard offset <= layout.size, count <= layout.size - offset else {
-                throw .outOfRange(arena: name, offset: offset, count: count, arenaSize: layout.size)
-            }
-            var done: UInt64 = 0
-            while done < count {
-                let (device, contiguous) = layout.translate(offset + done)!
-                let length = min(contiguous, count - done)
-                try body(device, done, length)
-                done += length
-            }
+        let size = Self.size(of: snapshot)
+        guard offset <= size, count <= size - offset else {
+            throw .outOfRange(arena: name, offset: offset, count: count, arenaSize: size)
+        }
+        var done: UInt64 = 0
+        while done < count {
+            let (device, contiguous) = Self.translate(snapshot, offset + done)
+            let length = min(contiguous, count - done)
+            try body(device, done, length)
+            done += length
         }
     }
 
-    /// The snapshot's layout, borrowed without retaining it (the read section keeps it alive).
+    // The snapshot is borrowed, not retained (the read section keeps it alive), and the
+    // closures below capture integers only: the data path retains and releases nothing.
+
     @inline(__always)
-    static func guaranteed<R>(
-        _ snapshot: Unmanaged<ArenaSnapshot>, _ body: (ArenaLayout) throws(HeapError) -> R
-    ) throws(HeapError) -> R {
-        try snapshot._withUnsafeGuaranteedRef { s in Result { () throws(HeapError) in try body(s.layout) } }.get()
+    static func size(of snapshot: Unmanaged<ArenaSnapshot>) -> UInt64 {
+        snapshot._withUnsafeGuaranteedRef { $0.layout.size }
+    }
+
+    /// Device offset and contiguous bytes of an offset already checked to be below the size.
+    @inline(__always)
+    static func translate(_ snapshot: Unmanaged<ArenaSnapshot>, _ offset: UInt64) -> (UInt64, UInt64) {
+        snapshot._withUnsafeGuaranteedRef { $0.layout.translate(offset)! }
     }
 }
 
