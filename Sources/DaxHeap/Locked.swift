@@ -2,17 +2,19 @@
 import Glibc
 #endif
 
-/// A value behind a pthread mutex.
+/// A value behind a pthread mutex: what the heap guards its state with, public so that
+/// code embedding DaxHeap can do the same and stay checkable with ThreadSanitizer.
 ///
 /// Not `Synchronization.Mutex`: on Linux that one waits on a futex inside the standard
 /// library, where ThreadSanitizer cannot see the ordering it provides and so reports every
 /// access under it as a race. pthread mutexes are intercepted, so the suite stays checkable.
-final class Locked<Value>: @unchecked Sendable {
+public final class Locked<Value>: @unchecked Sendable {
     // @unchecked: `value` is only reached through `withLock`, under `mutex`.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var value: Value
 
-    init(_ value: Value) {
+    /// A lock around `value`.
+    public init(_ value: Value) {
         self.value = value
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
@@ -25,7 +27,7 @@ final class Locked<Value>: @unchecked Sendable {
     }
 
     /// Runs `body` with the value, holding the mutex.
-    func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
+    public func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)

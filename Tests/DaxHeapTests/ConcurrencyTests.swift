@@ -4,7 +4,7 @@
 //
 // Serialized: each test keeps two or three threads busy on a 2-core machine.
 
-@testable import DaxHeap  // Locked: a pthread mutex ThreadSanitizer can see
+import DaxHeap
 import Foundation
 import Synchronization
 import Testing

@@ -1,7 +1,7 @@
 // Shared helpers of the DaxHeap-level tests: temporary paths, file bytes, child processes,
 // threads, and a few ways of building heaps in known shapes.
 
-@testable import DaxHeap  // Locked: a pthread mutex ThreadSanitizer can see
+import DaxHeap
 import Dispatch
 import Foundation
 import Synchronization

@@ -1,5 +1,5 @@
 import DaxHeap
-import Synchronization
+import Synchronization  // Atomic (the published index descriptor, the live count)
 
 #if canImport(Glibc)
 import Glibc
@@ -51,7 +51,7 @@ public final class KVStore: @unchecked Sendable {
     public let name: String
     let index: Arena
     let data: Arena
-    private let lock = Mutex<Void>(())
+    private let lock = Locked<Void>(())  // DaxHeap's pthread mutex: visible to ThreadSanitizer
     /// The current index table, as in the index header (readers load it each lookup).
     private let descriptor: Atomic<UInt64>
     private let live: Atomic<Int>

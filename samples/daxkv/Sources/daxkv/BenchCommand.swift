@@ -138,7 +138,7 @@ enum Bench {
     ) throws -> Double {
         let valueSize = BenchConfig.valueSize
         let progress = Progress(label: label)
-        let failure = Mutex<String?>(nil)
+        let failure = Locked<String?>(nil)
         let done = Atomic<Int>(0)
         let clock = ContinuousClock()
         let start = clock.now

@@ -93,7 +93,7 @@ final class Shared: @unchecked Sendable {
     let count: Int
     let stop = Atomic<Bool>(false)
     let reads = Atomic<Int>(0)
-    let problems = Mutex<[String]>([])
+    let problems = Locked<[String]>([])
 
     init(count: Int) {
         self.count = count
