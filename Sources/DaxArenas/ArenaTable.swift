@@ -26,6 +26,9 @@ public struct ArenaTable: Hashable, Sendable {
     public private(set) var arenas: [UInt64: ArenaLayout] = [:]
     /// Arena ids by name.
     public private(set) var ids: [String: UInt64] = [:]
+    /// Arena ids in increasing order (the order of the on-media table), kept so that
+    /// encoding an update needs no sort: a new arena always has the largest id.
+    public private(set) var order: [UInt64] = []
     /// The id the next created arena gets; ids are never reused.
     public private(set) var nextArenaID: UInt64 = 1
     public let deviceSize: UInt64
@@ -54,12 +57,14 @@ public struct ArenaTable: Hashable, Sendable {
             arenas[record.id] = layout
             ids[record.name] = record.id
         }
+        order = metadata.arenas.map(\.id).sorted()
     }
 
     /// The records to persist, arenas ordered by id.
     public func metadata(uuid: HeapUUID, alignment: UInt64, generation: UInt64) -> HeapMetadata {
-        let records = arenas.values.sorted { $0.id < $1.id }.map {
-            ArenaRecord(id: $0.id, name: $0.name, extents: $0.extents)
+        let records = order.map { id in
+            let arena = arenas[id]!
+            return ArenaRecord(id: id, name: arena.name, extents: arena.extents)
         }
         return HeapMetadata(
             uuid: uuid, deviceSize: deviceSize, alignment: alignment, generation: generation,
@@ -89,6 +94,7 @@ public struct ArenaTable: Hashable, Sendable {
         staged.nextArenaID += 1
         staged.arenas[id] = ArenaLayout(id: id, name: name)
         staged.ids[name] = id
+        staged.order.append(id)  // ids only grow, so the order stays sorted
         staged.grow(id: id, by: size)
         try staged.checkTableFits()
         self = staged
@@ -118,6 +124,7 @@ public struct ArenaTable: Hashable, Sendable {
         shrink(id: id, by: arena.size)
         arenas[id] = nil
         ids[name] = nil
+        order.remove(at: order.firstIndex(of: id)!)
     }
 
     func checkTableFits() throws(ProvisionError) {
@@ -204,6 +211,7 @@ public struct ArenaTable: Hashable, Sendable {
     public func invariantViolation() -> String? {
         if let problem = tree.invariantViolation() { return "resource tree: \(problem)" }
         if ids.count != arenas.count { return "\(ids.count) names for \(arenas.count) arenas" }
+        if order != arenas.keys.sorted() { return "the id order does not list exactly the arenas, sorted" }
         var fromArenas: [Resource] = []
         var total: UInt64 = 0
         for (id, arena) in arenas {
