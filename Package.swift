@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas", "DaxTestSupport"]),
         // Drives the built `daxheap` executable as a user would.
         .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxTestSupport"]),
-        .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap"], path: "samples/daxkv/Tests/DaxKVTests"),
+        .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),
     ],
     swiftLanguageModes: [.v6]
 )

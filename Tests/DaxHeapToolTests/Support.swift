@@ -1,3 +1,4 @@
+import DaxTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -25,77 +26,20 @@ struct Run: CustomStringConvertible {
     }
 }
 
-/// Thread-safe holder for what a reader thread collects.
-final class Collected: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = Data()
-    func set(_ data: Data) { lock.lock(); value = data; lock.unlock() }
-    func get() -> Data { lock.lock(); defer { lock.unlock() }; return value }
-}
-
 enum Tool {
     /// The built `daxheap`: beside the test bundle (or the xctest executable), or its
     /// parent, or DAXHEAP_BIN.
-    static let executable: URL? = {
-        let fm = FileManager.default
-        var folders: [URL] = []
-        if let bin = ProcessInfo.processInfo.environment["DAXHEAP_BIN"] {
-            return URL(fileURLWithPath: bin)
-        }
-        let arg0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        folders += [arg0.deletingLastPathComponent(), arg0.deletingLastPathComponent().deletingLastPathComponent()]
-        let bundle = Bundle.main.bundleURL
-        folders += [bundle, bundle.deletingLastPathComponent()]
-        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
-            folders += [bundle.bundleURL.deletingLastPathComponent()]
-        }
-        for folder in folders {
-            let candidate = folder.appendingPathComponent("daxheap")
-            var isDirectory: ObjCBool = false
-            if fm.fileExists(atPath: candidate.path, isDirectory: &isDirectory), !isDirectory.boolValue,
-               fm.isExecutableFile(atPath: candidate.path) {
-                return candidate
-            }
-        }
-        return nil
-    }()
+    static let executable: URL? = builtExecutable(named: "daxheap", override: "DAXHEAP_BIN")
 
     static func url() throws -> URL {
         try #require(executable, "the daxheap executable was not found beside the test bundle (\(CommandLine.arguments[0])); build it first (swift build --build-tests) or set DAXHEAP_BIN")
     }
 
-    static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN); () }()
-
     /// Runs `daxheap ARGS` with `stdin` (nothing: standard input is closed at once).
     @discardableResult
     static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Run {
-        _ = ignoreSIGPIPE
-        let process = Process()
-        process.executableURL = try url()
-        process.arguments = arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = Collected(), err = Collected()
-        let outReader = output.fileHandleForReading, errReader = errors.fileHandleForReading
-        let group = DispatchGroup()
-        group.enter(); group.enter()
-        Thread.detachNewThread { out.set(outReader.readDataToEndOfFile()); group.leave() }
-        Thread.detachNewThread { err.set(errReader.readDataToEndOfFile()); group.leave() }
-        let writer = input.fileHandleForWriting
-        if let stdin, !stdin.isEmpty {
-            // The tool may exit without reading (then the write fails with EPIPE: fine).
-            try? writer.write(contentsOf: stdin)
-        }
-        try? writer.close()
-        group.wait()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: out.get(), stderr: String(decoding: err.get(), as: UTF8.self))
+        let done = try runToCompletion(try url(), arguments, stdin: stdin, environment: environment)
+        return Run(status: done.status, stdout: done.stdout, stderr: String(decoding: done.stderr, as: UTF8.self))
     }
 }
 
@@ -103,11 +47,7 @@ enum Tool {
 struct Scratch {
     let path: String
 
-    init() throws {
-        let base = FileManager.default.isWritableFile(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-        path = "\(base)/daxheap-cli-tests-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
+    init() throws { path = try makeScratchFolder(prefix: "daxheap-cli-tests") }
 
     func file(_ name: String) -> String { "\(path)/\(name)" }
     func remove() { try? FileManager.default.removeItem(atPath: path) }

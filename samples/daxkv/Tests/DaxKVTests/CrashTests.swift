@@ -1,5 +1,6 @@
 import DaxHeap
 @testable import DaxKV
+import DaxTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -69,7 +70,7 @@ struct CrashTests {
 
     /// Runs `daxkv import PATH` on `input`, kills it after the delay, returns its stdout.
     func importAndKill(path: String, input: Data, afterMicroseconds delay: UInt32) throws -> String {
-        _ = KVTool.ignoreSIGPIPE
+        ignoreBrokenPipes()
         let process = Process()
         process.executableURL = try KVTool.url()
         process.arguments = ["import", path]

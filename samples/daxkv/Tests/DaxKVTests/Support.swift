@@ -1,5 +1,6 @@
 import DaxHeap
 @testable import DaxKV
+import DaxTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -10,11 +11,7 @@ import Glibc
 struct Scratch {
     let path: String
 
-    init() throws {
-        let base = FileManager.default.isWritableFile(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-        path = "\(base)/daxkv-tests-\(getpid())-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
+    init() throws { path = try makeScratchFolder(prefix: "daxkv-tests") }
 
     func file(_ name: String) -> String { "\(path)/\(name)" }
     func remove() { try? FileManager.default.removeItem(atPath: path) }
@@ -53,63 +50,19 @@ extension String {
 
 /// Runs the built `daxkv` (beside the test bundle, or its parent, or DAXKV_BIN).
 enum KVTool {
-    static let executable: URL? = {
-        let fm = FileManager.default
-        if let bin = ProcessInfo.processInfo.environment["DAXKV_BIN"] { return URL(fileURLWithPath: bin) }
-        let arg0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var folders = [arg0.deletingLastPathComponent(), arg0.deletingLastPathComponent().deletingLastPathComponent()]
-        let bundle = Bundle.main.bundleURL
-        folders += [bundle, bundle.deletingLastPathComponent()]
-        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
-            folders.append(bundle.bundleURL.deletingLastPathComponent())
-        }
-        for folder in folders {
-            let candidate = folder.appendingPathComponent("daxkv")
-            var isDirectory: ObjCBool = false
-            if fm.fileExists(atPath: candidate.path, isDirectory: &isDirectory), !isDirectory.boolValue, fm.isExecutableFile(atPath: candidate.path) {
-                return candidate
-            }
-        }
-        return nil
-    }()
+    static let executable: URL? = builtExecutable(named: "daxkv", override: "DAXKV_BIN")
 
     static func url() throws -> URL {
         try #require(executable, "the daxkv executable was not found beside the test bundle; build it first (swift build --build-tests) or set DAXKV_BIN")
     }
 
-    static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN); () }()
-
     struct Run { var status: Int32; var out: String; var err: String }
 
     /// Runs `daxkv ARGS` to completion with `stdin`.
     static func run(_ arguments: [String], stdin: Data = Data()) throws -> Run {
-        _ = ignoreSIGPIPE
-        let process = Process()
-        process.executableURL = try url()
-        process.arguments = arguments
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = Collected(), err = Collected()
-        let group = DispatchGroup()
-        group.enter(); group.enter()
-        Thread.detachNewThread { out.append(output.fileHandleForReading.readDataToEndOfFile()); group.leave() }
-        Thread.detachNewThread { err.append(errors.fileHandleForReading.readDataToEndOfFile()); group.leave() }
-        try? input.fileHandleForWriting.write(contentsOf: stdin)
-        try? input.fileHandleForWriting.close()
-        group.wait()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, out: String(decoding: out.get(), as: UTF8.self), err: String(decoding: err.get(), as: UTF8.self))
+        let done = try runToCompletion(try url(), arguments, stdin: stdin)
+        return Run(status: done.status, out: String(decoding: done.stdout, as: UTF8.self), err: String(decoding: done.stderr, as: UTF8.self))
     }
-}
-
-final class Collected: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = Data()
-    func append(_ data: Data) { lock.lock(); value.append(data); lock.unlock() }
-    func get() -> Data { lock.lock(); defer { lock.unlock() }; return value }
 }
 
 /// Where a byte string first occurs in a file.
