@@ -50,6 +50,17 @@ fig() { tee -a "$figures"; }              # figure lines: stdout and figures.txt
 
 export PMEM_IS_PMEM_FORCE=1
 
+# What the build and the anchors need and a fresh Debian machine may lack: libpmem and
+# libpmem2 (the package), libpmemobj and LMDB (the anchors), matplotlib is optional (chart.py).
+"$root/scripts/ensure-deps.sh"
+anchor_libs=()
+[ -f /usr/include/libpmemobj.h ] || anchor_libs+=(libpmemobj-dev)
+[ -f /usr/include/lmdb.h ] || anchor_libs+=(liblmdb-dev)
+if [ ${#anchor_libs[@]} -gt 0 ] && [ -z "${SKIP_ANCHORS:-}" ]; then
+	sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${anchor_libs[@]}" >/dev/null
+fi
+
 {
 	echo "# $(grep -m1 'model name' /proc/cpuinfo | sed 's/[[:space:]]*:[[:space:]]*/: /'), nproc $(nproc), $(uname -r)"
 	echo "# swift: $(swift --version 2>&1 | head -1)"
