@@ -38,7 +38,10 @@ public struct ArenaLayout: Hashable, Sendable {
     /// through the radix tree; nil past the end.
     @inlinable
     public func extentIndex(containing offset: UInt64) -> Int? {
-        guard offset < size, let value = radix.lookup(offset >> Self.pageShift) else { return nil }
+        guard offset < size else { return nil }
+        // Most arenas are one extent: no tree walk for them.
+        if extents.count == 1 { return 0 }
+        guard let value = radix.lookup(offset >> Self.pageShift) else { return nil }
         return Int(value)
     }
 
