@@ -7,15 +7,8 @@ import DaxRadix
 import DaxResourceTree
 import Testing
 
-/// A fragmented table: a [0,2) @0 + [6,8) @2, c [4,6), d [8,10); free [2,4) and [10,12).
 private func fragmented() throws -> ArenaTable {
-    var t = table(usableBlocks: 12)
-    try t.create(name: "a", size: 2 * unit)
-    try t.create(name: "b", size: 2 * unit)
-    try t.create(name: "c", size: 2 * unit)
-    try t.resize(name: "a", to: 4 * unit)
-    try t.create(name: "d", size: 2 * unit)
-    try t.destroy(name: "b")
+    let t = try fragmentedTable()
     #expect(t.availableSize == 4 * unit)
     return t
 }

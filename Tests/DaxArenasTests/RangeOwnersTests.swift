@@ -7,17 +7,7 @@ import DaxResourceTree
 import Testing
 
 @Suite struct RangeOwnersTests {
-    /// a [0,2) @0 + [6,8) @2, c [4,6), d [8,10); free [2,4) and [10,12); 14-block device.
-    static func fragmented() throws -> ArenaTable {
-        var t = table(usableBlocks: 12)
-        try t.create(name: "a", size: 2 * unit)
-        try t.create(name: "b", size: 2 * unit)
-        try t.create(name: "c", size: 2 * unit)
-        try t.resize(name: "a", to: 4 * unit)
-        try t.create(name: "d", size: 2 * unit)
-        try t.destroy(name: "b")
-        return t
-    }
+    static func fragmented() throws -> ArenaTable { try fragmentedTable() }
 
     @Test func wholeDevice() throws {
         let t = try Self.fragmented()

@@ -234,3 +234,16 @@ func ownersViolation(_ t: ArenaTable, _ range: Range<UInt64>) -> String? {
     if cursor != clipped.upperBound { return "\(range): pieces end at \(cursor), not \(clipped.upperBound)" }
     return nil
 }
+
+/// A fragmented table on a 14-block device: a [0,2) @0 + [6,8) @2, c [4,6), d [8,10);
+/// free [2,4) and [10,12) (usable blocks, counted from the start of the usable region).
+func fragmentedTable() throws -> ArenaTable {
+    var t = table(usableBlocks: 12)
+    try t.create(name: "a", size: 2 * unit)
+    try t.create(name: "b", size: 2 * unit)
+    try t.create(name: "c", size: 2 * unit)
+    try t.resize(name: "a", to: 4 * unit)
+    try t.create(name: "d", size: 2 * unit)
+    try t.destroy(name: "b")
+    return t
+}

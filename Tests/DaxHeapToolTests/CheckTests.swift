@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import DaxTestSupport
 
 @Suite struct CheckTests {
     static let checkKeys: Set<String> = ["healthy", "metadata", "problems", "repaired", "badblocks"]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import DaxTestSupport
 
 @Suite struct InfoListTests {
     static let infoKeys: Set<String> = ["path", "kind", "size", "align", "usable_size", "available_size",

@@ -116,16 +116,6 @@ func expectUnchanged(_ path: String, sourceLocation: SourceLocation = #_sourceLo
     #expect(before == after, "\(path) changed", sourceLocation: sourceLocation)
 }
 
-/// XORs one byte of the file with 0xFF, with plain POSIX calls.
-func flipByte(_ path: String, at offset: Int) throws {
-    let fd = open(path, O_RDWR)
-    try #require(fd >= 0)
-    defer { close(fd) }
-    var byte: UInt8 = 0
-    try #require(pread(fd, &byte, 1, off_t(offset)) == 1)
-    byte ^= 0xFF
-    try #require(pwrite(fd, &byte, 1, off_t(offset)) == 1)
-}
 
 /// Reads `count` bytes at `offset`.
 func readBytes(_ path: String, at offset: Int, count: Int) throws -> [UInt8] {

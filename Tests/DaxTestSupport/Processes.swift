@@ -90,3 +90,22 @@ public final class Collected: @unchecked Sendable {
     public func append(_ data: Data) { lock.lock(); value.append(data); lock.unlock() }
     public func get() -> Data { lock.lock(); defer { lock.unlock() }; return value }
 }
+
+/// A failed POSIX call in a test helper, with its errno.
+public struct TestIOError: Error, CustomStringConvertible {
+    public var call: String
+    public var errno: Int32
+    public var description: String { "\(call): \(String(cString: strerror(errno)))" }
+}
+
+/// XORs one byte of the file with 0xFF, with plain POSIX calls (damage behind the
+/// library's back).
+public func flipByte(_ path: String, at offset: Int) throws {
+    let fd = open(path, O_RDWR)
+    guard fd >= 0 else { throw TestIOError(call: "open \(path)", errno: errno) }
+    defer { close(fd) }
+    var byte: UInt8 = 0
+    guard pread(fd, &byte, 1, off_t(offset)) == 1 else { throw TestIOError(call: "pread", errno: errno) }
+    byte ^= 0xFF
+    guard pwrite(fd, &byte, 1, off_t(offset)) == 1 else { throw TestIOError(call: "pwrite", errno: errno) }
+}

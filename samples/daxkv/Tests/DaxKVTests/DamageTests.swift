@@ -2,6 +2,7 @@ import DaxHeap
 @testable import DaxKV
 import Foundation
 import Testing
+import DaxTestSupport
 
 @Suite("DaxKV torn and damaged records")
 struct DamageTests {

@@ -80,13 +80,3 @@ func find(_ needle: [UInt8], in path: String) throws -> Int? {
     }
 }
 
-/// XORs one byte of the file with 0xFF, with plain POSIX calls.
-func flipByte(_ path: String, at offset: Int) throws {
-    let fd = open(path, O_RDWR)
-    try #require(fd >= 0)
-    defer { close(fd) }
-    var byte: UInt8 = 0
-    try #require(pread(fd, &byte, 1, off_t(offset)) == 1)
-    byte ^= 0xFF
-    try #require(pwrite(fd, &byte, 1, off_t(offset)) == 1)
-}
