@@ -289,6 +289,12 @@ public final class MappedDevice: @unchecked Sendable {
         }
     }
 
+    /// Hints the CPU to load the cache line at `offset` (never faults; may do nothing).
+    @inline(__always)
+    public func prefetch(offset: UInt64) {
+        CDaxShims_prefetch(base + Int(truncatingIfNeeded: offset))
+    }
+
     /// Waits for earlier flushes to reach the persistence domain (pmem_drain).
     public func drain() {
         if persistence == .pmem { pmem_drain() }
@@ -301,6 +307,20 @@ public final class MappedDevice: @unchecked Sendable {
         switch persistence {
         case .pmem:
             pmem_memcpy_persist(base + Int(offset), from, source.count)
+        case .msync:
+            (base + Int(offset)).copyMemory(from: from, byteCount: source.count)
+            try persist(offset: offset, length: UInt64(source.count))
+        }
+    }
+
+    /// Copies and flushes without waiting (pmem_memcpy_nodrain): several copies can then
+    /// share one ``drain()``. With msync the copy is synced, which is already durable.
+    public func memcpyNoDrain(offset: UInt64, from source: UnsafeRawBufferPointer) throws(DeviceError) {
+        precondition(offset <= size && UInt64(source.count) <= size - offset)
+        guard let from = source.baseAddress, source.count > 0 else { return }
+        switch persistence {
+        case .pmem:
+            pmem_memcpy_nodrain(base + Int(offset), from, source.count)
         case .msync:
             (base + Int(offset)).copyMemory(from: from, byteCount: source.count)
             try persist(offset: offset, length: UInt64(source.count))

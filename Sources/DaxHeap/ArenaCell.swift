@@ -2,14 +2,16 @@ import DaxArenas
 import Synchronization
 
 /// An immutable layout, published to readers as a whole.
+@usableFromInline
 final class ArenaSnapshot: Sendable {
-    let layout: ArenaLayout
+    @usableFromInline let layout: ArenaLayout
     init(_ layout: ArenaLayout) { self.layout = layout }
 }
 
 /// Where an arena's current layout is published. One per arena for its whole life, so
 /// a handle can keep it; readers load the pointer inside a read section, the provisioning
 /// path swaps it and waits a grace period before freeing the old one.
+@usableFromInline
 final class ArenaCell: Sendable {
     let id: UInt64
     let name: String

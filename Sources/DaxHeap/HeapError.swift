@@ -19,6 +19,8 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     case outOfRange(arena: String, offset: UInt64, count: UInt64, arenaSize: UInt64)
     case crossesExtent(arena: String, offset: UInt64, count: UInt64, contiguous: UInt64)
     case readOnly(path: String)
+    case misalignedAccess(arena: String, offset: UInt64)
+    case foreignArena(arena: String, heap: String)
     // Device and metadata
     case notFound(path: String)
     case isDirectory(path: String)
@@ -65,6 +67,10 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
             "bytes \(offset)..<\(offset &+ count) of arena \(debugQuoted(arena)) cross an extent boundary (\(contiguous) contiguous bytes from \(offset)); split the access or use the copying read/write"
         case .readOnly(let path):
             "\(printable(path)) is open read-only; open it read-write to change it"
+        case .misalignedAccess(let arena, let offset):
+            "offset \(offset) of arena \(debugQuoted(arena)) is not a multiple of 8; 8-byte loads and stores need an 8-byte aligned offset"
+        case .foreignArena(let arena, let heap):
+            "arena \(debugQuoted(arena)) belongs to another heap than \(printable(heap)); view arenas of one heap together"
         case .notFound(let path):
             "\(printable(path)) does not exist; check the path"
         case .isDirectory(let path):

@@ -687,6 +687,8 @@ import Glibc
         .outOfRange(arena: "a", offset: .max, count: .max, arenaSize: 2 << 20),
         .crossesExtent(arena: "a", offset: 10, count: 5 << 20, contiguous: 100),
         .readOnly(path: "/dev/shm/x"),
+        .misalignedAccess(arena: "a", offset: 3),
+        .foreignArena(arena: "a", heap: "/dev/shm/x"),
         .notFound(path: "/dev/shm/x"),
         .isDirectory(path: "/dev/shm"),
         .unsupportedFileType(path: "/dev/shm/f", kind: "neither a regular file nor a device-dax"),

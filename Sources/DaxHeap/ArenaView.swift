@@ -1,0 +1,235 @@
+import DaxArenas
+import DaxDevice
+import Synchronization  // Atomic<UInt64> over the lent bytes: the 8-byte loads and stores
+
+/// One arena's layout pinned for a run of accesses: what a database's get or put needs.
+///
+/// ``Arena/withUnsafeBytes(at:count:_:)`` and friends each enter and leave a read section
+/// (two locked instructions, each a full barrier that also waits for earlier cache-line
+/// flushes) and look the arena up again. A view pays that once: ``Arena/withView(_:)``
+/// enters one section, and every access through the view translates offsets with the
+/// layout of that moment, checks bounds, and nothing else: no lock, no atomic
+/// read-modify-write, no reference counting. So a record and its index slot can be
+/// written, flushed and fenced with exactly the fences the caller asks for.
+///
+/// The layout cannot change under a view: every provisioning change on the heap (create,
+/// resize, destroy of any arena) publishes the new table and then waits until every view
+/// and access opened before has returned. So a view keeps the ``size`` and extents it
+/// started with, and must be short. Never provision from inside the closure: the change
+/// would wait for the closure, and the closure for it.
+///
+/// A view lives only inside its closure, like the pointers `withUnsafeBytes` lends: do not
+/// store it or pass it to another thread.
+public struct ArenaView {
+    @usableFromInline let snapshot: Unmanaged<ArenaSnapshot>
+    @usableFromInline let device: Unmanaged<MappedDevice>
+    @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline let writable: Bool
+    /// For error messages only.
+    @usableFromInline let cell: Unmanaged<ArenaCell>
+
+    /// Pins the current layout; call inside a read section, with `arena` kept alive.
+    @usableFromInline
+    init(_ arena: Arena) throws(HeapError) {
+        guard let snapshot = arena.cell.load() else { throw .unknownArena(arena.name) }
+        self.snapshot = snapshot
+        self.device = Unmanaged.passUnretained(arena.heap.device)
+        self.base = arena.heap.device.base
+        self.writable = arena.heap.device.mode == .readWrite
+        self.cell = Unmanaged.passUnretained(arena.cell)
+    }
+
+    /// The arena's size when the view was taken.
+    @inlinable
+    public var size: UInt64 { snapshot._withUnsafeGuaranteedRef { $0.layout.size } }
+
+    /// The arena's name.
+    public var name: String { cell._withUnsafeGuaranteedRef { $0.name } }
+
+    // MARK: - Scoped raw access (one extent)
+
+    /// Lends `[offset, offset + count)`, which must lie inside one extent, for reading
+    /// during `body`. Do not let the pointer escape.
+    @inlinable
+    public func withUnsafeBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try body(UnsafeRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    /// Lends `[offset, offset + count)`, which must lie inside one extent, for writing
+    /// during `body`. Stores are not durable until flushed and drained.
+    @inlinable
+    public func withUnsafeMutableBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
+        guard writable else { throw readOnlyError() }
+        return try body(UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    // MARK: - 8-byte words (the unit of failure atomicity)
+
+    /// Loads the 8-byte word at `offset` (a multiple of 8) in one piece, with acquire
+    /// ordering: bytes it points to and that were published before it are visible.
+    @inlinable
+    public func load(at offset: UInt64) throws(HeapError) -> UInt64 {
+        let p = try word(offset)
+        return p.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.load(ordering: .acquiring)
+    }
+
+    /// Stores `value` at `offset` (a multiple of 8) in one piece, with release ordering:
+    /// a concurrent reader sees the old word or the new one, and everything stored before.
+    /// An aligned 8-byte store is also what the media never tears (x86-64 persists aligned
+    /// 8-byte stores whole), so a flushed word is the old or the new after a power loss.
+    /// Not durable until flushed and drained (``persist(at:count:)``).
+    @inlinable
+    public func store(_ value: UInt64, at offset: UInt64) throws(HeapError) {
+        guard writable else { throw readOnlyError() }
+        let p = try word(offset)
+        p.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(value, ordering: .releasing)
+    }
+
+    // MARK: - Durability
+
+    /// Flushes `[offset, offset + count)` from the CPU caches without waiting
+    /// (pmem_flush per extent piece; msync on a file that is not persistent memory).
+    /// Follow a batch of flushes with one ``drain()``.
+    @inlinable
+    public func flush(at offset: UInt64, count: UInt64) throws(HeapError) {
+        try checkRange(offset, count)
+        var done: UInt64 = 0
+        while done < count {
+            let (at, contiguous) = translated(offset + done)
+            let length = min(contiguous, count - done)
+            try flushPiece(at, length)
+            done += length
+        }
+    }
+
+    /// Waits until every earlier flush and non-temporal copy is durable (pmem_drain: one
+    /// store fence). A no-op on a file synced with msync, where flushing was durable.
+    @inlinable
+    public func drain() { device._withUnsafeGuaranteedRef { $0.drain() } }
+
+    /// Flushes and drains `[offset, offset + count)`.
+    @inlinable
+    public func persist(at offset: UInt64, count: UInt64) throws(HeapError) {
+        try flush(at: offset, count: count)
+        drain()
+    }
+
+    /// Copies `source` to `offset` (across extents as needed) and flushes it, without the
+    /// fence (pmem_memcpy_nodrain): copy several records, then ``drain()`` once. The whole
+    /// range is checked first: when it throws, nothing was written.
+    @inlinable
+    public func memcpyNoDrain(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
+        guard writable else { throw readOnlyError() }
+        let count = UInt64(source.count)
+        try checkRange(offset, count)
+        var done: UInt64 = 0
+        while done < count {
+            let (at, contiguous) = translated(offset + done)
+            let length = min(contiguous, count - done)
+            let piece = UnsafeRawBufferPointer(start: source.baseAddress! + Int(done), count: Int(length))
+            try copyPiece(at, piece)
+            done += length
+        }
+    }
+
+    /// Copies `source` to `offset` and makes it durable (one fence).
+    @inlinable
+    public func memcpyPersist(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
+        try memcpyNoDrain(at: offset, from: source)
+        drain()
+    }
+
+    /// Hints the CPU to start loading the cache line holding `offset`, so that a miss
+    /// overlaps other work (a fence, a hash). Offsets past the end are ignored.
+    @inlinable
+    public func prefetch(at offset: UInt64) {
+        guard offset < size else { return }
+        let (at, _) = translated(offset)
+        device._withUnsafeGuaranteedRef { $0.prefetch(offset: at) }
+    }
+
+    // MARK: - Internals
+
+    /// The mapped address of `[offset, offset + count)`, checked to lie in one extent; nil
+    /// for an empty range.
+    @inlinable
+    func locate(_ offset: UInt64, _ count: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
+        let size = self.size
+        guard count >= 0, offset <= size, UInt64(count) <= size - offset else { throw outOfRangeError(offset, count) }
+        if count == 0 { return nil }
+        let (at, contiguous) = translated(offset)
+        guard UInt64(count) <= contiguous else { throw crossesExtentError(offset, count, contiguous) }
+        return base + Int(at)
+    }
+
+    /// The address of an aligned 8-byte word. Extents start on 2 MiB boundaries of the
+    /// device, so an arena offset aligned to 8 is a device address aligned to 8.
+    @inlinable
+    func word(_ offset: UInt64) throws(HeapError) -> UnsafeMutableRawPointer {
+        guard offset & 7 == 0 else { throw misalignedError(offset) }
+        return try locate(offset, 8)!
+    }
+
+    @inlinable
+    func checkRange(_ offset: UInt64, _ count: UInt64) throws(HeapError) {
+        let size = self.size
+        guard offset <= size, count <= size - offset else { throw outOfRangeError(offset, Int(clamping: count)) }
+    }
+
+    /// Device offset and contiguous bytes of an offset already checked to be below the size.
+    @inlinable
+    func translated(_ offset: UInt64) -> (UInt64, UInt64) {
+        snapshot._withUnsafeGuaranteedRef { $0.layout.translate(offset)! }
+    }
+
+    /// Device calls, one per extent piece (out of line: the device stays unretained).
+    @usableFromInline func flushPiece(_ deviceOffset: UInt64, _ length: UInt64) throws(HeapError) {
+        let result = device._withUnsafeGuaranteedRef { device in
+            Result { () throws(DeviceError) in try device.flush(offset: deviceOffset, length: length) }
+        }
+        if case .failure(let error) = result { throw HeapError(error) }
+    }
+    @usableFromInline func copyPiece(_ deviceOffset: UInt64, _ piece: UnsafeRawBufferPointer) throws(HeapError) {
+        let result = device._withUnsafeGuaranteedRef { device in
+            Result { () throws(DeviceError) in try device.memcpyNoDrain(offset: deviceOffset, from: piece) }
+        }
+        if case .failure(let error) = result { throw HeapError(error) }
+    }
+
+    // Errors are built out of line: the fast path carries no String.
+    @usableFromInline func outOfRangeError(_ offset: UInt64, _ count: Int) -> HeapError {
+        .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: size)
+    }
+    @usableFromInline func crossesExtentError(_ offset: UInt64, _ count: Int, _ contiguous: UInt64) -> HeapError {
+        .crossesExtent(arena: name, offset: offset, count: UInt64(count), contiguous: contiguous)
+    }
+    @usableFromInline func misalignedError(_ offset: UInt64) -> HeapError { .misalignedAccess(arena: name, offset: offset) }
+    @usableFromInline func readOnlyError() -> HeapError { .readOnly(path: device._withUnsafeGuaranteedRef { $0.path }) }
+}
+
+@available(*, unavailable, message: "an ArenaView lives only inside its closure")
+extension ArenaView: Sendable {}
+
+extension Arena {
+    /// Runs `body` with a view of this arena's current layout, inside one read section
+    /// (see ``ArenaView``). Do not provision from inside `body`, and do not keep the view.
+    @inlinable
+    public func withView<R>(_ body: (ArenaView) throws -> R) throws -> R {
+        let token = enterSection()
+        defer { exitSection(token) }
+        return try body(try ArenaView(self))
+    }
+
+    /// Runs `body` with views of two arenas of the same heap under one read section: a
+    /// key-value store's index and log, for example.
+    @inlinable
+    public static func withViews<R>(_ first: Arena, _ second: Arena, _ body: (ArenaView, ArenaView) throws -> R) throws -> R {
+        guard first.heap === second.heap else { throw HeapError.foreignArena(arena: second.name, heap: first.heap.path) }
+        let token = first.enterSection()
+        defer { first.exitSection(token) }
+        return try body(try ArenaView(first), try ArenaView(second))
+    }
+
+    @usableFromInline func enterSection() -> Int { heap.sections.enter() }
+    @usableFromInline func exitSection(_ token: Int) { heap.sections.exit(token) }
+}
