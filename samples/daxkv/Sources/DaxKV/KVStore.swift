@@ -67,10 +67,6 @@ public final class KVStore: @unchecked Sendable {
     private var damagedSegments: Set<Int> = []
     private var pending: [Pending] = []
     private var relocations: [Relocation] = []
-    /// Room for the largest record, allocated once (puts allocate nothing).
-    private let scratch = UnsafeMutableRawPointer.allocate(byteCount: Format.recordSize(keyCount: Format.maxKeySize, valueCount: Format.maxValueSize), alignment: 64)
-
-    deinit { scratch.deallocate() }
 
     /// Statistics of the writer's background work.
     public private(set) var compactions = 0
@@ -244,14 +240,30 @@ public final class KVStore: @unchecked Sendable {
     /// absent. When the value is longer than `buffer`, nothing is copied and the length is
     /// returned (call again with a larger buffer). The value is checked against its
     /// record's checksum first: a damaged record throws ``KVError/damagedRecord``.
+    ///
+    /// One read section, no lock, no fence, no allocation.
     public func get(_ key: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         let hash = hash64(key, seed: Seeds.key)
         var attempts = 0
         while true {
-            switch try lookup(hash: hash, key: key, buffer: buffer) {
+            // The descriptor before the views: a table a rebuild published lies inside the
+            // index arena as it was at publication, which a view taken afterwards includes.
+            let word = descriptor.load(ordering: .acquiring)
+            let result = try wrapHeap {
+                try Arena.withViews(index, data) { idx, dat in
+                    try lookup(Views(index: idx, data: dat, descriptor: word), hash: hash, key: key, buffer: buffer)
+                }
+            }
+            switch result {
             case .absent: return nil
             case .found(let length): return length
+            case .beyondView(let offset):
+                // A record in a segment the data arena gained after the view was taken:
+                // look again with a new view. Past the end of a fresh one, it is damage.
+                if try wrapHeap({ try Format.segmentEnd(Format.segment(of: offset)) > data.size }) {
+                    throw KVError.damagedRecord(store: name, offset: offset, reason: "an index slot points past the data arena")
+                }
             case .damaged(let offset, let reason):
                 // A record a slot pointed to changed under us (its segment was compacted
                 // and reused): look again. The same failure three times is real damage.
@@ -273,25 +285,42 @@ public final class KVStore: @unchecked Sendable {
         }
     }
 
-    private enum Lookup { case absent, found(Int), damaged(UInt64, String) }
+    private enum Lookup { case absent, found(Int), beyondView(UInt64), damaged(UInt64, String) }
 
-    private func lookup(hash: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer) throws -> Lookup {
-        let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .acquiring))
-        let mask = UInt64(1 << log2) - 1
+    /// The two arenas pinned for one operation, and the index table it works on.
+    struct Views {
+        let index: ArenaView
+        let data: ArenaView
+        let tableOffset: UInt64
+        let mask: UInt64
+
+        init(index: ArenaView, data: ArenaView, descriptor: UInt64) {
+            self.index = index
+            self.data = data
+            let (tableOffset, log2) = Format.decode(descriptor: descriptor)
+            self.tableOffset = tableOffset
+            self.mask = UInt64(1 << log2) - 1
+        }
+
+        @inline(__always) func bucketOffset(_ bucket: UInt64) -> UInt64 { tableOffset + bucket * Format.bucketSize }
+    }
+
+    @inline(__always)
+    private func lookup(_ v: Views, hash: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer) throws -> Lookup {
         let tag = Format.tag(hash)
-        var bucket = hash & mask
-        for _ in 0 ... mask {
-            let result: Lookup? = try index.withUnsafeBytes(at: tableOffset + bucket * Format.bucketSize, count: Int(Format.bucketSize)) { slots in
+        var bucket = hash & v.mask
+        for _ in 0 ... v.mask {
+            let result: Lookup? = try v.index.withUnsafeBytes(at: v.bucketOffset(bucket), count: Int(Format.bucketSize)) { slots in
                 for i in 0 ..< Format.slotsPerBucket {
                     let slot = atomicLoad(slots.baseAddress! + i * 8)
                     if slot == Format.emptySlot { return .absent }
                     guard Format.isLive(slot), Format.slotTag(slot) == tag else { continue }
-                    if let r = try readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer) { return r }
+                    if let r = try readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer, v.data) { return r }
                 }
                 return nil
             }
             if let result { return result }
-            bucket = (bucket + 1) & mask
+            bucket = (bucket + 1) & v.mask
         }
         return .absent
     }
@@ -299,9 +328,10 @@ public final class KVStore: @unchecked Sendable {
     /// The record at `offset` if it holds `key` (its value copied out), nil if it holds
     /// another key, damaged if it fails its checks.
     @inline(__always)
-    private func readRecord(at offset: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer) throws -> Lookup? {
-        let room = Format.segmentEnd(Format.segment(of: offset)) - offset
-        return try data.withUnsafeBytes(at: offset, count: Int(room)) { record -> Lookup? in
+    private func readRecord(at offset: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer, _ data: ArenaView) throws -> Lookup? {
+        let end = Format.segmentEnd(Format.segment(of: offset))
+        guard end <= data.size else { return .beyondView(offset) }
+        return try data.withUnsafeBytes(at: offset, count: Int(end - offset)) { record -> Lookup? in
             let base = record.baseAddress!
             let checksum = atomicLoad(base)
             let lengths = atomicLoad(base + 8)
@@ -330,26 +360,29 @@ public final class KVStore: @unchecked Sendable {
     }
 
     /// Calls `body` with every pair, in index order (the writer lock is held meanwhile: a
-    /// consistent snapshot; `body` must not write to this store, that would deadlock). The
-    /// buffers are the records on the media: copy what you keep. Damaged records throw.
+    /// consistent snapshot). `body` must not write to this store (that would deadlock) nor
+    /// provision the heap (it runs inside a read section). The buffers are the records on
+    /// the media: copy what you keep. Damaged records throw.
     public func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
         try lock.withLock { _ in
-            let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
-            for bucket in 0 ..< UInt64(1 << log2) {
-                for i in 0 ..< UInt64(Format.slotsPerBucket) {
-                    let slot = try Self.load(index, tableOffset + bucket * Format.bucketSize + i * 8)
-                    guard Format.isLive(slot) else { continue }
-                    let offset = Format.slotOffset(slot)
-                    try data.withUnsafeBytes(at: offset, count: Int(Format.segmentEnd(Format.segment(of: offset)) - offset)) { record in
-                        let base = record.baseAddress!
-                        let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
-                        let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
-                        guard (lengths >> 16) & 0xFFFF == 0, k <= Format.maxKeySize, v <= Format.maxValueSize,
-                              Format.recordHeaderSize + k + v <= record.count,
-                              recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: v) == base.load(as: UInt64.self) else {
-                            throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
+            try withViews { v in
+                let (idx, dat) = (v.index, v.data)
+                for bucket in 0 ... v.mask {
+                    for i in 0 ..< UInt64(Format.slotsPerBucket) {
+                        let slot = try idx.load(at: v.bucketOffset(bucket) + i * 8)
+                        guard Format.isLive(slot) else { continue }
+                        let offset = Format.slotOffset(slot)
+                        try dat.withUnsafeBytes(at: offset, count: Int(Format.segmentEnd(Format.segment(of: offset)) - offset)) { record in
+                            let base = record.baseAddress!
+                            let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
+                            let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
+                            guard (lengths >> 16) & 0xFFFF == 0, k <= Format.maxKeySize, v <= Format.maxValueSize,
+                                  Format.recordHeaderSize + k + v <= record.count,
+                                  recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: v) == base.load(as: UInt64.self) else {
+                                throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
+                            }
+                            try body(UnsafeRawBufferPointer(start: base + 16, count: k), UnsafeRawBufferPointer(start: base + 16 + k, count: v))
                         }
-                        try body(UnsafeRawBufferPointer(start: base + 16, count: k), UnsafeRawBufferPointer(start: base + 16 + k, count: v))
                     }
                 }
             }
@@ -374,16 +407,20 @@ public final class KVStore: @unchecked Sendable {
         let size = Format.recordSize(keyCount: key.count, valueCount: value.count)
         try lock.withLock { _ in
             try wrapHeap {
+                // Provisioning first: it may resize an arena, which must not happen in a view.
                 try ensureIndexRoom(adding: 1)
                 if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
-                let offset = tail
-                // The record is built in a scratch buffer and copied with one
-                // memcpyPersist (libpmem: copy, flush, fence 1).
-                buildRecord(size: size, key: key, value: value)
-                try data.memcpyPersist(at: offset, from: UnsafeRawBufferPointer(start: scratch, count: size))
-                tail += UInt64(size)
-                try publish(hash: hash, key: key, offset: offset)
-                index.drain()  // fence 2: its slot is durable
+                try withViews { v in
+                    let (idx, dat) = (v.index, v.data)
+                    // Start loading the key's bucket now: the miss overlaps fence 1.
+                    idx.prefetch(at: v.bucketOffset(hash & v.mask))
+                    let offset = tail
+                    try writeRecord(at: offset, size: size, key: key, value: value, dat)
+                    dat.drain()  // fence 1: the record is durable before anything points to it
+                    tail += UInt64(size)
+                    try publish(hash: hash, key: key, offset: offset, v)
+                    idx.drain()  // fence 2: its slot is durable
+                }
             }
         }
     }
@@ -404,31 +441,43 @@ public final class KVStore: @unchecked Sendable {
         }
         try lock.withLock { _ in
             try wrapHeap {
-                pending.removeAll(keepingCapacity: true)
-                for (n, item) in items.enumerated() {
-                    let size = Format.recordSize(keyCount: item.key.count, valueCount: item.value.count)
-                    if tail + UInt64(size) > Format.segmentEnd(tailSegment) {
-                        try commitPending(items)  // compaction must never see unpublished records
-                        try advance(needed: size)
+                // Room for every pair up front (duplicates only overestimate), so that no
+                // index rebuild, which resizes, falls inside a view.
+                try ensureIndexRoom(adding: items.count)
+                var next = 0
+                while next < items.count {
+                    let first = Format.recordSize(keyCount: items[next].key.count, valueCount: items[next].value.count)
+                    // Nothing is pending here: compaction never sees an unpublished record.
+                    if tail + UInt64(first) > Format.segmentEnd(tailSegment) { try advance(needed: first) }
+                    try withViews { v in
+                        pending.removeAll(keepingCapacity: true)
+                        // As many records as the tail segment holds, then one commit.
+                        while next < items.count {
+                            let item = items[next]
+                            let size = Format.recordSize(keyCount: item.key.count, valueCount: item.value.count)
+                            if tail + UInt64(size) > Format.segmentEnd(tailSegment) { break }
+                            let offset = tail
+                            try item.key.withUnsafeBytes { k in try item.value.withUnsafeBytes { value in try writeRecord(at: offset, size: size, key: k, value: value, v.data) } }
+                            tail += UInt64(size)
+                            pending.append(Pending(hash: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) }, offset: offset, item: next))
+                            next += 1
+                        }
+                        try commitPending(items, v)
                     }
-                    let offset = tail
-                    try item.key.withUnsafeBytes { k in try item.value.withUnsafeBytes { v in try writeRecord(at: offset, size: size, key: k, value: v) } }
-                    tail += UInt64(size)
-                    pending.append(Pending(hash: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) }, offset: offset, item: n))
                 }
-                try commitPending(items)
             }
         }
     }
 
-    private func commitPending(_ items: [(key: [UInt8], value: [UInt8])]) throws {
+    /// Publishes the pending records of a group: one fence for their records, one for
+    /// their slots.
+    private func commitPending(_ items: [(key: [UInt8], value: [UInt8])], _ v: Views) throws {
         guard !pending.isEmpty else { return }
-        data.drain()  // fence 1 for the whole group
-        try ensureIndexRoom(adding: pending.count)
+        v.data.drain()  // fence 1 for the whole group
         for p in pending {
-            try items[p.item].key.withUnsafeBytes { k in try publish(hash: p.hash, key: k, offset: p.offset) }
+            try items[p.item].key.withUnsafeBytes { k in try publish(hash: p.hash, key: k, offset: p.offset, v) }
         }
-        index.drain()  // fence 2
+        v.index.drain()  // fence 2
         pending.removeAll(keepingCapacity: true)
     }
 
@@ -439,15 +488,17 @@ public final class KVStore: @unchecked Sendable {
         let hash = hash64(key, seed: Seeds.key)
         return try lock.withLock { _ in
             try wrapHeap {
-                let probe = try find(hash: hash, key: key)
-                guard probe.found else { return false }
-                try storeSlot(at: probe.position, Format.tombstone)
-                try index.flush(at: probe.position, count: 8)
-                index.drain()
-                release(Format.slotOffset(probe.old))
-                tombstones += 1
-                live.subtract(1, ordering: .releasing)
-                return true
+                return try withViews { v in
+                    let idx = v.index
+                    let probe = try find(hash: hash, key: key, v)
+                    guard probe.found else { return false }
+                    try idx.store(Format.tombstone, at: probe.position)
+                    try idx.persist(at: probe.position, count: 8)
+                    release(Format.slotOffset(probe.old))
+                    tombstones += 1
+                    live.subtract(1, ordering: .releasing)
+                    return true
+                }
             }
         }
     }
@@ -463,12 +514,6 @@ public final class KVStore: @unchecked Sendable {
         do { return try body() } catch let error as HeapError { throw KVError.heap(error) }
     }
 
-    /// Lays a record out in `scratch` (the writer's preallocated buffer).
-    @inline(__always)
-    private func buildRecord(size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        Self.layOutRecord(at: scratch, size: size, key: key, value: value)
-    }
-
     /// The record format (Format.swift): checksum, length word, key, value, zero padding.
     @inline(__always)
     private static func layOutRecord(at base: UnsafeMutableRawPointer, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
@@ -481,9 +526,10 @@ public final class KVStore: @unchecked Sendable {
         if padding > 0 { (base + size - padding).initializeMemory(as: UInt8.self, repeating: 0, count: padding) }
     }
 
-    /// Copies a record into the log at `offset` and flushes it (no fence).
+    /// Lays a record out in the log at `offset` and flushes it (no fence). Records never
+    /// straddle segments, and segments never straddle extents: one scoped access.
     @inline(__always)
-    private func writeRecord(at offset: UInt64, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws {
+    private func writeRecord(at offset: UInt64, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ data: ArenaView) throws {
         try data.withUnsafeMutableBytes(at: offset, count: size) { record in
             Self.layOutRecord(at: record.baseAddress!, size: size, key: key, value: value)
         }
@@ -492,10 +538,10 @@ public final class KVStore: @unchecked Sendable {
 
     /// Points `key`'s slot at the durable record at `offset` and flushes it (no fence).
     @inline(__always)
-    private func publish(hash: UInt64, key: UnsafeRawBufferPointer, offset: UInt64) throws {
-        let probe = try find(hash: hash, key: key)
-        try storeSlot(at: probe.position, Format.slot(tag: Format.tag(hash), offset: offset))
-        try index.flush(at: probe.position, count: 8)
+    private func publish(hash: UInt64, key: UnsafeRawBufferPointer, offset: UInt64, _ v: Views) throws {
+        let probe = try find(hash: hash, key: key, v)
+        try v.index.store(Format.slot(tag: Format.tag(hash), offset: offset), at: probe.position)
+        try v.index.flush(at: probe.position, count: 8)
         if probe.found {
             release(Format.slotOffset(probe.old))
         } else {
@@ -515,33 +561,31 @@ public final class KVStore: @unchecked Sendable {
     }
 
     /// Where `key` is (found) or would go (the first tombstone or empty slot on its probe path).
-    private func find(hash: UInt64, key: UnsafeRawBufferPointer) throws -> (position: UInt64, old: UInt64, found: Bool) {
-        let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
-        let mask = UInt64(1 << log2) - 1
+    private func find(hash: UInt64, key: UnsafeRawBufferPointer, _ v: Views) throws -> (position: UInt64, old: UInt64, found: Bool) {
         let tag = Format.tag(hash)
-        var bucket = hash & mask
+        var bucket = hash & v.mask
         var reusable: UInt64? = nil
-        for _ in 0 ... mask {
-            let at = tableOffset + bucket * Format.bucketSize
-            let hit: (UInt64, UInt64, Bool)? = try index.withUnsafeBytes(at: at, count: Int(Format.bucketSize)) { slots in
+        for _ in 0 ... v.mask {
+            let at = v.bucketOffset(bucket)
+            let hit: (UInt64, UInt64, Bool)? = try v.index.withUnsafeBytes(at: at, count: Int(Format.bucketSize)) { slots in
                 for i in 0 ..< Format.slotsPerBucket {
                     let slot = slots.load(fromByteOffset: i * 8, as: UInt64.self)
                     let position = at + UInt64(i * 8)
                     if slot == Format.emptySlot { return reusable.map { ($0, Format.tombstone, false) } ?? (position, slot, false) }
                     if slot == Format.tombstone { if reusable == nil { reusable = position }; continue }
-                    if Format.slotTag(slot) == tag, try keyMatches(at: Format.slotOffset(slot), key: key) { return (position, slot, true) }
+                    if Format.slotTag(slot) == tag, try keyMatches(at: Format.slotOffset(slot), key: key, v.data) { return (position, slot, true) }
                 }
                 return nil
             }
             if let hit { return hit }
-            bucket = (bucket + 1) & mask
+            bucket = (bucket + 1) & v.mask
         }
         guard let reusable else { fatalError("DaxKV: index table full (load factor invariant broken)") }
         return (reusable, Format.tombstone, false)
     }
 
     @inline(__always)
-    private func keyMatches(at offset: UInt64, key: UnsafeRawBufferPointer) throws -> Bool {
+    private func keyMatches(at offset: UInt64, key: UnsafeRawBufferPointer, _ data: ArenaView) throws -> Bool {
         let room = Int(Format.segmentEnd(Format.segment(of: offset)) - offset)
         let n = Format.recordHeaderSize + key.count
         guard n <= room else { return false }
@@ -552,14 +596,12 @@ public final class KVStore: @unchecked Sendable {
     }
 
     /// The slot whose record is at `offset`, found by the record's key hash.
-    private func slotPointing(to offset: UInt64, hash: UInt64) throws -> (position: UInt64, slot: UInt64)? {
-        let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
-        let mask = UInt64(1 << log2) - 1
+    private func slotPointing(to offset: UInt64, hash: UInt64, _ v: Views) throws -> (position: UInt64, slot: UInt64)? {
         let want = Format.slot(tag: Format.tag(hash), offset: offset)
-        var bucket = hash & mask
-        for _ in 0 ... mask {
-            let at = tableOffset + bucket * Format.bucketSize
-            let hit: (UInt64, UInt64)?? = try index.withUnsafeBytes(at: at, count: Int(Format.bucketSize)) { slots in
+        var bucket = hash & v.mask
+        for _ in 0 ... v.mask {
+            let at = v.bucketOffset(bucket)
+            let hit: (UInt64, UInt64)?? = try v.index.withUnsafeBytes(at: at, count: Int(Format.bucketSize)) { slots in
                 for i in 0 ..< Format.slotsPerBucket {
                     let slot = slots.load(fromByteOffset: i * 8, as: UInt64.self)
                     if slot == Format.emptySlot { return .some(nil) }
@@ -568,13 +610,16 @@ public final class KVStore: @unchecked Sendable {
                 return nil
             }
             if let hit { return hit }
-            bucket = (bucket + 1) & mask
+            bucket = (bucket + 1) & v.mask
         }
         return nil
     }
 
-    private func storeSlot(at position: UInt64, _ value: UInt64) throws {
-        try index.withUnsafeMutableBytes(at: position, count: 8) { atomicStore($0.baseAddress!, value) }
+    /// Runs `body` with both arenas pinned and the current table (lock held, so the
+    /// descriptor is the writer's own). No provisioning inside.
+    private func withViews<R>(_ body: (Views) throws -> R) throws -> R {
+        let word = descriptor.load(ordering: .relaxed)
+        return try Arena.withViews(index, data) { idx, dat in try body(Views(index: idx, data: dat, descriptor: word)) }
     }
 
     // MARK: Segments: switching, growth, compaction
@@ -589,7 +634,7 @@ public final class KVStore: @unchecked Sendable {
                 try switchTo(freeSegments.removeLast())
                 continue
             }
-            if !freeSegments.isEmpty, let victim = victim(), let plan = try plan(victim) {
+            if !freeSegments.isEmpty, let victim = victim(), let plan = try withViews({ try plan(victim, $0) }) {
                 let capacity = Format.segmentEnd(freeSegments.last!) - Format.segmentStart(freeSegments.last!)
                 let room = capacity - UInt64(plan)
                 // Worth it before growing if it frees enough of a segment (the option;
@@ -630,22 +675,22 @@ public final class KVStore: @unchecked Sendable {
     /// Walks `segment`, collecting its live records (checked against their checksums)
     /// into `relocations`; returns their total size, or nil (and marks the segment
     /// damaged) when a live record is damaged or cannot be found.
-    private func plan(_ segment: Int) throws -> Int? {
+    private func plan(_ segment: Int, _ v: Views) throws -> Int? {
         relocations.removeAll(keepingCapacity: true)
         var offset = Format.segmentStart(segment)
         let end = Format.segmentEnd(segment)
         var bytes = 0
         while offset + UInt64(Format.recordHeaderSize) <= end && relocations.count < segmentLive[segment] {
-            let step: Int? = try data.withUnsafeBytes(at: offset, count: Int(end - offset)) { record in
+            let step: Int? = try v.data.withUnsafeBytes(at: offset, count: Int(end - offset)) { record in
                 let base = record.baseAddress!
                 let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
-                let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
-                guard (lengths >> 16) & 0xFFFF == 0, (1 ... Format.maxKeySize).contains(k), v <= Format.maxValueSize else { return nil }
-                let size = Format.recordSize(keyCount: k, valueCount: v)
+                let k = Int(lengths & 0xFFFF), n = Int(lengths >> 32)
+                guard (lengths >> 16) & 0xFFFF == 0, (1 ... Format.maxKeySize).contains(k), n <= Format.maxValueSize else { return nil }
+                let size = Format.recordSize(keyCount: k, valueCount: n)
                 guard size <= record.count else { return nil }
                 let hash = hash64(base + 16, k, seed: Seeds.key)
-                if let (position, slot) = try slotPointing(to: offset, hash: hash) {
-                    guard recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: v) == base.load(as: UInt64.self) else {
+                if let (position, slot) = try slotPointing(to: offset, hash: hash, v) {
+                    guard recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: n) == base.load(as: UInt64.self) else {
                         return -1
                     }
                     relocations.append(Relocation(from: offset, size: size, slotAt: position, tag: Format.slotTag(slot), to: 0))
@@ -669,21 +714,22 @@ public final class KVStore: @unchecked Sendable {
     /// then is the victim free.
     private func compact(_ victim: Int) throws {
         try switchTo(freeSegments.removeLast())
-        for i in relocations.indices {
-            let r = relocations[i]
-            try data.withUnsafeBytes(at: r.from, count: r.size) { source in
-                try data.withUnsafeMutableBytes(at: tail, count: r.size) { $0.copyMemory(from: source) }
+        try withViews { v in
+            for i in relocations.indices {
+                let r = relocations[i]
+                try v.data.withUnsafeBytes(at: r.from, count: r.size) { source in
+                    try v.data.memcpyNoDrain(at: tail, from: source)
+                }
+                relocations[i].to = tail
+                tail += UInt64(r.size)
             }
-            try data.flush(at: tail, count: UInt64(r.size))
-            relocations[i].to = tail
-            tail += UInt64(r.size)
+            v.data.drain()
+            for r in relocations {
+                try v.index.store(Format.slot(tag: r.tag, offset: r.to), at: r.slotAt)
+                try v.index.flush(at: r.slotAt, count: 8)
+            }
+            v.index.drain()
         }
-        data.drain()
-        for r in relocations {
-            try storeSlot(at: r.slotAt, Format.slot(tag: r.tag, offset: r.to))
-            try index.flush(at: r.slotAt, count: 8)
-        }
-        index.drain()
         segmentLive[tailSegment] += relocations.count
         segmentLive[victim] = 0
         freeSegments.append(victim)
@@ -742,27 +788,31 @@ public final class KVStore: @unchecked Sendable {
         // The region may hold a rebuild a crash interrupted: clear it.
         try index.memsetPersist(at: newOffset, value: 0, count: newBytes)
         let newMask = UInt64(1 << newLog2) - 1
-        var at = tableOffset
-        let end = tableOffset + oldBytes
-        while at < end {
-            let slot = try Self.load(index, at)
-            at += 8
-            guard Format.isLive(slot) else { continue }
-            let offset = Format.slotOffset(slot)
-            let hash = try data.withUnsafeBytes(at: offset, count: Format.recordHeaderSize + Format.maxKeySize > Int(Format.segmentEnd(Format.segment(of: offset)) - offset) ? Int(Format.segmentEnd(Format.segment(of: offset)) - offset) : Format.recordHeaderSize + Format.maxKeySize) { r in
-                hash64(r.baseAddress! + 16, Int(r.load(fromByteOffset: 8, as: UInt64.self) & 0xFFFF), seed: Seeds.key)
-            }
-            var bucket = hash & newMask
-            placed: while true {
-                let base = newOffset + bucket * Format.bucketSize
-                for i in 0 ..< UInt64(Format.slotsPerBucket) where try Self.load(index, base + i * 8) == Format.emptySlot {
-                    try storeSlot(at: base + i * 8, slot)
-                    break placed
+        try withViews { v in
+            // `v` describes the old table; the new one is addressed by hand below.
+            var at = tableOffset
+            let end = tableOffset + oldBytes
+            while at < end {
+                let slot = try v.index.load(at: at)
+                at += 8
+                guard Format.isLive(slot) else { continue }
+                let offset = Format.slotOffset(slot)
+                let room = Int(Format.segmentEnd(Format.segment(of: offset)) - offset)
+                let hash = try v.data.withUnsafeBytes(at: offset, count: min(room, Format.recordHeaderSize + Format.maxKeySize)) { r in
+                    hash64(r.baseAddress! + 16, Int(r.load(fromByteOffset: 8, as: UInt64.self) & 0xFFFF), seed: Seeds.key)
                 }
-                bucket = (bucket + 1) & newMask
+                var bucket = hash & newMask
+                placed: while true {
+                    let base = newOffset + bucket * Format.bucketSize
+                    for i in 0 ..< UInt64(Format.slotsPerBucket) where try v.index.load(at: base + i * 8) == Format.emptySlot {
+                        try v.index.store(slot, at: base + i * 8)
+                        break placed
+                    }
+                    bucket = (bucket + 1) & newMask
+                }
             }
+            try v.index.persist(at: newOffset, count: newBytes)
         }
-        try index.persist(at: newOffset, count: newBytes)
         let word = Format.descriptor(tableOffset: newOffset, log2Buckets: newLog2)
         try store(index, Format.descriptorOffset, word)
         try index.persist(at: Format.descriptorOffset, count: 8)

@@ -88,6 +88,61 @@ struct ConcurrencyTests {
     }
 }
 
+extension ConcurrencyTests {
+    /// Readers look up keys while the writer's inserts rebuild the index (a new table
+    /// further into a grown index arena) and grow the data arena: a reader whose view
+    /// predates a growth must look again, never fail or miss a key that was there before
+    /// its get began.
+    @Test("readers keep finding every key while the index is rebuilt and the log grows")
+    func readersDuringGrowth() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap(size: 64 << 20)
+        let store = try KVStore.open(heap: heap, options: KVStoreOptions(initialDataSize: 2 << 20))
+        let total = 24_000
+        let inserted = Atomic<Int>(0)  // keys 0 ..< inserted are durable
+        let shared = Shared(count: 1)
+        let group = DispatchGroup()
+        for r in 0 ..< 2 {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                var buffer = [UInt8](repeating: 0, count: 512)
+                var x = UInt64(r + 1)
+                while !shared.stop.load(ordering: .acquiring) {
+                    let known = inserted.load(ordering: .acquiring)
+                    guard known > 0 else { continue }
+                    x = x &* 6364136223846793005 &+ 1442695040888963407
+                    let k = Int((x >> 33) % UInt64(known))
+                    do {
+                        let length = try key(k).withUnsafeBytes { kb in try buffer.withUnsafeMutableBytes { try store.get(kb, into: $0) } }
+                        shared.reads.add(1, ordering: .relaxed)
+                        if length == nil {
+                            shared.problems.withLock { $0.append("key \(k) missing (\(known) inserted before the get)") }
+                        } else if unstamp(Array(buffer[0 ..< length!])).map({ $0.index == k && $0.version == 1 }) != true {
+                            shared.problems.withLock { $0.append("key \(k): wrong value") }
+                        }
+                    } catch {
+                        shared.problems.withLock { $0.append("get \(k): \(error)") }
+                    }
+                }
+            }
+        }
+        for k in 0 ..< total {
+            try store.put(key(k), stamped(k, version: 1, count: 300))
+            inserted.store(k + 1, ordering: .releasing)
+        }
+        shared.stop.store(true, ordering: .releasing)
+        group.wait()
+        let found = shared.problems.withLock { $0 }
+        #expect(found.isEmpty, "\(found.prefix(10))")
+        #expect(store.indexRebuilds >= 2, "the test should have rebuilt the index while readers ran")
+        #expect(store.dataGrowths >= 2, "the test should have grown the data arena while readers ran")
+        #expect(shared.reads.load(ordering: .relaxed) > 1000)
+        #expect(store.count == total)
+    }
+}
+
 final class Shared: @unchecked Sendable {
     let versions: UnsafeMutablePointer<Atomic<Int>>
     let count: Int
