@@ -17,8 +17,9 @@ public enum ProvisionError: Error, Equatable, Sendable {
 /// extents with its radix tree. Pure provisioning logic, no I/O.
 ///
 /// A value type: every mutating method either succeeds completely or throws and leaves
-/// `self` exactly as it was, so the heap can stage a change, persist it, and only then
-/// publish it.
+/// `self` exactly as it was. The `…InPlace` changes also return an ``Undo``, so the heap
+/// can make a change without copying the table, persist it, and put the table back if
+/// the write fails.
 public struct ArenaTable: Hashable, Sendable {
     /// The usable region and its children, one per extent, owned by arena id.
     public private(set) var tree: ResourceTree
@@ -82,49 +83,117 @@ public struct ArenaTable: Hashable, Sendable {
 
     // MARK: - Provisioning
 
+    /// What one change made in place replaced: enough for ``undo(_:)`` to put the table
+    /// back exactly as it was (the heap undoes a change whose metadata write failed).
+    /// Only valid on the table it came from, before any other change.
+    public struct Undo: Sendable {
+        /// The arena the change was about.
+        public let id: UInt64
+        /// Its layout before the change; nil if the change created it.
+        public let before: ArenaLayout?
+        let tree: ResourceTree
+        let nextArenaID: UInt64
+    }
+
     /// Creates an arena of `size` bytes (a positive multiple of 2 MiB) and returns its id.
     @discardableResult
     public mutating func create(name: String, size: UInt64) throws(ProvisionError) -> UInt64 {
-        if let reason = ArenaName.problem(with: name) { throw .invalidName(name, reason: reason) }
-        guard ids[name] == nil else { throw .nameTaken(name) }
-        guard size > 0, Geometry.isAligned(size) else { throw .misalignedSize(size) }
-        guard size <= availableSize else { throw .noSpace(requested: size, available: availableSize) }
-        var staged = self
-        let id = staged.nextArenaID
-        staged.nextArenaID += 1
-        staged.arenas[id] = ArenaLayout(id: id, name: name)
-        staged.ids[name] = id
-        staged.order.append(id)  // ids only grow, so the order stays sorted
-        staged.grow(id: id, by: size)
-        try staged.checkTableFits()
-        self = staged
-        return id
+        try createInPlace(name: name, size: size).id
     }
 
     /// Grows or shrinks the arena to `size` bytes (a positive multiple of 2 MiB).
     public mutating func resize(name: String, to size: UInt64) throws(ProvisionError) {
-        guard let id = ids[name], let arena = arenas[id] else { throw .unknownArena(name) }
-        guard size > 0, Geometry.isAligned(size) else { throw .misalignedSize(size) }
-        if size == arena.size { return }
-        var staged = self
-        if size > arena.size {
-            let more = size - arena.size
-            guard more <= availableSize else { throw .noSpace(requested: more, available: availableSize) }
-            staged.grow(id: id, by: more)
-        } else {
-            staged.shrink(id: id, by: arena.size - size)
-        }
-        try staged.checkTableFits()
-        self = staged
+        _ = try resizeInPlace(name: name, to: size)
     }
 
     /// Releases every extent of the arena and forgets it.
     public mutating func destroy(name: String) throws(ProvisionError) {
+        _ = try destroyInPlace(name: name)
+    }
+
+    /// ``create(name:size:)``, returning what ``undo(_:)`` needs to take it back.
+    public mutating func createInPlace(name: String, size: UInt64) throws(ProvisionError) -> Undo {
+        if let reason = ArenaName.problem(with: name) { throw .invalidName(name, reason: reason) }
+        guard ids[name] == nil else { throw .nameTaken(name) }
+        guard size > 0, Geometry.isAligned(size) else { throw .misalignedSize(size) }
+        guard size <= availableSize else { throw .noSpace(requested: size, available: availableSize) }
+        let id = nextArenaID
+        let undo = Undo(id: id, before: nil, tree: tree, nextArenaID: nextArenaID)
+        nextArenaID += 1
+        arenas[id] = ArenaLayout(id: id, name: name)
+        ids[name] = id
+        order.append(id)  // ids only grow, so the order stays sorted
+        grow(id: id, by: size)
+        try checkTableFits(else: undo)
+        return undo
+    }
+
+    /// ``resize(name:to:)``, returning what ``undo(_:)`` needs to take it back. A resize
+    /// to the current size changes nothing (its `before` equals the arena's layout).
+    public mutating func resizeInPlace(name: String, to size: UInt64) throws(ProvisionError) -> Undo {
         guard let id = ids[name], let arena = arenas[id] else { throw .unknownArena(name) }
+        guard size > 0, Geometry.isAligned(size) else { throw .misalignedSize(size) }
+        let undo = Undo(id: id, before: arena, tree: tree, nextArenaID: nextArenaID)
+        if size == arena.size { return undo }
+        if size > arena.size {
+            let more = size - arena.size
+            guard more <= availableSize else { throw .noSpace(requested: more, available: availableSize) }
+            grow(id: id, by: more)
+        } else {
+            shrink(id: id, by: arena.size - size)
+        }
+        try checkTableFits(else: undo)
+        return undo
+    }
+
+    /// ``destroy(name:)``, returning what ``undo(_:)`` needs to take it back.
+    public mutating func destroyInPlace(name: String) throws(ProvisionError) -> Undo {
+        guard let id = ids[name], let arena = arenas[id] else { throw .unknownArena(name) }
+        let undo = Undo(id: id, before: arena, tree: tree, nextArenaID: nextArenaID)
         shrink(id: id, by: arena.size)
         arenas[id] = nil
         ids[name] = nil
-        order.remove(at: order.firstIndex(of: id)!)
+        order.remove(at: position(of: id))
+        return undo
+    }
+
+    /// Puts the table back as it was before the change `undo` came from.
+    public mutating func undo(_ undo: Undo) {
+        let id = undo.id
+        if let before = undo.before {
+            if arenas[id] == nil {  // destroyed: file it again, in id order
+                ids[before.name] = id
+                order.insert(id, at: position(of: id))
+            }
+            arenas[id] = before
+        } else if let created = arenas.removeValue(forKey: id) {
+            ids[created.name] = nil
+            order.removeLast()  // a created arena has the largest id
+        }
+        tree = undo.tree
+        nextArenaID = undo.nextArenaID
+    }
+
+    /// The index of `id` in ``order``, or where it would be inserted: an arena's position
+    /// in the on-media table of arena entries.
+    public func position(of id: UInt64) -> Int {
+        var low = 0
+        var high = order.count
+        while low < high {
+            let mid = (low + high) / 2
+            if order[mid] < id { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    /// Undoes the change and throws if the table no longer fits in a metadata block.
+    mutating func checkTableFits(else undo: Undo) throws(ProvisionError) {
+        do {
+            try checkTableFits()
+        } catch {
+            self.undo(undo)
+            throw error
+        }
     }
 
     func checkTableFits() throws(ProvisionError) {

@@ -91,25 +91,129 @@ public enum MetadataCopy {
             var extentAt = arenaAt + metadata.arenas.count * arenaEntrySize
             var firstExtent = 0
             for arena in metadata.arenas {
-                let name = Array(arena.name.utf8)
-                w.u64(arena.id, at: arenaAt)
-                w.u64(arena.size, at: arenaAt + 8)
-                w.u32(UInt32(firstExtent), at: arenaAt + 16)
-                w.u32(UInt32(arena.extents.count), at: arenaAt + 20)
-                w.u8(UInt8(name.count), at: arenaAt + 24)
-                w.bytes(name, at: arenaAt + 25)
+                writeArena(arena, firstExtent: firstExtent, entryAt: arenaAt, extentsAt: extentAt, w)
                 arenaAt += arenaEntrySize
-                for extent in arena.extents {
-                    w.u64(extent.deviceOffset, at: extentAt)
-                    w.u64(extent.arenaOffset, at: extentAt + 8)
-                    w.u64(extent.length, at: extentAt + 16)
-                    extentAt += extentEntrySize
-                }
+                extentAt += arena.extents.count * extentEntrySize
                 firstExtent += arena.extents.count
             }
             w.u32(checksum(UnsafeRawBufferPointer(raw)), at: checksumOffset)
         }
         return out
+    }
+
+    /// Writes one arena entry at `entryAt` and its extent run at `extentsAt`, into bytes
+    /// that are zero where the entry is (the name padding and the reserved field).
+    static func writeArena(_ arena: ArenaRecord, firstExtent: Int, entryAt: Int, extentsAt: Int, _ w: Writer) {
+        w.u64(arena.id, at: entryAt)
+        w.u64(arena.size, at: entryAt + 8)
+        w.u32(UInt32(firstExtent), at: entryAt + 16)
+        w.u32(UInt32(arena.extents.count), at: entryAt + 20)
+        var nameLength = 0
+        for byte in arena.name.utf8 {
+            w.u8(byte, at: entryAt + 25 + nameLength)
+            nameLength += 1
+        }
+        w.u8(UInt8(nameLength), at: entryAt + 24)
+        var extentAt = extentsAt
+        for extent in arena.extents {
+            w.u64(extent.deviceOffset, at: extentAt)
+            w.u64(extent.arenaOffset, at: extentAt + 8)
+            w.u64(extent.length, at: extentAt + 16)
+            extentAt += extentEntrySize
+        }
+    }
+
+    /// What one provisioning change does to the arena entries, at one position in them.
+    public enum ArenaChange {
+        /// A new arena entry is inserted at `index` (a created arena).
+        case insert(ArenaRecord, at: Int)
+        /// The entry at `index` is replaced by one with the same id (a resized arena).
+        case replace(ArenaRecord, at: Int)
+        /// The entry at `index` is removed (a destroyed arena).
+        case remove(at: Int)
+    }
+
+    /// The copy `image` (a valid, encoded copy) becomes after one arena entry changes, with
+    /// a new generation and next arena id: the same bytes ``encode(_:)`` gives for the
+    /// changed metadata, made by moving the unchanged entries instead of re-encoding them.
+    /// The extent runs after the changed one move, and their arenas' `firstExtent` shift by
+    /// the difference in extent count. The caller checks `fits` first.
+    public static func applying(
+        _ change: ArenaChange, to image: [UInt8], generation: UInt64, nextArenaID: UInt64
+    ) -> [UInt8] {
+        image.withUnsafeBytes { old in
+            let r = Reader(old)
+            let arenaCount = Int(r.u32(at: headerSize))
+            let extentCount = Int(r.u32(at: headerSize + 4))
+            let arenasAt = headerSize + tableHeaderSize
+            let oldExtentsAt = arenasAt + arenaCount * arenaEntrySize
+            precondition(old.count == oldExtentsAt + extentCount * extentEntrySize, "not an encoded copy")
+            let index: Int
+            let record: ArenaRecord?
+            var removedEntries = 0
+            switch change {
+            case .insert(let new, let i): (record, index) = (new, i)
+            case .replace(let new, let i): (record, index, removedEntries) = (new, i, 1)
+            case .remove(let i): (record, index, removedEntries) = (nil, i, 1)
+            }
+            precondition(index >= 0 && index + removedEntries <= arenaCount, "arena entry \(index) is not in the table")
+            // The changed arena's extent run starts where the entry at `index` says, or
+            // after every run if it is appended.
+            let first = index < arenaCount ? Int(r.u32(at: arenasAt + index * arenaEntrySize + 16)) : extentCount
+            let removedExtents = removedEntries == 1 ? Int(r.u32(at: arenasAt + index * arenaEntrySize + 20)) : 0
+            if case .replace(let new, _) = change {
+                precondition(r.u64(at: arenasAt + index * arenaEntrySize) == new.id, "a replaced entry keeps its id")
+            }
+            let addedEntries = record == nil ? 0 : 1
+            let addedExtents = record?.extents.count ?? 0
+            let newArenaCount = arenaCount - removedEntries + addedEntries
+            let newExtentCount = extentCount - removedExtents + addedExtents
+            let table = tableLength(arenas: newArenaCount, extents: newExtentCount)
+            precondition(table <= maxTableLength, "arena table does not fit in a metadata block")
+            let newExtentsAt = arenasAt + newArenaCount * arenaEntrySize
+            return [UInt8](unsafeUninitializedCapacity: headerSize + table) { buffer, count in
+                let raw = UnsafeMutableRawBufferPointer(buffer)
+                let w = Writer(raw)
+                func move(_ from: Int, _ length: Int, to: Int) {
+                    guard length > 0 else { return }
+                    (raw.baseAddress! + to).copyMemory(from: old.baseAddress! + from, byteCount: length)
+                }
+                // Header and table header: only the generation, lengths and counts change.
+                move(0, headerSize, to: 0)
+                w.u64(generation, at: 48)
+                w.u32(UInt32(table), at: tableLengthOffset)
+                w.u32(UInt32(newArenaCount), at: headerSize)
+                w.u32(UInt32(newExtentCount), at: headerSize + 4)
+                w.u64(nextArenaID, at: headerSize + 8)
+                // Arena entries before, the changed one, and after (their runs shifted).
+                move(arenasAt, index * arenaEntrySize, to: arenasAt)
+                let afterFrom = index + removedEntries
+                let afterTo = index + addedEntries
+                move(arenasAt + afterFrom * arenaEntrySize, (arenaCount - afterFrom) * arenaEntrySize,
+                     to: arenasAt + afterTo * arenaEntrySize)
+                let shift = addedExtents - removedExtents
+                if shift != 0 {
+                    for i in afterTo ..< newArenaCount {
+                        let at = arenasAt + i * arenaEntrySize + 16
+                        let firstOfThat = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+                        w.u32(UInt32(firstOfThat + shift), at: at)
+                    }
+                }
+                // Extent runs before, the changed one, and after.
+                move(oldExtentsAt, first * extentEntrySize, to: newExtentsAt)
+                let afterRun = first + removedExtents
+                move(oldExtentsAt + afterRun * extentEntrySize, (extentCount - afterRun) * extentEntrySize,
+                     to: newExtentsAt + (first + addedExtents) * extentEntrySize)
+                if let record {
+                    let entryAt = arenasAt + index * arenaEntrySize
+                    raw.baseAddress!.advanced(by: entryAt).initializeMemory(as: UInt8.self, repeating: 0, count: arenaEntrySize)
+                    writeArena(record, firstExtent: first, entryAt: entryAt,
+                               extentsAt: newExtentsAt + first * extentEntrySize, w)
+                }
+                w.u32(checksum(UnsafeRawBufferPointer(raw)), at: checksumOffset)
+                count = headerSize + table
+            }
+        }
     }
 
     /// The table length a header claims, if these 64 bytes are a DaxHeap header whose
