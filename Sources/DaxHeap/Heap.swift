@@ -279,7 +279,7 @@ public final class Heap: Sendable {
     /// zero. It is placed first-fit and may span several discontiguous extents.
     @discardableResult
     public func createArena(named name: String, size: UInt64) throws(HeapError) -> Arena {
-        let id = try change(arena: name) { table throws(ProvisionError) in try table.create(name: name, size: size) }
+        let id = try change(arena: name) { table throws(ProvisionError) in try table.createInPlace(name: name, size: size) }
         return try state.withLock { s throws(HeapError) in
             guard let cell = s.cells[id] else { throw .unknownArena(name) }
             return Arena(heap: self, cell: cell)
@@ -292,10 +292,7 @@ public final class Heap: Sendable {
     /// in the free gaps; the new bytes read as zero. Shrinking releases the highest arena
     /// offsets; it returns only once no access can still reach the released range.
     public func resizeArena(named name: String, to size: UInt64) throws(HeapError) {
-        _ = try change(arena: name) { table throws(ProvisionError) in
-            try table.resize(name: name, to: size)
-            return table.ids[name]!
-        }
+        _ = try change(arena: name) { table throws(ProvisionError) in try table.resizeInPlace(name: name, to: size) }
     }
 
     /// Resizes the arena with this persistent id (what a handle holds: a handle to a
@@ -303,8 +300,7 @@ public final class Heap: Sendable {
     func resizeArena(id: UInt64, name: String, to size: UInt64) throws(HeapError) {
         _ = try change(arena: name) { table throws(ProvisionError) in
             guard table.arenas[id] != nil else { throw .unknownArena(name) }
-            try table.resize(name: name, to: size)
-            return id
+            return try table.resizeInPlace(name: name, to: size)
         }
     }
 
@@ -312,30 +308,36 @@ public final class Heap: Sendable {
     /// still reach it; handles to it then fail with ``HeapError/unknownArena(_:)``.
     public func destroyArena(named name: String) throws(HeapError) {
         _ = try change(arena: name) { table throws(ProvisionError) in
-            guard let id = table.ids[name] else { throw .unknownArena(name) }
-            try table.destroy(name: name)
-            return id
+            try table.destroyInPlace(name: name)
         }
     }
 
-    /// Applies one provisioning change: staged on a copy of the table, new space zeroed,
-    /// both metadata copies persisted (primary first), then published to readers.
+    /// Applies one provisioning change: made in the table in place (and undone if anything
+    /// after it fails), new space zeroed, both metadata copies persisted (primary first),
+    /// then published to readers.
+    ///
+    /// Nothing here is proportional to the whole table except moving bytes: the table is
+    /// not copied, and the new image is the current one with one arena entry changed
+    /// (`MetadataCopy.applying`), which equals a full encoding of the new table.
     private func change(
-        arena name: String, _ body: (inout ArenaTable) throws(ProvisionError) -> UInt64
+        arena name: String, _ body: (inout ArenaTable) throws(ProvisionError) -> ArenaTable.Undo
     ) throws(HeapError) -> UInt64 {
         guard device.mode == .readWrite else { throw .readOnly(path: path) }
         return try state.withLock { s throws(HeapError) -> UInt64 in
-            var staged = s.table
-            let id: UInt64
+            let undo: ArenaTable.Undo
             do throws(ProvisionError) {
-                id = try body(&staged)
+                undo = try body(&s.table)
             } catch {
                 throw HeapError(error)
             }
-            if staged.arenas[id] == s.table.arenas[id] { return id }  // e.g. a resize to the same size
-            guard s.generation < UInt64.max else { throw .generationExhausted(path: path) }
-            let old = s.table.arenas[id]
-            let new = staged.arenas[id]
+            let id = undo.id
+            let old = undo.before
+            let new = s.table.arenas[id]
+            if new == old { return id }  // e.g. a resize to the same size
+            guard s.generation < UInt64.max else {
+                s.table.undo(undo)
+                throw .generationExhausted(path: path)
+            }
             do throws(DeviceError) {
                 // New space is zeroed while it is still free, so a crash leaves no arena
                 // holding stale bytes.
@@ -343,13 +345,25 @@ public final class Heap: Sendable {
                     try device.zero(offset: range.lowerBound, length: Geometry.length(of: range))
                 }
             } catch {
+                s.table.undo(undo)
                 throw HeapError(error)
             }
             let generation = s.generation + 1
-            let image = MetadataCopy.encode(staged.metadata(uuid: s.uuid, alignment: device.alignment, generation: generation))
-            try commit(image, generation: generation, state: &s)
+            let index = s.table.position(of: id)
+            let record = new.map { ArenaRecord(id: id, name: $0.name, extents: $0.extents) }
+            let edit: MetadataCopy.ArenaChange = switch (old, record) {
+            case (nil, let record?): .insert(record, at: index)
+            case (_?, let record?): .replace(record, at: index)
+            default: .remove(at: index)
+            }
+            let image = MetadataCopy.applying(edit, to: s.image, generation: generation, nextArenaID: s.table.nextArenaID)
+            do throws(HeapError) {
+                try commit(image, generation: generation, state: &s)
+            } catch {
+                s.table.undo(undo)
+                throw error
+            }
             s.image = image
-            s.table = staged
             s.generation = generation
             // Publish, then wait out every access that could hold the old layout.
             let retired: Unmanaged<ArenaSnapshot>?
