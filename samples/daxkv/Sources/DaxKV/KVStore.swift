@@ -64,6 +64,8 @@ public final class KVStore: @unchecked Sendable {
     private var segmentLive: [Int] = []
     private var freeSegments: [Int] = []
     private var tombstones = 0
+    /// Inserts whose slots are stored but not yet fenced (see `countInserts`).
+    private var unpublishedInserts = 0
     private var damagedSegments: Set<Int> = []
     private var pending: [Pending] = []
     private var relocations: [Relocation] = []
@@ -420,6 +422,7 @@ public final class KVStore: @unchecked Sendable {
                     tail += UInt64(size)
                     try publish(hash: hash, key: key, offset: offset, v)
                     idx.drain()  // fence 2: its slot is durable
+                    countInserts()
                 }
             }
         }
@@ -478,6 +481,7 @@ public final class KVStore: @unchecked Sendable {
             try items[p.item].key.withUnsafeBytes { k in try publish(hash: p.hash, key: k, offset: p.offset, v) }
         }
         v.index.drain()  // fence 2
+        countInserts()
         pending.removeAll(keepingCapacity: true)
     }
 
@@ -546,9 +550,18 @@ public final class KVStore: @unchecked Sendable {
             release(Format.slotOffset(probe.old))
         } else {
             if probe.old == Format.tombstone { tombstones -= 1 }
-            live.add(1, ordering: .releasing)
+            unpublishedInserts += 1
         }
         segmentLive[Format.segment(of: offset)] += 1
+    }
+
+    /// Adds the inserts published since the last call to the count. Called after the
+    /// fence: a locked instruction between a flush and its fence would wait for the flush,
+    /// a fence of its own (once per slot in a group commit).
+    @inline(__always)
+    private func countInserts() {
+        if unpublishedInserts > 0 { live.wrappingAdd(unpublishedInserts, ordering: .releasing) }
+        unpublishedInserts = 0
     }
 
     /// One record in `segment` is no longer referenced.
