@@ -370,3 +370,45 @@ import Glibc
         }
     }
 }
+
+extension DataPlaneTests {
+    /// Bytes of `path` the file system has allocated (st_blocks, in 512-byte units).
+    static func allocatedBytes(_ path: String) -> UInt64 {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return 0 }
+        return UInt64(st.st_blocks) * 512
+    }
+
+    /// prefault allocates every piece of a discontiguous range up front and changes no
+    /// byte; it refuses a range past the end or a read-only heap without touching the file.
+    @Test func prefaultAllocatesTheRangeAndChangesNoByte() throws {
+        let path = tempPath()
+        defer { removeFile(path) }
+        let (heap, frag) = try Self.makeFragmentedHeap(path)
+        let info = try frag.info
+        let bytes = pattern(4096, seed: 5)
+        try frag.memcpyPersist(at: (2 << 20) - 2048, bytes)  // straddles the first boundary
+        let before = Self.allocatedBytes(path)
+        let range: (UInt64, UInt64) = (1 << 20, 8 << 20)   // crosses four extents
+        guard try frag.prefault(at: range.0, count: range.1) else { return }  // kernel before 5.14: nothing to see
+        // Every page of the range is now allocated (the heap starts sparse), whichever extent it is in.
+        #expect(Self.allocatedBytes(path) >= before + range.1 - 2 * 4096)
+        #expect(try frag.read(at: (2 << 20) - 2048, count: 4096) == bytes)
+        #expect(try bytesThroughExtents(info, path: path, offset: range.0, count: 4096) == [UInt8](repeating: 0, count: 4096))
+        let size = info.size
+        try expectRefused(.outOfRange(arena: "frag", offset: size - 4096, count: 8192, arenaSize: size), heap: heap, path: path) {
+            try frag.prefault(at: size - 4096, count: 8192)
+        }
+    }
+
+    @Test func prefaultRefusesAReadOnlyHeap() throws {
+        let path = tempPath()
+        defer { removeFile(path) }
+        do { _ = try Heap.create(path: path, size: 32 << 20).createArena(named: "r", size: 2 << 20) }
+        let heap = try Heap.open(path: path, mode: .readOnly)
+        let arena = try heap.arena(named: "r")
+        let image = try FileImage(path)
+        #expect(throws: HeapError.readOnly(path: path)) { try arena.prefault(at: 0, count: 4096) }
+        #expect(try FileImage(path) == image)
+    }
+}

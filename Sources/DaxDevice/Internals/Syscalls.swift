@@ -67,6 +67,10 @@ enum Syscall {
         retrying("fallocate") { CDaxShims_punch_hole(fd, offset, length) }.map { _ in () }
     }
 
+    static func madvise(_ address: UnsafeMutableRawPointer, _ length: Int, _ advice: Int32) -> Result<Void, SystemCallError> {
+        retrying("madvise") { Glibc.madvise(address, length, advice) }.map { _ in () }
+    }
+
     static func fdatasync(_ fd: Int32) -> Result<Void, SystemCallError> {
         retrying("fdatasync") { Glibc.fdatasync(fd) }.map { _ in () }
     }

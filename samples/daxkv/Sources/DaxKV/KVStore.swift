@@ -101,7 +101,10 @@ public final class KVStore: @unchecked Sendable {
                 }
                 if index != nil, ready { throw KVError.notAStore(store: name, reason: "the data arena is missing") }
                 let dataSize = max(Format.segmentSize, (options.initialDataSize + Format.segmentSize - 1) & ~(Format.segmentSize - 1))
-                if data == nil { data = try heap.createArena(named: dataName, size: dataSize) }
+                if data == nil {
+                    data = try heap.createArena(named: dataName, size: dataSize)
+                    try data!.prefault(at: 0, count: dataSize)  // as growth does (see grow())
+                }
                 try data!.memsetPersist(at: 0, value: 0, count: Format.headerSize)
                 try store(data!, Format.versionOffset, Format.version)
                 try store(data!, Format.tailSegmentOffset, 0)
@@ -414,8 +417,6 @@ public final class KVStore: @unchecked Sendable {
                 if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
                 try withViews { v in
                     let (idx, dat) = (v.index, v.data)
-                    // Start loading the key's bucket now: the miss overlaps fence 1.
-                    idx.prefetch(at: v.bucketOffset(hash & v.mask))
                     let offset = tail
                     try writeRecord(at: offset, size: size, key: key, value: value, dat)
                     dat.drain()  // fence 1: the record is durable before anything points to it
@@ -763,6 +764,15 @@ public final class KVStore: @unchecked Sendable {
                 if !isOutOfSpace(error) { throw error }
             }
             if !grown { continue }
+            // Map the new segments now: one call instead of a page fault per 4 KiB inside
+            // later puts, and a file system with no room for them says so here (the space
+            // goes back and a smaller step is tried) instead of with SIGBUS at a store.
+            do throws(HeapError) {
+                try data.prefault(at: size, count: step)
+            } catch {
+                try data.resize(to: size)
+                continue
+            }
             let old = segmentLive.count
             let now = Int((size + step) >> Format.segmentShift)
             segmentLive += [Int](repeating: 0, count: now - old)
