@@ -30,7 +30,7 @@ public struct ArenaView {
 
     /// Pins the current layout; call inside a read section, with `arena` kept alive.
     @usableFromInline
-    init(_ arena: Arena) throws(HeapError) {
+    init(_ arena: borrowing Arena) throws(HeapError) {
         guard let snapshot = arena.cell.load() else { throw .unknownArena(arena.name) }
         self.snapshot = snapshot
         self.device = Unmanaged.passUnretained(arena.heap.device)

@@ -54,6 +54,8 @@ public final class KVStore: @unchecked Sendable {
     private let lock = Locked<Void>(())  // DaxHeap's pthread mutex: visible to ThreadSanitizer
     /// The current index table, as in the index header (readers load it each lookup).
     private let descriptor: Atomic<UInt64>
+    /// The number of pairs, for readers: the writer's `liveCount`, published with a plain
+    /// store (no read-modify-write: that would be a locked instruction).
     private let live: Atomic<Int>
     public let recovery: KVRecoveryStats
     private let reclaimBeforeGrowth: Double
@@ -62,10 +64,15 @@ public final class KVStore: @unchecked Sendable {
     private var tail: UInt64 = 0
     private var tailSegment = 0
     private var segmentLive: [Int] = []
+    /// Records appended to each segment since it last became the tail; -1 when unknown
+    /// (segments written before this open). With `segmentLive`, tells a segment with no
+    /// dead record, which compaction need not even walk.
+    private var segmentAppended: [Int] = []
     private var freeSegments: [Int] = []
     private var tombstones = 0
     /// Inserts whose slots are stored but not yet fenced (see `countInserts`).
     private var unpublishedInserts = 0
+    private var liveCount = 0
     private var damagedSegments: Set<Int> = []
     private var pending: [Pending] = []
     private var relocations: [Relocation] = []
@@ -216,9 +223,11 @@ public final class KVStore: @unchecked Sendable {
             }
         }
         self.live = Atomic(count)
+        self.liveCount = count
         self.tail = tail
         self.tailSegment = tailSegment
         self.segmentLive = segmentLive
+        self.segmentAppended = [Int](repeating: -1, count: segments)
         self.tombstones = tombstones
         self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
         let elapsed = clock.now - started
@@ -501,7 +510,8 @@ public final class KVStore: @unchecked Sendable {
                     try idx.persist(at: probe.position, count: 8)
                     release(Format.slotOffset(probe.old))
                     tombstones += 1
-                    live.subtract(1, ordering: .releasing)
+                    liveCount -= 1
+                    live.store(liveCount, ordering: .releasing)
                     return true
                 }
             }
@@ -554,14 +564,17 @@ public final class KVStore: @unchecked Sendable {
             unpublishedInserts += 1
         }
         segmentLive[Format.segment(of: offset)] += 1
+        if segmentAppended[Format.segment(of: offset)] >= 0 { segmentAppended[Format.segment(of: offset)] += 1 }
     }
 
-    /// Adds the inserts published since the last call to the count. Called after the
-    /// fence: a locked instruction between a flush and its fence would wait for the flush,
-    /// a fence of its own (once per slot in a group commit).
+    /// Adds the inserts published since the last call to the count, after the fence: what
+    /// `count` says is durable.
     @inline(__always)
     private func countInserts() {
-        if unpublishedInserts > 0 { live.wrappingAdd(unpublishedInserts, ordering: .releasing) }
+        if unpublishedInserts > 0 {
+            liveCount += unpublishedInserts
+            live.store(liveCount, ordering: .releasing)
+        }
         unpublishedInserts = 0
     }
 
@@ -648,7 +661,9 @@ public final class KVStore: @unchecked Sendable {
                 try switchTo(freeSegments.removeLast())
                 continue
             }
-            if !freeSegments.isEmpty, let victim = victim(), let plan = try withViews({ try plan(victim, $0) }) {
+            // A victim known to hold no dead record is not walked (a fill's case).
+            if !freeSegments.isEmpty, let victim = victim(), triedGrowth || segmentAppended[victim] != segmentLive[victim],
+               let plan = try withViews({ try plan(victim, $0) }) {
                 let capacity = Format.segmentEnd(freeSegments.last!) - Format.segmentStart(freeSegments.last!)
                 let room = capacity - UInt64(plan)
                 // Worth it before growing if it frees enough of a segment (the option;
@@ -673,6 +688,7 @@ public final class KVStore: @unchecked Sendable {
         try store(data, Format.tailSegmentOffset, UInt64(segment))
         try data.persist(at: Format.tailSegmentOffset, count: 8)
         tailSegment = segment
+        segmentAppended[segment] = 0
         tail = Format.segmentStart(segment)
         if segmentLive[old] == 0 && old != segment && !damagedSegments.contains(old) { freeSegments.append(old) }
     }
@@ -745,6 +761,7 @@ public final class KVStore: @unchecked Sendable {
             v.index.drain()
         }
         segmentLive[tailSegment] += relocations.count
+        segmentAppended[tailSegment] += relocations.count
         segmentLive[victim] = 0
         freeSegments.append(victim)
         relocations.removeAll(keepingCapacity: true)
@@ -776,6 +793,7 @@ public final class KVStore: @unchecked Sendable {
             let old = segmentLive.count
             let now = Int((size + step) >> Format.segmentShift)
             segmentLive += [Int](repeating: 0, count: now - old)
+            segmentAppended += [Int](repeating: 0, count: now - old)
             // The new segments are taken in order, after the older free ones.
             freeSegments = Array((old ..< now).reversed()) + freeSegments.filter { $0 < old }
             dataGrowths += 1
@@ -789,7 +807,7 @@ public final class KVStore: @unchecked Sendable {
     private func ensureIndexRoom(adding n: Int) throws {
         let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
         let slots = (1 << log2) * Format.slotsPerBucket
-        let count = live.load(ordering: .relaxed)
+        let count = liveCount
         guard count + tombstones + n > slots * 3 / 4 else { return }
         let newLog2 = max(Self.log2Buckets(forKeys: count + n), log2)
         let oldBytes = UInt64(1 << log2) * Format.bucketSize
