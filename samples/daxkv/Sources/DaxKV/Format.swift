@@ -13,7 +13,9 @@ enum Format {
 
     static let dataMagic: UInt64 = 0x5441_4456_4B58_4144   // "DAXKVDAT" little-endian
     static let indexMagic: UInt64 = 0x5844_4956_4B58_4144  // "DAXKVIDX"
-    static let version: UInt64 = 1
+    /// 2: one fence per put, the tail segment replayed at open, delete records, reused
+    /// segments zeroed. Version 1 stores (two fences per put) are upgraded at open.
+    static let version: UInt64 = 2
 
     // Header words (byte offsets inside the 4 KiB header; each 8 bytes, 8-aligned).
     static let magicOffset: UInt64 = 0
@@ -23,7 +25,8 @@ enum Format {
     /// Index arena: the table descriptor, (tableOffset / 4096) << 8 | log2(buckets).
     static let descriptorOffset: UInt64 = 64
 
-    // Records: [checksum u64][keyLength u16][flags u16 = 0][valueLength u32] key value, padded to 8.
+    // Records: [checksum u64][keyLength u16][flags u16][valueLength u32] key value, padded to 8.
+    // flags: 0 for a pair, `deleteFlag` for a delete record (a key, no value).
     static let recordHeaderSize = 16
     static let maxKeySize = 1024
     static let maxValueSize = 1 << 20
@@ -34,10 +37,12 @@ enum Format {
         (recordHeaderSize + keyCount + valueCount + recordAlignment - 1) & ~(recordAlignment - 1)
     }
 
-    /// The length word of a record header: key length, flags (0) and value length.
+    static let deleteFlag: UInt64 = 1
+
+    /// The length word of a record header: key length, flags and value length.
     @inline(__always)
-    static func lengthWord(keyCount: Int, valueCount: Int) -> UInt64 {
-        UInt64(keyCount) | UInt64(valueCount) << 32
+    static func lengthWord(keyCount: Int, valueCount: Int, flags: UInt64 = 0) -> UInt64 {
+        UInt64(keyCount) | flags << 16 | UInt64(valueCount) << 32
     }
 
     // Index slots: 8 bytes, [tag: 20 bits][record offset / 8: 44 bits]; 8 slots a bucket

@@ -17,6 +17,9 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidStoreName(String)
     /// The store does not exist and opening was asked not to create it.
     case noSuchStore(String)
+    /// Opened read-only right after a crash: the tail of the log holds writes whose index
+    /// slots did not reach the media, and replaying them needs a read-write open once.
+    case needsRecovery(store: String, records: Int)
     /// The heap itself failed.
     case heap(HeapError)
 
@@ -36,6 +39,8 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
             "invalid store name \"\(name)\": use 1 to 57 bytes of UTF-8 without control characters"
         case .noSuchStore(let name):
             "there is no store \"\(name)\" on this heap"
+        case .needsRecovery(let store, let records):
+            "store \"\(store)\" needs recovery after a crash (\(records) writes at the tail of its log to apply to its index); open it read-write once (any daxkv put or delete does), then read-only opens work again"
         case .heap(let error):
             "\(error)"
         }

@@ -32,8 +32,13 @@ public struct KVStoreOptions: Sendable {
 public struct KVRecoveryStats: Sendable {
     /// Index slots scanned (8 bytes each, read sequentially).
     public var slotsScanned: Int
-    /// Record headers read (only the records in the tail segment).
+    /// Record headers read: the records slots reference in the tail segment.
     public var recordHeadersRead: Int
+    /// Records of the tail segment scanned (read and checksummed) for replay.
+    public var tailRecordsScanned: Int = 0
+    /// Of those, the ones whose slot store (or tombstone) had not reached the media and
+    /// were applied to the index again.
+    public var recordsReplayed: Int = 0
     public var seconds: Double
 }
 
@@ -57,7 +62,7 @@ public final class KVStore: @unchecked Sendable {
     /// The number of pairs, for readers: the writer's `liveCount`, published with a plain
     /// store (no read-modify-write: that would be a locked instruction).
     private let live: Atomic<Int>
-    public let recovery: KVRecoveryStats
+    public private(set) var recovery: KVRecoveryStats
     private let reclaimBeforeGrowth: Double
 
     // Writer state (lock held).
@@ -68,14 +73,24 @@ public final class KVStore: @unchecked Sendable {
     /// (segments written before this open). With `segmentLive`, tells a segment with no
     /// dead record, which compaction need not even walk.
     private var segmentAppended: [Int] = []
+    /// Segments known to be all zero (added by growth and not used since).
+    private var segmentZeroed: [Bool] = []
     private var freeSegments: [Int] = []
     private var tombstones = 0
     /// Inserts whose slots are stored but not yet fenced (see `countInserts`).
     private var unpublishedInserts = 0
+    /// The index offset of the slot the last put or delete stored and did not flush; the
+    /// next write flushes it before its fence. Until then the tail replay covers it.
+    private var pendingSlot: UInt64? = nil
     private var liveCount = 0
     private var damagedSegments: Set<Int> = []
     private var pending: [Pending] = []
     private var relocations: [Relocation] = []
+
+    deinit {
+        // A clean close leaves nothing for the next open to replay.
+        if let position = pendingSlot { try? index.persist(at: position, count: 8) }
+    }
 
     /// Statistics of the writer's background work.
     public private(set) var compactions = 0
@@ -163,9 +178,9 @@ public final class KVStore: @unchecked Sendable {
         guard try Self.load(data, Format.magicOffset) == Format.dataMagic, try Self.load(index, Format.magicOffset) == Format.indexMagic else {
             throw KVError.notAStore(store: name, reason: "bad magic")
         }
-        let version = try Self.load(index, Format.versionOffset)
-        guard version == Format.version, try Self.load(data, Format.versionOffset) == Format.version else {
-            throw KVError.notAStore(store: name, reason: "format version \(version), this build reads \(Format.version)")
+        let version = try Self.load(index, Format.versionOffset), dataVersion = try Self.load(data, Format.versionOffset)
+        guard (1 ... Format.version).contains(version), (1 ... Format.version).contains(dataVersion) else {
+            throw KVError.notAStore(store: name, reason: "format version \(max(version, dataVersion)), this build reads 1 to \(Format.version)")
         }
         let word = try Self.load(index, Format.descriptorOffset)
         let (tableOffset, log2) = Format.decode(descriptor: word)
@@ -228,11 +243,116 @@ public final class KVStore: @unchecked Sendable {
         self.tailSegment = tailSegment
         self.segmentLive = segmentLive
         self.segmentAppended = [Int](repeating: -1, count: segments)
+        self.segmentZeroed = [Bool](repeating: false, count: segments)
         self.tombstones = tombstones
         self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
+        self.recovery = KVRecoveryStats(slotsScanned: slots, recordHeadersRead: headers, seconds: 0)
+        let replay = try wrapHeap { try recoverTail(upgrading: version == 1 || dataVersion == 1) }
+        recovery.tailRecordsScanned = replay.scanned
+        recovery.recordsReplayed = replay.replayed
         let elapsed = clock.now - started
-        self.recovery = KVRecoveryStats(slotsScanned: slots, recordHeadersRead: headers,
-                                        seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+        recovery.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    }
+
+    /// Recovery's second half (README, "Crash argument"): the tail segment's records, in
+    /// log order, applied to the index wherever a slot store or tombstone did not reach the
+    /// media. Only the tail can need it: every slot flushed before a segment switch was made
+    /// durable by the switch. Returns the records scanned and replayed.
+    private func recoverTail(upgrading: Bool) throws -> (scanned: Int, replayed: Int) {
+        let segment = tailSegment
+        let end = Format.segmentEnd(segment)
+        let writable = heap.mode == .readWrite
+        if upgrading {
+            // Version 1 fenced every slot (nothing to replay) but did not zero reused
+            // segments, so stale records may follow the tail. Zero them, then say 2.
+            guard writable else { return (0, 0) }
+            if tail < end { try data.memsetPersist(at: tail, value: 0, count: end - tail) }
+            try store(data, Format.versionOffset, Format.version)
+            try data.persist(at: Format.versionOffset, count: 8)
+            try store(index, Format.versionOffset, Format.version)
+            try index.persist(at: Format.versionOffset, count: 8)
+            return (0, 0)
+        }
+        // The valid records from the segment's start; the first that fails its checks ends
+        // the log (zero bytes past the tail, by invariant 4, or a torn append).
+        var records: [(offset: UInt64, keyCount: Int, hash: UInt64, isDelete: Bool)] = []
+        var at = Format.segmentStart(segment)
+        try data.withView { dat in
+            while at + UInt64(Format.recordHeaderSize) <= end {
+                let size: Int? = try dat.withUnsafeBytes(at: at, count: Int(end - at)) { r in
+                    let base = r.baseAddress!
+                    let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
+                    let k = Int(lengths & 0xFFFF), n = Int(lengths >> 32), flags = (lengths >> 16) & 0xFFFF
+                    guard flags == 0 || (flags == Format.deleteFlag && n == 0), (1 ... Format.maxKeySize).contains(k),
+                          n <= Format.maxValueSize, Format.recordSize(keyCount: k, valueCount: n) <= r.count,
+                          recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: n) == base.load(as: UInt64.self) else {
+                        return nil
+                    }
+                    records.append((at, k, hash64(base + 16, k, seed: Seeds.key), flags == Format.deleteFlag))
+                    return Format.recordSize(keyCount: k, valueCount: n)
+                }
+                guard let size else { break }
+                at += UInt64(size)
+            }
+        }
+        // `tail` is where the index scan put it: after the last record a slot references
+        // here (the segment's end if such a record's header was damaged). A referenced
+        // record past the first invalid one is damage, not a torn append: replay what
+        // precedes it and never append into this segment again.
+        let damaged = tail > at
+        tail = damaged ? end : at
+        // The last record of each key in the tail is the key's newest state: a put the
+        // slot must point at, or a delete the key must be absent after. (Records are in
+        // log order, and anything outside the tail is older: compaction copies into a new
+        // tail, never into the current one.) Where the index disagrees, a slot store or
+        // tombstone was lost: apply it again. Comparing final states keeps this idempotent.
+        var last: [[UInt8]: Int] = [:]
+        try data.withView { dat in
+            for (n, r) in records.enumerated() {
+                last[try dat.withUnsafeBytes(at: r.offset + 16, count: r.keyCount) { Array($0) }] = n
+            }
+        }
+        let finals = last.values.sorted().map { records[$0] }
+        func lost(_ r: (offset: UInt64, keyCount: Int, hash: UInt64, isDelete: Bool), _ v: Views) throws -> (position: UInt64, old: UInt64, found: Bool)? {
+            try v.data.withUnsafeBytes(at: r.offset + 16, count: r.keyCount) { key in
+                let probe = try find(hash: r.hash, key: key, v)
+                let agrees = r.isDelete ? !probe.found : probe.found && Format.slotOffset(probe.old) == r.offset
+                return agrees ? nil : probe
+            }
+        }
+        guard writable else {
+            let outstanding = try withViews { v in try finals.filter { try lost($0, v) != nil }.count }
+            if outstanding > 0 { throw KVError.needsRecovery(store: name, records: outstanding) }
+            return (records.count, 0)
+        }
+        var replayed = 0
+        for r in finals {
+            if !r.isDelete { try ensureIndexRoom(adding: 1) }  // resizes: outside the views
+            try withViews { v in
+                guard let probe = try lost(r, v) else { return }
+                replayed += 1
+                if r.isDelete {
+                    try v.index.store(Format.tombstone, at: probe.position)
+                    try v.index.flush(at: probe.position, count: 8)
+                    release(Format.slotOffset(probe.old))
+                    tombstones += 1
+                    liveCount -= 1
+                } else {
+                    _ = try v.data.withUnsafeBytes(at: r.offset + 16, count: r.keyCount) { key in
+                        try publish(hash: r.hash, key: key, offset: r.offset, v)
+                    }
+                }
+            }
+        }
+        index.drain()  // the replayed slots are durable
+        countInserts()
+        live.store(liveCount, ordering: .releasing)
+        // Restore invariant 4 after a torn append: zero from the new tail on.
+        if !damaged && tail < end {
+            let dirty = try data.withUnsafeBytes(at: tail, count: Int(end - tail)) { r in r.contains { $0 != 0 } }
+            if dirty { try data.memsetPersist(at: tail, value: 0, count: end - tail) }
+        }
+        return (records.count, replayed)
     }
 
     // MARK: - Facts
@@ -412,8 +532,10 @@ public final class KVStore: @unchecked Sendable {
 
     // MARK: - Writing
 
-    /// Inserts or replaces; returns once the pair is durable. Two fences: the record,
-    /// then its slot.
+    /// Inserts or replaces; returns once the pair is durable. One fence: the record is
+    /// durable at the tail of the log, where recovery finds it should its slot store be
+    /// lost; the slot is flushed and becomes durable with the next fence (the next write,
+    /// a segment switch or an index rebuild). See README "Crash argument".
     public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         guard value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(value.count) }
@@ -425,13 +547,17 @@ public final class KVStore: @unchecked Sendable {
                 try ensureIndexRoom(adding: 1)
                 if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
                 try withViews { v in
-                    let (idx, dat) = (v.index, v.data)
+                    let dat = v.data
                     let offset = tail
                     try writeRecord(at: offset, size: size, key: key, value: value, dat)
-                    dat.drain()  // fence 1: the record is durable before anything points to it
+                    try flushPendingSlot(v.index)
+                    // The fence: this record and the previous write's slot are durable.
+                    dat.drain()
                     tail += UInt64(size)
-                    try publish(hash: hash, key: key, offset: offset, v)
-                    idx.drain()  // fence 2: its slot is durable
+                    // The slot is stored, not flushed: the next write's fence takes it
+                    // (a flush here would be waited for by the next locked instruction,
+                    // the mutex, as if it were a fence of its own).
+                    pendingSlot = try publish(hash: hash, key: key, offset: offset, flush: false, v)
                     countInserts()
                 }
             }
@@ -443,7 +569,8 @@ public final class KVStore: @unchecked Sendable {
     }
 
     /// Puts many pairs with group commit: records are made durable a segment's worth at a
-    /// time with one fence, then their slots with one more. Returns once all are durable.
+    /// time with one fence (their slots are replayable from the tail, like a single put's).
+    /// Returns once all are durable.
     /// Later pairs win over earlier ones with the same key. On error, a prefix of the
     /// pairs may have been applied.
     public func put<C: Collection>(batch pairs: C) throws where C.Element == (key: [UInt8], value: [UInt8]) {
@@ -482,32 +609,44 @@ public final class KVStore: @unchecked Sendable {
         }
     }
 
-    /// Publishes the pending records of a group: one fence for their records, one for
-    /// their slots.
+    /// Publishes the pending records of a group: one fence for their records; their slots
+    /// are flushed and made durable by the next write's fence (the tail replay covers them).
     private func commitPending(_ items: [(key: [UInt8], value: [UInt8])], _ v: Views) throws {
         guard !pending.isEmpty else { return }
-        v.data.drain()  // fence 1 for the whole group
+        try flushPendingSlot(v.index)
+        v.data.drain()  // one fence for the whole group (and the slots flushed before it)
         for p in pending {
-            try items[p.item].key.withUnsafeBytes { k in try publish(hash: p.hash, key: k, offset: p.offset, v) }
+            _ = try items[p.item].key.withUnsafeBytes { k in try publish(hash: p.hash, key: k, offset: p.offset, v) }
         }
-        v.index.drain()  // fence 2
         countInserts()
         pending.removeAll(keepingCapacity: true)
     }
 
-    /// Removes `key`; false if it was absent. One fence: the slot becomes a tombstone.
+    /// Removes `key`; false if it was absent. One fence: a delete record (the key alone)
+    /// is appended to the log and made durable, then the slot becomes a tombstone, flushed
+    /// like a put's slot (the tail replay covers it).
     @discardableResult
     public func delete(_ key: UnsafeRawBufferPointer) throws -> Bool {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         let hash = hash64(key, seed: Seeds.key)
+        let size = Format.recordSize(keyCount: key.count, valueCount: 0)
         return try lock.withLock { _ in
             try wrapHeap {
+                // Room for the delete record first (outside the view), even if the key
+                // turns out to be absent: a segment switch then is merely early.
+                if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
                 return try withViews { v in
                     let idx = v.index
                     let probe = try find(hash: hash, key: key, v)
                     guard probe.found else { return false }
+                    let offset = tail
+                    try writeRecord(at: offset, size: size, key: key, value: UnsafeRawBufferPointer(start: nil, count: 0), flags: Format.deleteFlag, v.data)
+                    try flushPendingSlot(idx)
+                    v.data.drain()  // the fence: the delete record (and the previous slot) are durable
+                    tail += UInt64(size)
+                    if segmentAppended[tailSegment] >= 0 { segmentAppended[tailSegment] += 1 }
                     try idx.store(Format.tombstone, at: probe.position)
-                    try idx.persist(at: probe.position, count: 8)
+                    pendingSlot = probe.position  // flushed by the next write, like a put's slot
                     release(Format.slotOffset(probe.old))
                     tombstones += 1
                     liveCount -= 1
@@ -531,8 +670,8 @@ public final class KVStore: @unchecked Sendable {
 
     /// The record format (Format.swift): checksum, length word, key, value, zero padding.
     @inline(__always)
-    private static func layOutRecord(at base: UnsafeMutableRawPointer, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        let lengths = Format.lengthWord(keyCount: key.count, valueCount: value.count)
+    private static func layOutRecord(at base: UnsafeMutableRawPointer, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt64) {
+        let lengths = Format.lengthWord(keyCount: key.count, valueCount: value.count, flags: flags)
         base.storeBytes(of: recordChecksum(lengthWord: lengths, key: key.baseAddress, keyCount: key.count, value: value.baseAddress, valueCount: value.count), as: UInt64.self)
         base.storeBytes(of: lengths, toByteOffset: 8, as: UInt64.self)
         (base + 16).copyMemory(from: key.baseAddress!, byteCount: key.count)
@@ -544,19 +683,20 @@ public final class KVStore: @unchecked Sendable {
     /// Lays a record out in the log at `offset` and flushes it (no fence). Records never
     /// straddle segments, and segments never straddle extents: one scoped access.
     @inline(__always)
-    private func writeRecord(at offset: UInt64, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, _ data: ArenaView) throws {
+    private func writeRecord(at offset: UInt64, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt64 = 0, _ data: ArenaView) throws {
         try data.withUnsafeMutableBytes(at: offset, count: size) { record in
-            Self.layOutRecord(at: record.baseAddress!, size: size, key: key, value: value)
+            Self.layOutRecord(at: record.baseAddress!, size: size, key: key, value: value, flags: flags)
         }
         try data.flush(at: offset, count: UInt64(size))
     }
 
     /// Points `key`'s slot at the durable record at `offset` and flushes it (no fence).
     @inline(__always)
-    private func publish(hash: UInt64, key: UnsafeRawBufferPointer, offset: UInt64, _ v: Views) throws {
+    @discardableResult
+    private func publish(hash: UInt64, key: UnsafeRawBufferPointer, offset: UInt64, flush: Bool = true, _ v: Views) throws -> UInt64 {
         let probe = try find(hash: hash, key: key, v)
         try v.index.store(Format.slot(tag: Format.tag(hash), offset: offset), at: probe.position)
-        try v.index.flush(at: probe.position, count: 8)
+        if flush { try v.index.flush(at: probe.position, count: 8) }
         if probe.found {
             release(Format.slotOffset(probe.old))
         } else {
@@ -565,6 +705,7 @@ public final class KVStore: @unchecked Sendable {
         }
         segmentLive[Format.segment(of: offset)] += 1
         if segmentAppended[Format.segment(of: offset)] >= 0 { segmentAppended[Format.segment(of: offset)] += 1 }
+        return probe.position
     }
 
     /// Adds the inserts published since the last call to the count, after the fence: what
@@ -576,6 +717,15 @@ public final class KVStore: @unchecked Sendable {
             live.store(liveCount, ordering: .releasing)
         }
         unpublishedInserts = 0
+    }
+
+    /// Flushes the slot the last put or delete stored (no fence: the caller's comes next).
+    @inline(__always)
+    private func flushPendingSlot(_ index: ArenaView) throws {
+        if let position = pendingSlot {
+            try index.flush(at: position, count: 8)
+            pendingSlot = nil
+        }
     }
 
     /// One record in `segment` is no longer referenced.
@@ -685,6 +835,20 @@ public final class KVStore: @unchecked Sendable {
 
     private func switchTo(_ segment: Int) throws {
         let old = tailSegment
+        // Invariant 4 (README): past the tail, the tail segment is zero, so the replay at
+        // open stops at the end of what was written there and never reads a stale record
+        // of the segment's earlier use. Zeroed and persisted before it becomes the tail.
+        if let position = pendingSlot {
+            try index.flush(at: position, count: 8)  // made durable by the fences below
+            pendingSlot = nil
+        }
+        if !segmentZeroed[segment] {
+            let start = Format.segmentStart(segment)
+            try data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)
+        }
+        segmentZeroed[segment] = false
+        // Persisting the tail word is also a fence: every slot flushed so far is durable
+        // before any record lands in the new tail (the replay reads only the tail).
         try store(data, Format.tailSegmentOffset, UInt64(segment))
         try data.persist(at: Format.tailSegmentOffset, count: 8)
         tailSegment = segment
@@ -715,9 +879,11 @@ public final class KVStore: @unchecked Sendable {
                 let base = record.baseAddress!
                 let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
                 let k = Int(lengths & 0xFFFF), n = Int(lengths >> 32)
-                guard (lengths >> 16) & 0xFFFF == 0, (1 ... Format.maxKeySize).contains(k), n <= Format.maxValueSize else { return nil }
+                let flags = (lengths >> 16) & 0xFFFF
+                guard flags == 0 || flags == Format.deleteFlag, (1 ... Format.maxKeySize).contains(k), n <= Format.maxValueSize else { return nil }
                 let size = Format.recordSize(keyCount: k, valueCount: n)
                 guard size <= record.count else { return nil }
+                if flags == Format.deleteFlag { return size }  // a delete record: never live
                 let hash = hash64(base + 16, k, seed: Seeds.key)
                 if let (position, slot) = try slotPointing(to: offset, hash: hash, v) {
                     guard recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: n) == base.load(as: UInt64.self) else {
@@ -794,6 +960,7 @@ public final class KVStore: @unchecked Sendable {
             let now = Int((size + step) >> Format.segmentShift)
             segmentLive += [Int](repeating: 0, count: now - old)
             segmentAppended += [Int](repeating: 0, count: now - old)
+            segmentZeroed += [Bool](repeating: true, count: now - old)  // new arena space reads as zero
             // The new segments are taken in order, after the older free ones.
             freeSegments = Array((old ..< now).reversed()) + freeSegments.filter { $0 < old }
             dataGrowths += 1
@@ -858,6 +1025,7 @@ public final class KVStore: @unchecked Sendable {
         try store(index, Format.descriptorOffset, word)
         try index.persist(at: Format.descriptorOffset, count: 8)
         descriptor.store(word, ordering: .releasing)
+        pendingSlot = nil  // its value is in the new table, which is durable
         tombstones = 0
         indexRebuilds += 1
     }

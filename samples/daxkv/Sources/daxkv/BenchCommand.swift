@@ -26,7 +26,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "How many keys.") var keys = 1_000_000
     @Option(name: .long, help: "Value size in bytes (the anchors use 128).") var valueSize = 128
     @Option(name: .long, help: "Threads per phase.") var threads = 1
-    @Flag(name: .long, help: "Also reopen the store at the end and print `daxkv.open <ms> ms <slots> slots` (the recovery cost).")
+    @Flag(name: .long, help: "Also reopen the store at the end and print `daxkv.open <ms> ms <slots> slots ...` (the recovery cost).")
     var measureOpen = false
 
     func validate() throws {
@@ -79,7 +79,7 @@ struct BenchCommand: ParsableCommand {
                 // What a restart costs: open runs the same recovery as after a crash.
                 let reopened = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(create: false))
                 let r = reopened.recovery
-                print("daxkv.open \((r.seconds * 1e5).rounded() / 100) ms \(r.slotsScanned) slots \(r.recordHeadersRead) headers"); fflushOut()
+                print("daxkv.open \((r.seconds * 1e5).rounded() / 100) ms \(r.slotsScanned) slots \(r.recordHeadersRead) headers \(r.tailRecordsScanned) tail-records \(r.recordsReplayed) replayed"); fflushOut()
                 guard reopened.count == n else { throw Failure("bench: \(reopened.count) keys after reopening, expected \(n)") }
             }
             }

@@ -27,9 +27,17 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The store's name (its arenas are NAME.index and NAME.data).", valueName: "name"))
     var store = "kv"
 
-    /// Opens the store; `readOnly` for the commands that only look (they never write, not
-    /// even at recovery, which is computed in memory).
+    /// Opens the store; `readOnly` for the commands that only look. They never write,
+    /// except once after a crash that left writes to replay at the tail of the log
+    /// (`KVError.needsRecovery`): then the store is opened read-write, which recovers it.
     func open(create: Bool, readOnly: Bool = false, expectedKeys: Int = 0) throws -> KVStore {
+        if readOnly {
+            do { return try openOnce(create: create, readOnly: true, expectedKeys: expectedKeys) } catch KVError.needsRecovery {}
+        }
+        return try openOnce(create: create, readOnly: false, expectedKeys: expectedKeys)
+    }
+
+    private func openOnce(create: Bool, readOnly: Bool, expectedKeys: Int) throws -> KVStore {
         let heap: Heap
         do throws(HeapError) { heap = try Heap.open(path: path, mode: readOnly ? .readOnly : .readWrite) } catch { throw KVError.heap(error) }
         return try KVStore.open(heap: heap, name: store, options: KVStoreOptions(create: create, expectedKeys: expectedKeys))
