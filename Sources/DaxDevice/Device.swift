@@ -318,17 +318,11 @@ public final class MappedDevice: @unchecked Sendable {
         if persistence == .pmem { pmem_drain() }
     }
 
-    /// Copies and makes the copy durable (pmem_memcpy_persist; memcpy + msync otherwise).
+    /// Copies and makes the copy durable (what pmem_memcpy_persist does: the copy without
+    /// draining, then one drain; memcpy + msync otherwise).
     public func memcpyPersist(offset: UInt64, from source: UnsafeRawBufferPointer) throws(DeviceError) {
-        precondition(offset <= size && UInt64(source.count) <= size - offset)
-        guard let from = source.baseAddress, source.count > 0 else { return }
-        switch persistence {
-        case .pmem:
-            pmem_memcpy_persist(base + Int(offset), from, source.count)
-        case .msync:
-            (base + Int(offset)).copyMemory(from: from, byteCount: source.count)
-            try persist(offset: offset, length: UInt64(source.count))
-        }
+        try memcpyNoDrain(offset: offset, from: source)
+        drain()
     }
 
     /// Copies and flushes without waiting (pmem_memcpy_nodrain): several copies can then

@@ -65,27 +65,29 @@ public final class KVStore: @unchecked Sendable {
     public private(set) var recovery: KVRecoveryStats
     private let reclaimBeforeGrowth: Double
 
-    // Writer state (lock held).
-    private var tail: UInt64 = 0
-    private var tailSegment = 0
-    private var segmentLive: [Int] = []
+    // Writer state, touched only with `lock` held. The lock already serializes every
+    // access, so Swift's dynamic exclusivity checks (a runtime call per access of a class
+    // property, several per put) are switched off for these.
+    @exclusivity(unchecked) private var tail: UInt64 = 0
+    @exclusivity(unchecked) private var tailSegment = 0
+    @exclusivity(unchecked) private var segmentLive: [Int] = []
     /// Records appended to each segment since it last became the tail; -1 when unknown
     /// (segments written before this open). With `segmentLive`, tells a segment with no
     /// dead record, which compaction need not even walk.
-    private var segmentAppended: [Int] = []
+    @exclusivity(unchecked) private var segmentAppended: [Int] = []
     /// Segments known to be all zero (added by growth and not used since).
-    private var segmentZeroed: [Bool] = []
-    private var freeSegments: [Int] = []
-    private var tombstones = 0
+    @exclusivity(unchecked) private var segmentZeroed: [Bool] = []
+    @exclusivity(unchecked) private var freeSegments: [Int] = []
+    @exclusivity(unchecked) private var tombstones = 0
     /// Inserts whose slots are stored but not yet fenced (see `countInserts`).
-    private var unpublishedInserts = 0
+    @exclusivity(unchecked) private var unpublishedInserts = 0
     /// The index offset of the slot the last put or delete stored and did not flush; the
     /// next write flushes it before its fence. Until then the tail replay covers it.
-    private var pendingSlot: UInt64? = nil
-    private var liveCount = 0
-    private var damagedSegments: Set<Int> = []
-    private var pending: [Pending] = []
-    private var relocations: [Relocation] = []
+    @exclusivity(unchecked) private var pendingSlot: UInt64? = nil
+    @exclusivity(unchecked) private var liveCount = 0
+    @exclusivity(unchecked) private var damagedSegments: Set<Int> = []
+    @exclusivity(unchecked) private var pending: [Pending] = []
+    @exclusivity(unchecked) private var relocations: [Relocation] = []
 
     deinit {
         // A clean close leaves nothing for the next open to replay.
@@ -551,13 +553,21 @@ public final class KVStore: @unchecked Sendable {
                     let offset = tail
                     try writeRecord(at: offset, size: size, key: key, value: value, dat)
                     try flushPendingSlot(v.index)
+                    // Find the key's slot while those flushes drain: the bucket miss (and
+                    // an update's miss on the old record) overlaps the fence's wait instead
+                    // of following it. Loads only: nothing may be stored before the fence.
+                    let probe: Probe
+                    do { probe = try find(hash: hash, key: key, v) } catch {
+                        try? eraseUnpublished(at: offset, size: size, dat)
+                        throw error
+                    }
                     // The fence: this record and the previous write's slot are durable.
                     dat.drain()
                     tail += UInt64(size)
                     // The slot is stored, not flushed: the next write's fence takes it
                     // (a flush here would be waited for by the next locked instruction,
                     // the mutex, as if it were a fence of its own).
-                    pendingSlot = try publish(hash: hash, key: key, offset: offset, flush: false, v)
+                    pendingSlot = try publish(probe, hash: hash, offset: offset, flush: false, v)
                     countInserts()
                 }
             }
@@ -690,11 +700,26 @@ public final class KVStore: @unchecked Sendable {
         try data.flush(at: offset, count: UInt64(size))
     }
 
+    /// Zeroes a record written at the tail whose put then failed, as the bytes past the tail
+    /// were (invariant 4): after a crash, the replay must not take a failed put for a write.
+    private func eraseUnpublished(at offset: UInt64, size: Int, _ data: ArenaView) throws {
+        try data.withUnsafeMutableBytes(at: offset, count: size) { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
+        try data.persist(at: offset, count: UInt64(size))
+    }
+
     /// Points `key`'s slot at the durable record at `offset` and flushes it (no fence).
     @inline(__always)
     @discardableResult
     private func publish(hash: UInt64, key: UnsafeRawBufferPointer, offset: UInt64, flush: Bool = true, _ v: Views) throws -> UInt64 {
-        let probe = try find(hash: hash, key: key, v)
+        try publish(try find(hash: hash, key: key, v), hash: hash, offset: offset, flush: flush, v)
+    }
+
+    /// Where `find` said the key's slot is.
+    typealias Probe = (position: UInt64, old: UInt64, found: Bool)
+
+    /// `publish` with the key's slot already found (the writer lock held since).
+    @inline(__always)
+    private func publish(_ probe: Probe, hash: UInt64, offset: UInt64, flush: Bool, _ v: Views) throws -> UInt64 {
         try v.index.store(Format.slot(tag: Format.tag(hash), offset: offset), at: probe.position)
         if flush { try v.index.flush(at: probe.position, count: 8) }
         if probe.found {
