@@ -121,6 +121,38 @@ enum Seeds {
     static let record: UInt64 = 0x7265_636F_7264_5F63
 }
 
+/// A record header's length word, decoded and checked: nil when no record has these
+/// lengths (zero bytes past the tail, a torn or damaged header).
+struct RecordLengths {
+    let word: UInt64
+    let keyCount: Int
+    let valueCount: Int
+    /// A delete record: a key and no value.
+    let isDelete: Bool
+
+    @inline(__always)
+    init?(_ word: UInt64) {
+        let k = Int(word & 0xFFFF), n = Int(word >> 32), flags = (word >> 16) & 0xFFFF
+        guard (1 ... Format.maxKeySize).contains(k), n <= Format.maxValueSize,
+              flags == 0 || (flags == Format.deleteFlag && n == 0) else { return nil }
+        self.word = word
+        keyCount = k
+        valueCount = n
+        isDelete = flags == Format.deleteFlag
+    }
+
+    /// The record's size in the log, padding included.
+    var size: Int { Format.recordSize(keyCount: keyCount, valueCount: valueCount) }
+}
+
+/// Whether the record at `base`, whose lengths are `lengths`, matches its checksum.
+@inline(__always)
+func recordIsIntact(_ base: UnsafeRawPointer, _ lengths: RecordLengths) -> Bool {
+    let key = base + Format.recordHeaderSize
+    return recordChecksum(lengthWord: lengths.word, key: key, keyCount: lengths.keyCount,
+                          value: key + lengths.keyCount, valueCount: lengths.valueCount) == base.load(as: UInt64.self)
+}
+
 /// The checksum stored in a record's header: over the length word, the key and the value.
 @inline(__always)
 func recordChecksum(lengthWord: UInt64, key: UnsafeRawPointer?, keyCount: Int, value: UnsafeRawPointer?, valueCount: Int) -> UInt64 {

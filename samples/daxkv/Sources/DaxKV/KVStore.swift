@@ -28,7 +28,8 @@ public struct KVStoreOptions: Sendable {
     }
 }
 
-/// What opening the store cost (recovery is this scan; nothing is replayed).
+/// What opening the store cost: recovery is one scan of the index and one of the log's
+/// tail segment, replaying the writes whose slot stores were lost.
 public struct KVRecoveryStats: Sendable {
     /// Index slots scanned (8 bytes each, read sequentially).
     public var slotsScanned: Int
@@ -105,8 +106,9 @@ public final class KVStore: @unchecked Sendable {
     // MARK: - Opening
 
     /// Opens the store `name` on `heap`, creating its arenas if they are absent (unless
-    /// `options.create` is false). Recovery is a sequential scan of the index; see
-    /// ``recovery``.
+    /// `options.create` is false). Recovery is a sequential scan of the index and a replay
+    /// of the log's tail segment (at most 2 MiB); see ``recovery``. On a read-only heap,
+    /// a store that needs the replay throws ``KVError/needsRecovery(store:records:)``.
     public static func open(heap: Heap, name: String = "kv", options: KVStoreOptions = .init()) throws -> KVStore {
         guard !name.isEmpty, name.utf8.count <= 57, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
             throw KVError.invalidStoreName(name)
@@ -230,13 +232,11 @@ public final class KVStore: @unchecked Sendable {
         // anything after it is unreferenced (an unacknowledged put) and may be overwritten.
         for offset in tailOffsets {
             headers += 1
-            let lengths = try data.withUnsafeBytes(at: offset + 8, count: 8) { $0.load(as: UInt64.self) }
-            let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
-            let recordEnd = offset + UInt64(Format.recordSize(keyCount: k, valueCount: v))
-            if (lengths >> 16) & 0xFFFF != 0 || k > Format.maxKeySize || v > Format.maxValueSize || recordEnd > Format.segmentEnd(tailSegment) {
-                tail = Format.segmentEnd(tailSegment)  // damaged header: never append into this segment again
+            let word = try data.withUnsafeBytes(at: offset + 8, count: 8) { $0.load(as: UInt64.self) }
+            if let lengths = RecordLengths(word), !lengths.isDelete, offset + UInt64(lengths.size) <= Format.segmentEnd(tailSegment) {
+                tail = max(tail, offset + UInt64(lengths.size))
             } else {
-                tail = max(tail, recordEnd)
+                tail = Format.segmentEnd(tailSegment)  // damaged header: never append into this segment again
             }
         }
         self.live = Atomic(count)
@@ -277,21 +277,23 @@ public final class KVStore: @unchecked Sendable {
         }
         // The valid records from the segment's start; the first that fails its checks ends
         // the log (zero bytes past the tail, by invariant 4, or a torn append).
+        // The last record of each key in the tail is the key's newest state: a put the
+        // slot must point at, or a delete the key must be absent after. (Records are in
+        // log order, and anything outside the tail is older: compaction copies into a new
+        // tail, never into the current one.)
         var records: [(offset: UInt64, keyCount: Int, hash: UInt64, isDelete: Bool)] = []
+        var last: [[UInt8]: Int] = [:]  // key -> its last record in `records`
         var at = Format.segmentStart(segment)
         try data.withView { dat in
             while at + UInt64(Format.recordHeaderSize) <= end {
                 let size: Int? = try dat.withUnsafeBytes(at: at, count: Int(end - at)) { r in
                     let base = r.baseAddress!
-                    let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
-                    let k = Int(lengths & 0xFFFF), n = Int(lengths >> 32), flags = (lengths >> 16) & 0xFFFF
-                    guard flags == 0 || (flags == Format.deleteFlag && n == 0), (1 ... Format.maxKeySize).contains(k),
-                          n <= Format.maxValueSize, Format.recordSize(keyCount: k, valueCount: n) <= r.count,
-                          recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: n) == base.load(as: UInt64.self) else {
-                        return nil
-                    }
-                    records.append((at, k, hash64(base + 16, k, seed: Seeds.key), flags == Format.deleteFlag))
-                    return Format.recordSize(keyCount: k, valueCount: n)
+                    guard let lengths = RecordLengths(base.load(fromByteOffset: 8, as: UInt64.self)),
+                          lengths.size <= r.count, recordIsIntact(base, lengths) else { return nil }
+                    let key = UnsafeRawBufferPointer(start: base + Format.recordHeaderSize, count: lengths.keyCount)
+                    last[Array(key)] = records.count
+                    records.append((at, lengths.keyCount, hash64(key, seed: Seeds.key), lengths.isDelete))
+                    return lengths.size
                 }
                 guard let size else { break }
                 at += UInt64(size)
@@ -303,17 +305,8 @@ public final class KVStore: @unchecked Sendable {
         // precedes it and never append into this segment again.
         let damaged = tail > at
         tail = damaged ? end : at
-        // The last record of each key in the tail is the key's newest state: a put the
-        // slot must point at, or a delete the key must be absent after. (Records are in
-        // log order, and anything outside the tail is older: compaction copies into a new
-        // tail, never into the current one.) Where the index disagrees, a slot store or
-        // tombstone was lost: apply it again. Comparing final states keeps this idempotent.
-        var last: [[UInt8]: Int] = [:]
-        try data.withView { dat in
-            for (n, r) in records.enumerated() {
-                last[try dat.withUnsafeBytes(at: r.offset + 16, count: r.keyCount) { Array($0) }] = n
-            }
-        }
+        // Where the index disagrees with a key's last record, a slot store or tombstone was
+        // lost: apply it again. Comparing final states keeps this idempotent.
         let finals = last.values.sorted().map { records[$0] }
         func lost(_ r: (offset: UInt64, keyCount: Int, hash: UInt64, isDelete: Bool), _ v: Views) throws -> (position: UInt64, old: UInt64, found: Bool)? {
             try v.data.withUnsafeBytes(at: r.offset + 16, count: r.keyCount) { key in
@@ -351,8 +344,7 @@ public final class KVStore: @unchecked Sendable {
         live.store(liveCount, ordering: .releasing)
         // Restore invariant 4 after a torn append: zero from the new tail on.
         if !damaged && tail < end {
-            let dirty = try data.withUnsafeBytes(at: tail, count: Int(end - tail)) { r in r.contains { $0 != 0 } }
-            if dirty { try data.memsetPersist(at: tail, value: 0, count: end - tail) }
+            if try !data.withUnsafeBytes(at: tail, count: Int(end - tail), isZero) { try data.memsetPersist(at: tail, value: 0, count: end - tail) }
         }
         return (records.count, replayed)
     }
@@ -383,14 +375,7 @@ public final class KVStore: @unchecked Sendable {
         let hash = hash64(key, seed: Seeds.key)
         var attempts = 0
         while true {
-            // The descriptor before the views: a table a rebuild published lies inside the
-            // index arena as it was at publication, which a view taken afterwards includes.
-            let word = descriptor.load(ordering: .acquiring)
-            let result = try wrapHeap {
-                try Arena.withViews(index, data) { idx, dat in
-                    try lookup(Views(index: idx, data: dat, descriptor: word), hash: hash, key: key, buffer: buffer)
-                }
-            }
+            let result = try wrapHeap { try withViews { try lookup($0, hash: hash, key: key, buffer: buffer) } }
             switch result {
             case .absent: return nil
             case .found(let length): return length
@@ -471,11 +456,11 @@ public final class KVStore: @unchecked Sendable {
             let base = record.baseAddress!
             let checksum = atomicLoad(base)
             let lengths = atomicLoad(base + 8)
-            let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
-            guard (lengths >> 16) & 0xFFFF == 0, (1 ... Format.maxKeySize).contains(k), v <= Format.maxValueSize,
-                  Format.recordHeaderSize + k + v <= record.count else {
+            guard let decoded = RecordLengths(lengths), !decoded.isDelete,
+                  Format.recordHeaderSize + decoded.keyCount + decoded.valueCount <= record.count else {
                 return .damaged(offset, "impossible lengths")
             }
+            let k = decoded.keyCount, v = decoded.valueCount
             let storedKey = base + Format.recordHeaderSize
             let storedValue = storedKey + k
             if k == key.count && memcmp(storedKey, key.baseAddress!, k) == 0 {
@@ -510,14 +495,13 @@ public final class KVStore: @unchecked Sendable {
                         let offset = Format.slotOffset(slot)
                         try dat.withUnsafeBytes(at: offset, count: Int(Format.segmentEnd(Format.segment(of: offset)) - offset)) { record in
                             let base = record.baseAddress!
-                            let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
-                            let k = Int(lengths & 0xFFFF), v = Int(lengths >> 32)
-                            guard (lengths >> 16) & 0xFFFF == 0, k <= Format.maxKeySize, v <= Format.maxValueSize,
-                                  Format.recordHeaderSize + k + v <= record.count,
-                                  recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: v) == base.load(as: UInt64.self) else {
+                            guard let lengths = RecordLengths(base.load(fromByteOffset: 8, as: UInt64.self)), !lengths.isDelete,
+                                  Format.recordHeaderSize + lengths.keyCount + lengths.valueCount <= record.count,
+                                  recordIsIntact(base, lengths) else {
                                 throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
                             }
-                            try body(UnsafeRawBufferPointer(start: base + 16, count: k), UnsafeRawBufferPointer(start: base + 16 + k, count: v))
+                            let k = lengths.keyCount
+                            try body(UnsafeRawBufferPointer(start: base + 16, count: k), UnsafeRawBufferPointer(start: base + 16 + k, count: lengths.valueCount))
                         }
                     }
                 }
@@ -536,8 +520,8 @@ public final class KVStore: @unchecked Sendable {
 
     /// Inserts or replaces; returns once the pair is durable. One fence: the record is
     /// durable at the tail of the log, where recovery finds it should its slot store be
-    /// lost; the slot is flushed and becomes durable with the next fence (the next write,
-    /// a segment switch or an index rebuild). See README "Crash argument".
+    /// lost; the slot is stored, then flushed and fenced by the next write (or a segment
+    /// switch, an index rebuild, closing the store). See README "Crash argument".
     public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         guard value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(value.count) }
@@ -817,10 +801,11 @@ public final class KVStore: @unchecked Sendable {
         return nil
     }
 
-    /// Runs `body` with both arenas pinned and the current table (lock held, so the
-    /// descriptor is the writer's own). No provisioning inside.
+    /// Runs `body` with both arenas pinned and the current table. No provisioning inside.
     private func withViews<R>(_ body: (Views) throws -> R) throws -> R {
-        let word = descriptor.load(ordering: .relaxed)
+        // The descriptor before the views: a table a rebuild published lies inside the
+        // index arena as it was at publication, which a view taken afterwards includes.
+        let word = descriptor.load(ordering: .acquiring)
         return try Arena.withViews(index, data) { idx, dat in try body(Views(index: idx, data: dat, descriptor: word)) }
     }
 
@@ -902,18 +887,13 @@ public final class KVStore: @unchecked Sendable {
         while offset + UInt64(Format.recordHeaderSize) <= end && relocations.count < segmentLive[segment] {
             let step: Int? = try v.data.withUnsafeBytes(at: offset, count: Int(end - offset)) { record in
                 let base = record.baseAddress!
-                let lengths = base.load(fromByteOffset: 8, as: UInt64.self)
-                let k = Int(lengths & 0xFFFF), n = Int(lengths >> 32)
-                let flags = (lengths >> 16) & 0xFFFF
-                guard flags == 0 || flags == Format.deleteFlag, (1 ... Format.maxKeySize).contains(k), n <= Format.maxValueSize else { return nil }
-                let size = Format.recordSize(keyCount: k, valueCount: n)
+                guard let lengths = RecordLengths(base.load(fromByteOffset: 8, as: UInt64.self)) else { return nil }
+                let size = lengths.size
                 guard size <= record.count else { return nil }
-                if flags == Format.deleteFlag { return size }  // a delete record: never live
-                let hash = hash64(base + 16, k, seed: Seeds.key)
+                if lengths.isDelete { return size }  // a delete record: never live
+                let hash = hash64(base + 16, lengths.keyCount, seed: Seeds.key)
                 if let (position, slot) = try slotPointing(to: offset, hash: hash, v) {
-                    guard recordChecksum(lengthWord: lengths, key: base + 16, keyCount: k, value: base + 16 + k, valueCount: n) == base.load(as: UInt64.self) else {
-                        return -1
-                    }
+                    guard recordIsIntact(base, lengths) else { return -1 }
                     relocations.append(Relocation(from: offset, size: size, slotAt: position, tag: Format.slotTag(slot), to: 0))
                     bytes += size
                 }
@@ -1078,6 +1058,16 @@ func isOutOfSpace(_ error: HeapError) -> Bool {
 }
 
 func roundUp2M(_ n: UInt64) -> UInt64 { (n + Format.segmentSize - 1) & ~(Format.segmentSize - 1) }
+
+/// Whether every byte of `bytes` is zero (8 bytes a step).
+func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    var i = 0
+    while i + 8 <= bytes.count {
+        if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+        i += 8
+    }
+    return bytes[i...].allSatisfy { $0 == 0 }
+}
 
 /// An aligned 8-byte load that the compiler may neither split nor reorder with the loads
 /// that depend on it (x86-64: a plain MOV).
