@@ -127,11 +127,15 @@ public final class KVStore: @unchecked Sendable {
                 }
                 if index != nil, ready { throw KVError.notAStore(store: name, reason: "the data arena is missing") }
                 let dataSize = max(Format.segmentSize, (options.initialDataSize + Format.segmentSize - 1) & ~(Format.segmentSize - 1))
+                let existingData = data != nil
                 if data == nil {
                     data = try heap.createArena(named: dataName, size: dataSize)
                     try data!.prefault(at: 0, count: dataSize)  // as growth does (see grow())
                 }
-                try data!.memsetPersist(at: 0, value: 0, count: Format.headerSize)
+                // The header and segment 0, the first tail: a data arena left by an earlier
+                // attempt may hold records there, which the tail replay must never see
+                // (invariant 4). A new arena reads as zero already.
+                try data!.memsetPersist(at: 0, value: 0, count: existingData ? Format.segmentSize : Format.headerSize)
                 try store(data!, Format.versionOffset, Format.version)
                 try store(data!, Format.tailSegmentOffset, 0)
                 try store(data!, Format.magicOffset, Format.dataMagic)
