@@ -307,12 +307,6 @@ public final class MappedDevice: @unchecked Sendable {
         }
     }
 
-    /// Hints the CPU to load the cache line at `offset` (never faults; may do nothing).
-    @inline(__always)
-    public func prefetch(offset: UInt64) {
-        CDaxShims_prefetch(base + Int(truncatingIfNeeded: offset))
-    }
-
     /// Waits for earlier flushes to reach the persistence domain (pmem_drain).
     public func drain() {
         if persistence == .pmem { pmem_drain() }

@@ -139,15 +139,6 @@ public struct ArenaView {
         drain()
     }
 
-    /// Hints the CPU to start loading the cache line holding `offset`, so that a miss
-    /// overlaps other work (a fence, a hash). Offsets past the end are ignored.
-    @inlinable
-    public func prefetch(at offset: UInt64) {
-        guard offset < size else { return }
-        let (at, _) = translated(offset)
-        device._withUnsafeGuaranteedRef { $0.prefetch(offset: at) }
-    }
-
     // MARK: - Internals
 
     /// The mapped address of `[offset, offset + count)`, checked to lie in one extent; nil

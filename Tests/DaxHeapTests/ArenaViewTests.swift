@@ -140,17 +140,6 @@ import Testing
         #expect(throws: HeapError.unknownArena("b")) { try b.withView { _ in } }
         #expect(heap.check().isHealthy)
     }
-
-    /// A prefetch is a hint: any offset, even past the end, is fine.
-    @Test func prefetchIgnoresAnyOffset() throws {
-        let path = tempPath()
-        defer { removeFile(path) }
-        let heap = try Heap.create(path: path, size: 32 << 20)
-        let a = try heap.createArena(named: "p", size: 2 << 20)
-        try a.withView { view in
-            for offset: UInt64 in [0, 63, (2 << 20) - 1, 2 << 20, .max] { view.prefetch(at: offset) }
-        }
-    }
 }
 
 extension ConcurrencyTests {

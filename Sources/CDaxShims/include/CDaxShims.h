@@ -30,8 +30,4 @@ typedef void *(*CDaxShims_copy_function)(void *dst, const void *src, size_t leng
 int CDaxShims_guarded_copy(void *dst, const void *src, size_t length, CDaxShims_copy_function copy,
                            void **fault_address);
 
-/// Asks the CPU to start loading the cache line at `address` (a hint: never faults, may
-/// do nothing). Lets a lookup's cache miss overlap other work, such as waiting for a fence.
-static inline void CDaxShims_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
-
 #endif
