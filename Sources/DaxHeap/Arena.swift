@@ -60,10 +60,7 @@ public struct Arena: Sendable {
         at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
     ) throws -> R {
         guard heap.device.mode == .readWrite else { throw HeapError.readOnly(path: heap.path) }
-        let token = heap.sections.enter()
-        defer { heap.sections.exit(token) }
-        let start = try locate(offset: offset, count: count)
-        return try body(UnsafeMutableRawBufferPointer(start: start, count: count))
+        return try withView { view in try view.withUnsafeMutableBytes(at: offset, count: count, body) }
     }
 
     /// Lends the bytes `[offset, offset + count)`, which must lie inside one extent, for
@@ -71,10 +68,7 @@ public struct Arena: Sendable {
     public func withUnsafeBytes<R>(
         at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R
     ) throws -> R {
-        let token = heap.sections.enter()
-        defer { heap.sections.exit(token) }
-        let start = try locate(offset: offset, count: count)
-        return try body(UnsafeRawBufferPointer(start: start, count: count))
+        try withView { view in try view.withUnsafeBytes(at: offset, count: count, body) }
     }
 
     /// How many bytes from `offset` on lie in the same extent (0 at the end of the arena).
@@ -214,58 +208,16 @@ public struct Arena: Sendable {
         return snapshot._withUnsafeGuaranteedRef { body($0.layout) }
     }
 
-    /// The mapped address of `[offset, offset + count)`, which must be inside one extent.
-    /// Call inside a read section.
-    @inline(__always)
-    func locate(offset: UInt64, count: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
-        guard let snapshot = cell.load() else { throw .unknownArena(name) }
-        let size = Self.size(of: snapshot)
-        guard count >= 0, offset <= size, UInt64(count) <= size - offset else {
-            throw .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: size)
-        }
-        if count == 0 { return nil }
-        let (device, contiguous) = Self.translate(snapshot, offset)
-        guard UInt64(count) <= contiguous else {
-            throw .crossesExtent(arena: name, offset: offset, count: UInt64(count), contiguous: contiguous)
-        }
-        return heap.device.base + Int(device)
-    }
-
     /// Calls `body(deviceOffset, bytesDoneSoFar, length)` for each extent piece of the
     /// range, in arena order, inside one read section; checks the whole range first.
+    /// (The view's walk; the view borrows the layout, so nothing is retained.)
     @inline(__always)
     func forEachPiece(
         offset: UInt64, count: UInt64, _ body: (UInt64, UInt64, UInt64) throws(HeapError) -> Void
     ) throws(HeapError) {
-        let sections = heap.sections
-        let token = sections.enter()
-        defer { sections.exit(token) }
-        guard let snapshot = cell.load() else { throw .unknownArena(name) }
-        let size = Self.size(of: snapshot)
-        guard offset <= size, count <= size - offset else {
-            throw .outOfRange(arena: name, offset: offset, count: count, arenaSize: size)
-        }
-        var done: UInt64 = 0
-        while done < count {
-            let (device, contiguous) = Self.translate(snapshot, offset + done)
-            let length = min(contiguous, count - done)
-            try body(device, done, length)
-            done += length
-        }
-    }
-
-    // The snapshot is borrowed, not retained (the read section keeps it alive), and the
-    // closures below capture integers only: the data path retains and releases nothing.
-
-    @inline(__always)
-    static func size(of snapshot: Unmanaged<ArenaSnapshot>) -> UInt64 {
-        snapshot._withUnsafeGuaranteedRef { $0.layout.size }
-    }
-
-    /// Device offset and contiguous bytes of an offset already checked to be below the size.
-    @inline(__always)
-    static func translate(_ snapshot: Unmanaged<ArenaSnapshot>, _ offset: UInt64) -> (UInt64, UInt64) {
-        snapshot._withUnsafeGuaranteedRef { $0.layout.translate(offset)! }
+        let token = enterSection()
+        defer { exitSection(token) }
+        try ArenaView(self).forEachPiece(offset: offset, count: count, body)
     }
 }
 

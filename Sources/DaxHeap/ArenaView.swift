@@ -92,14 +92,7 @@ public struct ArenaView {
     /// Follow a batch of flushes with one ``drain()``.
     @inlinable
     public func flush(at offset: UInt64, count: UInt64) throws(HeapError) {
-        try checkRange(offset, count)
-        var done: UInt64 = 0
-        while done < count {
-            let (at, contiguous) = translated(offset + done)
-            let length = min(contiguous, count - done)
-            try flushPiece(at, length)
-            done += length
-        }
+        try forEachPiece(offset: offset, count: count) { device, _, length throws(HeapError) in try flushPiece(device, length) }
     }
 
     /// Waits until every earlier flush and non-temporal copy is durable (pmem_drain: one
@@ -120,15 +113,8 @@ public struct ArenaView {
     @inlinable
     public func memcpyNoDrain(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
         guard writable else { throw readOnlyError() }
-        let count = UInt64(source.count)
-        try checkRange(offset, count)
-        var done: UInt64 = 0
-        while done < count {
-            let (at, contiguous) = translated(offset + done)
-            let length = min(contiguous, count - done)
-            let piece = UnsafeRawBufferPointer(start: source.baseAddress! + Int(done), count: Int(length))
-            try copyPiece(at, piece)
-            done += length
+        try forEachPiece(offset: offset, count: UInt64(source.count)) { device, done, length throws(HeapError) in
+            try copyPiece(device, UnsafeRawBufferPointer(start: source.baseAddress! + Int(done), count: Int(length)))
         }
     }
 
@@ -146,7 +132,7 @@ public struct ArenaView {
     @inlinable
     func locate(_ offset: UInt64, _ count: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
         let size = self.size
-        guard count >= 0, offset <= size, UInt64(count) <= size - offset else { throw outOfRangeError(offset, count) }
+        guard count >= 0, offset <= size, UInt64(count) <= size - offset else { throw outOfRangeError(offset, UInt64(max(count, 0))) }
         if count == 0 { return nil }
         let (at, contiguous) = translated(offset)
         guard UInt64(count) <= contiguous else { throw crossesExtentError(offset, count, contiguous) }
@@ -161,10 +147,20 @@ public struct ArenaView {
         return try locate(offset, 8)!
     }
 
+    /// Calls `body(deviceOffset, bytesDoneSoFar, length)` for each extent piece of
+    /// `[offset, offset + count)`, in arena order, after checking the whole range: when it
+    /// throws for the range, `body` has not run.
     @inlinable
-    func checkRange(_ offset: UInt64, _ count: UInt64) throws(HeapError) {
+    func forEachPiece(offset: UInt64, count: UInt64, _ body: (UInt64, UInt64, UInt64) throws(HeapError) -> Void) throws(HeapError) {
         let size = self.size
-        guard offset <= size, count <= size - offset else { throw outOfRangeError(offset, Int(clamping: count)) }
+        guard offset <= size, count <= size - offset else { throw outOfRangeError(offset, count) }
+        var done: UInt64 = 0
+        while done < count {
+            let (device, contiguous) = translated(offset + done)
+            let length = min(contiguous, count - done)
+            try body(device, done, length)
+            done += length
+        }
     }
 
     /// Device offset and contiguous bytes of an offset already checked to be below the size.
@@ -188,8 +184,8 @@ public struct ArenaView {
     }
 
     // Errors are built out of line: the fast path carries no String.
-    @usableFromInline func outOfRangeError(_ offset: UInt64, _ count: Int) -> HeapError {
-        .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: size)
+    @usableFromInline func outOfRangeError(_ offset: UInt64, _ count: UInt64) -> HeapError {
+        .outOfRange(arena: name, offset: offset, count: count, arenaSize: size)
     }
     @usableFromInline func crossesExtentError(_ offset: UInt64, _ count: Int, _ contiguous: UInt64) -> HeapError {
         .crossesExtent(arena: name, offset: offset, count: UInt64(count), contiguous: contiguous)
