@@ -82,11 +82,8 @@ public enum MetadataCopy {
             w.u64(metadata.uuid.bytes.1, at: 24)
             w.u64(metadata.deviceSize, at: 32)
             w.u64(metadata.alignment, at: 40)
-            w.u64(metadata.generation, at: 48)
-            w.u32(UInt32(table), at: tableLengthOffset)
-            w.u32(UInt32(metadata.arenas.count), at: headerSize)
-            w.u32(UInt32(extentCount), at: headerSize + 4)
-            w.u64(metadata.nextArenaID, at: headerSize + 8)
+            writeCounts(generation: metadata.generation, tableLength: table, arenas: metadata.arenas.count,
+                        extents: extentCount, nextArenaID: metadata.nextArenaID, w)
             var arenaAt = headerSize + tableHeaderSize
             var extentAt = arenaAt + metadata.arenas.count * arenaEntrySize
             var firstExtent = 0
@@ -99,6 +96,16 @@ public enum MetadataCopy {
             w.u32(checksum(UnsafeRawBufferPointer(raw)), at: checksumOffset)
         }
         return out
+    }
+
+    /// Writes the fields every change rewrites: the header's generation and table length,
+    /// and the table header (arena and extent counts, next arena id).
+    static func writeCounts(generation: UInt64, tableLength: Int, arenas: Int, extents: Int, nextArenaID: UInt64, _ w: Writer) {
+        w.u64(generation, at: 48)
+        w.u32(UInt32(tableLength), at: tableLengthOffset)
+        w.u32(UInt32(arenas), at: headerSize)
+        w.u32(UInt32(extents), at: headerSize + 4)
+        w.u64(nextArenaID, at: headerSize + 8)
     }
 
     /// Writes one arena entry at `entryAt` and its extent run at `extentsAt`, into bytes
@@ -180,11 +187,8 @@ public enum MetadataCopy {
                 }
                 // Header and table header: only the generation, lengths and counts change.
                 move(0, headerSize, to: 0)
-                w.u64(generation, at: 48)
-                w.u32(UInt32(table), at: tableLengthOffset)
-                w.u32(UInt32(newArenaCount), at: headerSize)
-                w.u32(UInt32(newExtentCount), at: headerSize + 4)
-                w.u64(nextArenaID, at: headerSize + 8)
+                writeCounts(generation: generation, tableLength: table, arenas: newArenaCount,
+                            extents: newExtentCount, nextArenaID: nextArenaID, w)
                 // Arena entries before, the changed one, and after (their runs shifted).
                 move(arenasAt, index * arenaEntrySize, to: arenasAt)
                 let afterFrom = index + removedEntries
