@@ -30,19 +30,23 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidValueSize(let n):
             "a value of \(n) bytes is not allowed; values are 0 to 1048576 bytes (1 MiB)"
         case .storeFull(let store, let needed, let detail):
-            "store \"\(store)\" is full: \(needed) more bytes needed and \(detail); nothing was changed: delete keys, free heap space (shrink or destroy other arenas) or use a larger heap"
+            "store \(quoted(store)) is full: \(needed) more bytes needed and \(detail); nothing was changed: delete keys, free heap space (shrink or destroy other arenas) or use a larger heap"
         case .damagedRecord(let store, let offset, let reason):
-            "store \"\(store)\": the record at data offset \(offset) is damaged (\(reason)); it is not returned: restore the key from a backup or put it again"
+            "store \(quoted(store)): the record at data offset \(offset) is damaged (\(reason)); it is not returned: restore the key from a backup or put it again"
         case .notAStore(let store, let reason):
-            "the arenas of store \"\(store)\" do not hold a DaxKV store (\(reason)); pick another store name or destroy those arenas"
+            "the arenas of store \(quoted(store)) do not hold a DaxKV store (\(reason)); pick another store name or destroy those arenas"
         case .invalidStoreName(let name):
-            "invalid store name \"\(name)\": use 1 to 57 bytes of UTF-8 without control characters"
+            "invalid store name \(quoted(name)): use 1 to 57 bytes of UTF-8 without control characters"
         case .noSuchStore(let name):
-            "there is no store \"\(name)\" on this heap"
+            "there is no store \(quoted(name)) on this heap"
         case .needsRecovery(let store, let records):
-            "store \"\(store)\" needs recovery after a crash (\(records) writes at the tail of its log to apply to its index); open it read-write once (any daxkv put or delete does), then read-only opens work again"
+            "store \(quoted(store)) needs recovery after a crash (\(records) writes at the tail of its log to apply to its index); open it read-write once (any daxkv put or delete does), then read-only opens work again"
         case .heap(let error):
             "\(error)"
         }
     }
 }
+
+/// A name in double quotes with anything unprintable escaped (Swift's debug spelling), so
+/// that an error stays on one line whatever the name holds.
+func quoted(_ name: String) -> String { String(reflecting: name) }

@@ -114,4 +114,20 @@ struct StoreTests {
         #expect(store.count == 3000)
         #expect(try store.get(key(10)) == stamped(10, version: 1, count: 700))
     }
+
+    @Test("every error says what is wrong in one line")
+    func errorsAreOneLine() {
+        let all: [KVError] = [
+            .invalidKeySize(0), .invalidValueSize(2 << 20),
+            .storeFull(store: "kv", needed: 4096, detail: "the heap has no free space"),
+            .damagedRecord(store: "kv", offset: 4096, reason: "checksum mismatch"),
+            .notAStore(store: "kv", reason: "bad magic"), .invalidStoreName("a\nb"),
+            .noSuchStore("kv"), .needsRecovery(store: "kv", records: 3),
+            .heap(.unknownArena("kv.data")),
+        ]
+        for error in all {
+            let text = error.description
+            #expect(!text.isEmpty && !text.contains("\n"), "\(text)")
+        }
+    }
 }
