@@ -52,11 +52,15 @@ struct BenchCommand: ParsableCommand {
             try KVStore.destroy(heap: heap, name: name)
             let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys))
             let prefix = threads > 1 ? "daxkv.t\(threads)." : "daxkv."
-            let fillRate = try Bench.phase("fill", n: n, threads: threads) { i, key, value, _ in
-                Bench.makeKey(key, fill[i])
-                Bench.makeValue(value, fill[i], version: 0)
-                try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
+            // The fill and the update: every key put once, in `order`, with values of `version`.
+            func puts(_ label: String, _ order: [Int], version: UInt64) throws -> Double {
+                try Bench.phase(label, n: n, threads: threads) { i, key, value, _ in
+                    Bench.makeKey(key, order[i])
+                    Bench.makeValue(value, order[i], version: version)
+                    try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
+                }
             }
+            let fillRate = try puts("fill", fill, version: 0)
             print("\(prefix)fill \(Int(fillRate)) ops/s"); fflushOut()
             guard store.count == n else { throw Failure("bench: \(store.count) keys after the fill, expected \(n)") }
             let readRate = try Bench.phase("read", n: n, threads: threads) { i, key, value, out in
@@ -68,11 +72,7 @@ struct BenchCommand: ParsableCommand {
                 guard memcmp(value.baseAddress!, out.baseAddress!, value.count) == 0 else { throw Failure("bench: wrong value for key \(read[i])") }
             }
             print("\(prefix)read \(Int(readRate)) ops/s"); fflushOut()
-            let updateRate = try Bench.phase("update", n: n, threads: threads) { i, key, value, _ in
-                Bench.makeKey(key, update[i])
-                Bench.makeValue(value, update[i], version: 1)
-                try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
-            }
+            let updateRate = try puts("update", update, version: 1)
             print("\(prefix)update \(Int(updateRate)) ops/s"); fflushOut()
             guard store.count == n else { throw Failure("bench: \(store.count) keys after the update, expected \(n)") }
             if measureOpen {
