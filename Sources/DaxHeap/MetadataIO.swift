@@ -6,13 +6,13 @@ import Glibc
 
 /// Reading, choosing and writing the two metadata copies (docs/FORMAT.md, "Update
 /// protocol" and "Recovery rules").
-enum MetadataIO {
-    enum Copy: CustomStringConvertible {
+package enum MetadataIO {
+    package enum Copy: Sendable, CustomStringConvertible {
         case primary
         case secondary
 
         var other: Copy { self == .primary ? .secondary : .primary }
-        var description: String { self == .primary ? "primary" : "secondary" }
+        package var description: String { self == .primary ? "primary" : "secondary" }
 
         func offset(on device: MappedDevice) -> UInt64 {
             self == .primary ? Geometry.primaryOffset : Geometry.secondaryOffset(deviceSize: device.size)
@@ -54,16 +54,28 @@ enum MetadataIO {
     }
 
     /// Writes a whole copy through the guarded copy and makes it durable before returning.
-    static func write(_ image: [UInt8], copy: Copy, on device: MappedDevice) throws(DeviceError) {
-        var count = image.count
-        let crash = CrashInjection.shared.map { $0.reserve(count) }
-        if let crash, crash.crashAfter { count = crash.allowed }
-        try image.withUnsafeBytes { bytes in
-            Result { () throws(DeviceError) in
-                try device.guardedMemcpyPersist(offset: copy.offset(on: device), from: UnsafeRawBufferPointer(rebasing: bytes.prefix(count)))
-            }
-        }.get()
-        if let crash, crash.crashAfter { CrashInjection.kill() }
+    /// `faults` (tests only) can make the write stop partway with an error.
+    static func write(_ image: [UInt8], copy: Copy, on device: MappedDevice, faults: MetadataFaults? = nil) throws(DeviceError) {
+        if let faults, let fault = faults.take(copy) {
+            return try write(Array(image.prefix(fault.storedBytes)), copy: copy, on: device, then: fault)
+        }
+        try CrashInjection.counted(image.count) { (count) throws(DeviceError) in
+            try image.withUnsafeBytes { bytes in
+                Result { () throws(DeviceError) in
+                    try device.guardedMemcpyPersist(offset: copy.offset(on: device), from: UnsafeRawBufferPointer(rebasing: bytes.prefix(count)))
+                }
+            }.get()
+        }
+    }
+
+    /// Stores the part of a copy that an injected fault lets through, then fails as the
+    /// fault says (a media error at the first byte not stored, or an I/O error).
+    private static func write(_ prefix: [UInt8], copy: Copy, on device: MappedDevice, then fault: MetadataFaults.Fault) throws(DeviceError) {
+        try write(prefix, copy: copy, on: device)
+        switch fault.kind {
+        case .media: throw .mediaError(path: device.path, deviceOffset: copy.offset(on: device) + UInt64(prefix.count))
+        case .io: throw .system(path: device.path, SystemCallError("msync", errno: EIO))
+        }
     }
 
     /// The state of a copy just read, judged against the heap's current image.
@@ -89,9 +101,11 @@ enum MetadataIO {
         var secondary: MetadataCopyStatus
     }
 
-    /// The recovery rule: of the valid copies, the one with the higher generation wins
-    /// (the primary on a tie); the other is stale if older, corrupt if it is invalid or
-    /// belongs to another heap, unreadable on a media error. No valid copy: not a heap, or
+    /// The recovery rule: a valid primary's uuid is the heap's, so a valid secondary of
+    /// another uuid is corrupt ("belongs to another heap"); of two valid copies of the same
+    /// heap, the higher generation wins (the primary on a tie) and the other is stale; an
+    /// invalid copy is corrupt, an unreadable one unreadable; a valid secondary beside an
+    /// invalid primary is used. No valid copy: not a heap, or
     /// corrupt, with both reasons.
     static func choose(primary: ReadResult, secondary: ReadResult, path: String) throws(HeapError) -> Choice {
         // A verified copy of another format version means a newer DaxHeap wrote here:
@@ -115,13 +129,11 @@ enum MetadataIO {
         switch (primary, secondary) {
         case (.valid(let p, let pImage), .valid(let s, let sImage)):
             if p.uuid != s.uuid {
-                let (winner, image) = p.generation >= s.generation ? (p, pImage) : (s, sImage)
-                let loser = MetadataCopyStatus(state: .corrupt, detail: "belongs to another heap (uuid \(p.generation >= s.generation ? s.uuid : p.uuid))",
-                                               generation: p.generation >= s.generation ? s.generation : p.generation)
-                let ok = MetadataCopyStatus(state: .ok, generation: winner.generation)
-                return p.generation >= s.generation
-                    ? Choice(metadata: winner, image: image, primary: ok, secondary: loser)
-                    : Choice(metadata: winner, image: image, primary: loser, secondary: ok)
+                // Identity first, generation second: a valid primary names the heap, and a
+                // valid block of another heap (however new) is damage, never a takeover.
+                return Choice(metadata: p, image: pImage, primary: .init(state: .ok, generation: p.generation),
+                              secondary: .init(state: .corrupt, detail: "belongs to another heap (uuid \(s.uuid))",
+                                               generation: s.generation))
             }
             if p.generation >= s.generation {
                 let secondaryStatus = p.generation == s.generation && pImage == sImage
@@ -146,43 +158,5 @@ enum MetadataIO {
             if case .unsupportedVersion(let v) = se { throw .unsupportedVersion(path: path, version: v) }
             throw .corruptMetadata(path: path, primary: pe.description, secondary: se.description)
         }
-    }
-}
-
-/// The fault-injection point for crash tests (docs/FORMAT.md, "Crash injection"): with
-/// `DAXHEAP_CRASH_AFTER_BYTES=N` in the environment, the process counts every byte it stores
-/// into either metadata block, in the order stored (each copy is written whole), and once N
-/// bytes are stored and persisted it sends itself SIGKILL before storing more. A process
-/// that stores fewer than N bytes is never killed. Unset, it costs one load of a nil.
-final class CrashInjection: Sendable {
-    static let shared: CrashInjection? = {
-        guard let text = getenv("DAXHEAP_CRASH_AFTER_BYTES"), let limit = Int(String(cString: text)), limit > 0 else {
-            return nil
-        }
-        return CrashInjection(limit: limit)
-    }()
-
-    let limit: Int
-    let stored = Locked<Int>(0)
-
-    init(limit: Int) { self.limit = limit }
-
-    /// Accounts for a store of `count` bytes: how many may be stored, and whether the
-    /// process must die once they are.
-    func reserve(_ count: Int) -> (allowed: Int, crashAfter: Bool) {
-        stored.withLock { stored in
-            if stored + count >= limit {
-                let allowed = limit - stored
-                stored = limit
-                return (allowed, true)
-            }
-            stored += count
-            return (count, false)
-        }
-    }
-
-    static func kill() -> Never {
-        _ = Glibc.kill(getpid(), SIGKILL)
-        fatalError("SIGKILL did not stop the process")
     }
 }

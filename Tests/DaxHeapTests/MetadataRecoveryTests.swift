@@ -441,6 +441,59 @@ private let mdrecTableOffsets = [64, 68, 72, 80, 88, 96, 104, 105, 120, 176, 272
         try mdrecExpectBothCopiesGood(path, mine)
     }
 
+    /// A block of another heap with a *higher* generation in the secondary: identity
+    /// decides, not the generation, so the primary stays the heap and the stray block is
+    /// damage (before, the newer stray table took the heap over).
+    @Test func aNewerCopyOfAnotherHeapDoesNotTakeOver() throws {
+        let path = mdrecPath("mine")
+        let otherPath = mdrecPath("theirs")
+        defer { unlink(path); unlink(otherPath) }
+        let mine = try mdrecMakeHeap(path)
+        do {
+            let other = try Heap.create(path: otherPath, size: mdrecHeapSize)
+            for _ in 0 ..< 10 {
+                try other.createArena(named: "stray", size: 2 << 20)
+                try other.destroyArena(named: "stray")
+            }
+            #expect(other.generation > mine.generation)
+        }
+        let theirs = try mdrecRead(otherPath, at: mdrecSecondaryOffset, count: mdrecBlock)
+        try mdrecWrite(path, at: mdrecSecondaryOffset, theirs)
+        do {
+            let heap = try Heap.open(path: path, mode: .readOnly)
+            #expect(MdrecSnapshot(heap) == mine)
+            #expect(heap.metadataStatus.primary == MetadataCopyStatus(state: .ok, generation: mine.generation))
+            #expect(heap.metadataStatus.secondary.state == .corrupt)
+            #expect(heap.metadataStatus.secondary.detail.contains("belongs to another heap"), "\(heap.metadataStatus.secondary.detail)")
+        }
+        do {
+            let heap = try Heap.open(path: path)
+            #expect(heap.repairs.count == 1)
+            #expect(heap.repairs.first?.contains("secondary") == true)
+        }
+        try mdrecExpectBothCopiesGood(path, mine)
+    }
+
+    /// The other direction: the primary is damaged and the secondary is the only valid
+    /// copy. It is used whatever its generation, and the primary is rebuilt from it.
+    @Test func onlyAValidSecondaryIsUsed() throws {
+        let path = mdrecPath("secondary-only")
+        defer { unlink(path) }
+        let mine = try mdrecMakeHeap(path)
+        try mdrecFlip(path, at: MetadataCopy.checksumOffset)
+        do {
+            let heap = try Heap.open(path: path, mode: .readOnly)
+            #expect(MdrecSnapshot(heap) == mine)
+            #expect(heap.metadataStatus.primary.state == .corrupt)
+            #expect(heap.metadataStatus.secondary == MetadataCopyStatus(state: .ok, generation: mine.generation))
+        }
+        do {
+            let heap = try Heap.open(path: path)
+            #expect(heap.repairs.first?.contains("primary") == true)
+        }
+        try mdrecExpectBothCopiesGood(path, mine)
+    }
+
     // MARK: Not a heap
 
     @Test func aZeroFilledFileIsNotAHeap() throws {
