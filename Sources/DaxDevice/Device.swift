@@ -151,7 +151,12 @@ public final class MappedDevice: @unchecked Sendable {
                 if !overwrite, blocks.contains(where: { !device.isZero(offset: $0, length: granularity) }) {
                     throw DeviceError.notEmpty(path: path, what: "a device-dax whose metadata blocks hold data")
                 }
-                for block in blocks { try device.memsetPersist(offset: block, value: 0, length: granularity) }
+                for block in blocks {
+                    // Counted like every other store into a metadata block (crash tests).
+                    try CrashInjection.counted(Int(granularity)) { (n) throws(DeviceError) in
+                        try device.memsetPersist(offset: block, value: 0, length: UInt64(n))
+                    }
+                }
                 return device
             }
         } catch {

@@ -13,11 +13,26 @@ import Logging
 ///
 /// A `Heap` is safe to share across threads. It closes (unmaps, drops its lock) when the
 /// last reference to it, or to one of its ``Arena``s, goes away.
+///
+/// Inside an access closure (``Arena/withView(_:)``, ``Arena/withViews(_:_:_:)``,
+/// ``Arena/withUnsafeBytes(at:count:_:)`` and the like) every read-only query is allowed:
+/// ``availableSize``, ``usableSize``, ``generation``, ``metadataStatus``, ``arenas``,
+/// ``arena(named:)``, ``resolve(_:)``, ``check()``, ``badBlocks()``, an arena's `size`.
+/// Provisioning is not (``createArena(named:size:)``, ``resizeArena(named:to:)``,
+/// ``destroyArena(named:)``, ``Arena/resize(to:)``, ``repair()``): a change waits for
+/// every access open before it, so one started from inside an access waits for itself.
 public final class Heap: Sendable {
     let device: MappedDevice
     let sections = ReadSections()
+    /// Serializes provisioning (and repairs), and is held across a grace period; taken
+    /// before `state`, never inside it.
+    let provisioning = Locked<Void>(())
+    /// The table and the copies' states: held briefly, never across a grace period, so
+    /// that queries from inside an access closure never wait for a change that waits for them.
     let state: Locked<HeapState>
     let logger: Logger
+    /// Test hook (package only): injected metadata write faults; nil in production.
+    let faults: MetadataFaults?
 
     /// The heap's random identity, recorded in both metadata copies.
     public let uuid: String
@@ -33,13 +48,23 @@ public final class Heap: Sendable {
         /// The encoded current table, as both copies hold it (put back if an update fails).
         var image: [UInt8]
         let uuid: HeapUUID
+        /// The highest generation ever written or attempted: the next update takes the one
+        /// after it, so that a number is never reused for other contents, even after a
+        /// failed write.
+        var highestGeneration: UInt64
+
+        subscript(status copy: MetadataIO.Copy) -> MetadataCopyStatus {
+            get { copy == .primary ? primary : secondary }
+            set { if copy == .primary { primary = newValue } else { secondary = newValue } }
+        }
     }
 
-    private init(device: MappedDevice, state: HeapState, repairs: [String], logger: Logger) {
+    private init(device: MappedDevice, state: HeapState, repairs: [String], logger: Logger, faults: MetadataFaults?) {
         self.device = device
         self.uuid = state.uuid.description
         self.repairs = repairs
         self.logger = logger
+        self.faults = faults
         self.state = Locked(state)
     }
 
@@ -57,9 +82,16 @@ public final class Heap: Sendable {
         path: String, size: UInt64? = nil, overwrite: Bool = false,
         logger: Logger = Logger(label: "DaxHeap")
     ) throws(HeapError) -> Heap {
+        try create(path: path, size: size, overwrite: overwrite, logger: logger, sysfsRoot: "/sys", faults: nil)
+    }
+
+    /// `create` with the test hooks: a fake sysfs tree and injected metadata faults.
+    package static func create(
+        path: String, size: UInt64?, overwrite: Bool, logger: Logger, sysfsRoot: String, faults: MetadataFaults?
+    ) throws(HeapError) -> Heap {
         let device: MappedDevice
         do {
-            device = try MappedDevice.create(path: path, size: size, overwrite: overwrite)
+            device = try MappedDevice.create(path: path, size: size, overwrite: overwrite, sysfsRoot: sysfsRoot)
         } catch {
             throw HeapError(error)
         }
@@ -74,9 +106,10 @@ public final class Heap: Sendable {
             throw HeapError(error)
         }
         let state = HeapState(table: table, generation: 1, primary: .init(state: .ok, generation: 1),
-                              secondary: .init(state: .ok, generation: 1), cells: [:], image: image, uuid: uuid)
+                              secondary: .init(state: .ok, generation: 1), cells: [:], image: image, uuid: uuid,
+                              highestGeneration: 1)
         logger.info("created heap", metadata: ["path": "\(path)", "size": "\(device.size)", "uuid": "\(uuid)"])
-        return Heap(device: device, state: state, repairs: [], logger: logger)
+        return Heap(device: device, state: state, repairs: [], logger: logger, faults: faults)
     }
 
     /// Opens an existing heap.
@@ -89,9 +122,16 @@ public final class Heap: Sendable {
     public static func open(
         path: String, mode: HeapMode = .readWrite, logger: Logger = Logger(label: "DaxHeap")
     ) throws(HeapError) -> Heap {
+        try open(path: path, mode: mode, logger: logger, sysfsRoot: "/sys", faults: nil)
+    }
+
+    /// `open` with the test hooks: a fake sysfs tree and injected metadata faults.
+    package static func open(
+        path: String, mode: HeapMode, logger: Logger, sysfsRoot: String, faults: MetadataFaults?
+    ) throws(HeapError) -> Heap {
         let device: MappedDevice
         do {
-            device = try MappedDevice.open(path: path, mode: mode == .readOnly ? .readOnly : .readWrite)
+            device = try MappedDevice.open(path: path, mode: mode == .readOnly ? .readOnly : .readWrite, sysfsRoot: sysfsRoot)
         } catch {
             throw HeapError(error)
         }
@@ -113,13 +153,14 @@ public final class Heap: Sendable {
         var repairs: [String] = []
         if mode == .readWrite {
             repairs = try repairCopies(image: choice.image, generation: metadata.generation, statuses: &statuses,
-                                       device: device, logger: logger)
+                                       device: device, logger: logger, faults: faults)
         }
         var cells: [UInt64: ArenaCell] = [:]
         for (id, layout) in table.arenas { cells[id] = ArenaCell(layout) }
         let state = HeapState(table: table, generation: metadata.generation, primary: statuses.primary,
-                              secondary: statuses.secondary, cells: cells, image: choice.image, uuid: metadata.uuid)
-        return Heap(device: device, state: state, repairs: repairs, logger: logger)
+                              secondary: statuses.secondary, cells: cells, image: choice.image, uuid: metadata.uuid,
+                              highestGeneration: metadata.generation)
+        return Heap(device: device, state: state, repairs: repairs, logger: logger, faults: faults)
     }
 
     // MARK: - Facts
@@ -138,7 +179,8 @@ public final class Heap: Sendable {
     public var usableSize: UInt64 { state.withLock { $0.table.usableSize } }
     /// Usable bytes held by no arena.
     public var availableSize: UInt64 { state.withLock { $0.table.availableSize } }
-    /// The metadata generation: how many updates the heap has had.
+    /// The generation of the arena table in effect. Every update raises it by at least one
+    /// (a failed update can use numbers up, and never reuses them).
     public var generation: UInt64 { state.withLock { $0.generation } }
     /// The state of each metadata copy, as found at open and kept since.
     public var metadataStatus: (primary: MetadataCopyStatus, secondary: MetadataCopyStatus) {
@@ -209,47 +251,21 @@ public final class Heap: Sendable {
     @discardableResult
     public func repair() throws(HeapError) -> [String] {
         guard device.mode == .readWrite else { throw .readOnly(path: path) }
-        return try state.withLock { s throws(HeapError) -> [String] in
-            refreshStatuses(&s)
-            var statuses = (primary: s.primary, secondary: s.secondary)
-            let repaired = try Self.repairCopies(image: s.image, generation: s.generation, statuses: &statuses,
-                                                 device: device, logger: logger)
-            (s.primary, s.secondary) = statuses
-            return repaired
+        return try provisioning.withLock { _ throws(HeapError) -> [String] in
+            try state.withLock { s throws(HeapError) -> [String] in
+                refreshStatuses(&s)
+                var statuses = (primary: s.primary, secondary: s.secondary)
+                let repaired = try Self.repairCopies(image: s.image, generation: s.generation, statuses: &statuses,
+                                                     device: device, logger: logger, faults: faults)
+                (s.primary, s.secondary) = statuses
+                return repaired
+            }
         }
     }
 
     private func refreshStatuses(_ s: inout HeapState) {
         s.primary = MetadataIO.status(of: MetadataIO.read(.primary, on: device), current: s.image, generation: s.generation)
         s.secondary = MetadataIO.status(of: MetadataIO.read(.secondary, on: device), current: s.image, generation: s.generation)
-    }
-
-    /// Rewrites each copy whose status is not ok with `image`. A media error leaves that
-    /// copy unreadable and is logged as an error; any other failure is thrown.
-    private static func repairCopies(
-        image: [UInt8], generation: UInt64,
-        statuses: inout (primary: MetadataCopyStatus, secondary: MetadataCopyStatus),
-        device: MappedDevice, logger: Logger
-    ) throws(HeapError) -> [String] {
-        var repairs: [String] = []
-        for copy in [MetadataIO.Copy.primary, .secondary] {
-            let status = copy == .primary ? statuses.primary : statuses.secondary
-            guard status.state != .ok else { continue }
-            var updated = MetadataCopyStatus(state: .ok, generation: generation)
-            do throws(DeviceError) {
-                try MetadataIO.write(image, copy: copy, on: device)
-                let line = "rewrote the \(copy) metadata copy from the \(copy.other) one (it was \(status.state.rawValue)\(status.detail.isEmpty ? "" : ": \(status.detail)"))"
-                logger.warning("\(line)", metadata: ["path": "\(device.path)"])
-                repairs.append(line)
-            } catch {
-                guard case .mediaError(_, let at) = error else { throw HeapError(error) }
-                let failure = HeapError.mediaError(path: device.path, deviceOffset: at, location: "the \(copy) metadata copy")
-                logger.error("could not repair the \(copy) metadata copy: \(failure)")
-                updated = MetadataCopyStatus(state: .unreadable, detail: "media error at device offset \(at); rewriting it failed: clear the poison (e.g. ndctl clear-errors), then run `daxheap check --repair`")
-            }
-            if copy == .primary { statuses.primary = updated } else { statuses.secondary = updated }
-        }
-        return repairs
     }
 
     // MARK: - Arenas
@@ -313,120 +329,93 @@ public final class Heap: Sendable {
     }
 
     /// Applies one provisioning change: made in the table in place (and undone if anything
-    /// after it fails), new space zeroed, both metadata copies persisted (primary first),
-    /// then published to readers.
+    /// after it fails), new space zeroed, both metadata copies persisted (docs/FORMAT.md,
+    /// "Update protocol"), then published to readers.
     ///
     /// Nothing here is proportional to the whole table except moving bytes: the table is
     /// not copied, and the new image is the current one with one arena entry changed
     /// (`MetadataCopy.applying`), which equals a full encoding of the new table.
+    ///
+    /// Changes are serialized by `provisioning`; `state` is held only while the table and
+    /// the copies change, not while waiting for readers, so that a reader may query the
+    /// heap from inside its access while a shrink or destroy waits for it.
     private func change(
         arena name: String, _ body: (inout ArenaTable) throws(ProvisionError) -> ArenaTable.Undo
     ) throws(HeapError) -> UInt64 {
         guard device.mode == .readWrite else { throw .readOnly(path: path) }
-        return try state.withLock { s throws(HeapError) -> UInt64 in
-            let undo: ArenaTable.Undo
-            do throws(ProvisionError) {
-                undo = try body(&s.table)
-            } catch {
-                throw HeapError(error)
-            }
-            let id = undo.id
-            let old = undo.before
-            let new = s.table.arenas[id]
-            if new == old { return id }  // e.g. a resize to the same size
-            guard s.generation < UInt64.max else {
-                s.table.undo(undo)
-                throw .generationExhausted(path: path)
-            }
-            do throws(DeviceError) {
-                // New space is zeroed while it is still free, so a crash leaves no arena
-                // holding stale bytes.
-                for range in Self.addedRanges(old: old, new: new) {
-                    try device.zero(offset: range.lowerBound, length: Geometry.length(of: range))
-                }
-            } catch {
-                s.table.undo(undo)
-                throw HeapError(error)
-            }
-            let generation = s.generation + 1
-            let index = s.table.position(of: id)
-            let record = new.map { ArenaRecord(id: id, name: $0.name, extents: $0.extents) }
-            let edit: MetadataCopy.ArenaChange = switch (old, record) {
-            case (nil, let record?): .insert(record, at: index)
-            case (_?, let record?): .replace(record, at: index)
-            default: .remove(at: index)
-            }
-            let image = MetadataCopy.applying(edit, to: s.image, generation: generation, nextArenaID: s.table.nextArenaID)
-            do throws(HeapError) {
-                try commit(image, generation: generation, state: &s)
-            } catch {
-                s.table.undo(undo)
-                throw error
-            }
-            s.image = image
-            s.generation = generation
-            // Publish, then wait out every access that could hold the old layout.
-            let retired: Unmanaged<ArenaSnapshot>?
-            if let new {
-                if let cell = s.cells[id] {
-                    retired = cell.publish(new)
-                } else {
-                    s.cells[id] = ArenaCell(new)
-                    retired = nil
-                }
-            } else {
-                retired = s.cells[id]?.publish(nil)
-                s.cells[id] = nil
+        return try provisioning.withLock { _ throws(HeapError) -> UInt64 in
+            let (id, retired) = try state.withLock { s throws(HeapError) in
+                try apply(arena: name, body, state: &s)
             }
             if let retired {
+                // Wait out every access that could hold the old layout, then free it.
                 sections.synchronize()
                 retired.release()
             }
-            logger.debug("arena table updated", metadata: ["arena": "\(name)", "generation": "\(generation)"])
             return id
         }
     }
 
-    /// Writes the new image to the primary, then to the secondary, each durable before the
-    /// next store (docs/FORMAT.md). A copy known to be unreadable is skipped, and a copy
-    /// whose write meets a media error becomes unreadable: the update stands as long as one
-    /// copy took it (logged as an error, since redundancy is lost until a repair). Any other
-    /// failure puts the previous image back where it was overwritten and is thrown.
-    private func commit(_ image: [UInt8], generation: UInt64, state s: inout HeapState) throws(HeapError) {
-        let previous = s.image
-        var written: [MetadataIO.Copy] = []
-        var faults: [(MetadataIO.Copy, UInt64)] = []
-        for copy in [MetadataIO.Copy.primary, .secondary] {
-            let status = copy == .primary ? s.primary : s.secondary
-            if status.state == .unreadable { continue }
-            do throws(DeviceError) {
-                try MetadataIO.write(image, copy: copy, on: device)
-                written.append(copy)
-            } catch {
-                if case .mediaError(_, let at) = error {
-                    faults.append((copy, at))
-                    continue
-                }
-                for done in written + [copy] { try? MetadataIO.write(previous, copy: done, on: device) }
-                throw HeapError(error)
+    /// The part of a change done under the state lock: returns the arena's id and the
+    /// layout it replaced, which the caller frees after a grace period.
+    private func apply(
+        arena name: String, _ body: (inout ArenaTable) throws(ProvisionError) -> ArenaTable.Undo,
+        state s: inout HeapState
+    ) throws(HeapError) -> (UInt64, Unmanaged<ArenaSnapshot>?) {
+        let undo: ArenaTable.Undo
+        do throws(ProvisionError) {
+            undo = try body(&s.table)
+        } catch {
+            throw HeapError(error)
+        }
+        let id = undo.id
+        let old = undo.before
+        let new = s.table.arenas[id]
+        if new == old { return (id, nil) }  // e.g. a resize to the same size
+        // A failed write may use up two numbers (the update's and the restore's).
+        guard s.highestGeneration < UInt64.max - 1 else {
+            s.table.undo(undo)
+            throw .generationExhausted(path: path)
+        }
+        do throws(DeviceError) {
+            // New space is zeroed while it is still free, so a crash leaves no arena
+            // holding stale bytes.
+            for range in Self.addedRanges(old: old, new: new) {
+                try device.zero(offset: range.lowerBound, length: Geometry.length(of: range))
             }
+        } catch {
+            s.table.undo(undo)
+            throw HeapError(error)
         }
-        guard !written.isEmpty else {
-            let at = faults.first?.1 ?? 0
-            throw .mediaError(path: path, deviceOffset: at, location: "both metadata copies")
+        let generation = s.highestGeneration + 1
+        let index = s.table.position(of: id)
+        let record = new.map { ArenaRecord(id: id, name: $0.name, extents: $0.extents) }
+        let edit: MetadataCopy.ArenaChange = switch (old, record) {
+        case (nil, let record?): .insert(record, at: index)
+        case (_?, let record?): .replace(record, at: index)
+        default: .remove(at: index)
         }
-        for copy in [MetadataIO.Copy.primary, .secondary] {
-            let status: MetadataCopyStatus
-            if written.contains(copy) {
-                status = .init(state: .ok, generation: generation)
-            } else if let (_, at) = faults.first(where: { $0.0 == copy }) {
-                logger.error("\(HeapError.mediaError(path: path, deviceOffset: at, location: "the \(copy) metadata copy"))")
-                status = .init(state: .unreadable, detail: "media error at device offset \(at) while updating it")
-            } else {
-                status = copy == .primary ? s.primary : s.secondary
-            }
-            if copy == .primary { s.primary = status } else { s.secondary = status }
+        let image = MetadataCopy.applying(edit, to: s.image, generation: generation, nextArenaID: s.table.nextArenaID)
+        do throws(HeapError) {
+            try commit(image, generation: generation, state: &s)
+        } catch {
+            s.table.undo(undo)
+            throw error
         }
+        s.image = image
+        s.generation = generation
+        logger.debug("arena table updated", metadata: ["arena": "\(name)", "generation": "\(generation)"])
+        // Publish; the caller waits out every access that could hold the old layout.
+        guard let new else {
+            let retired = s.cells[id]?.publish(nil)
+            s.cells[id] = nil
+            return (id, retired)
+        }
+        guard let cell = s.cells[id] else {
+            s.cells[id] = ArenaCell(new)
+            return (id, nil)
+        }
+        return (id, cell.publish(new))
     }
 
     /// Device ranges an arena holds in `new` and did not hold in `old`.

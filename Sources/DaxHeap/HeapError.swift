@@ -37,6 +37,9 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     case corruptMetadata(path: String, primary: String, secondary: String)
     case sizeMismatch(path: String, recorded: UInt64, actual: UInt64)
     case generationExhausted(path: String)
+    /// A metadata copy could not be written, so an update was refused with the arena table
+    /// unchanged; `reason` says what failed ("media error at device offset 8192").
+    case metadataWriteFailed(path: String, copy: String, reason: String)
     case inUse(path: String)
     case mappingMisaligned(path: String, address: UInt, alignment: UInt64)
     case sysfs(path: String, reason: String)
@@ -101,6 +104,8 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
             "\(printable(path)) is \(actual) bytes but its heap was made for \(recorded) bytes (the file was cut short or grown); restore its size to \(recorded) bytes"
         case .generationExhausted(let path):
             "the metadata generation counter of \(printable(path)) is exhausted; copy the data to a new heap"
+        case .metadataWriteFailed(let path, let copy, let reason):
+            "cannot write the \(copy) metadata copy of \(printable(path)) (\(reason)); the arena table is unchanged and changes are refused until that copy can be written, since the only good copy is never overwritten alone: clear the poison (e.g. ndctl clear-errors) or fix the device, then run `daxheap check --repair`"
         case .inUse(let path):
             "\(printable(path)) is in use by another process (it holds the heap's lock); close it there first"
         case .mappingMisaligned(let path, let address, let alignment):

@@ -51,6 +51,8 @@ public enum MetadataCopy {
     public static let extentEntrySize = 24
     /// Offset of the checksum field in the header.
     public static let checksumOffset = 60
+    /// Offset of the generation field in the header.
+    public static let generationOffset = 48
     /// Offset of the table length field in the header.
     public static let tableLengthOffset = 56
     /// The largest table that fits in a block after the header.
@@ -101,7 +103,7 @@ public enum MetadataCopy {
     /// Writes the fields every change rewrites: the header's generation and table length,
     /// and the table header (arena and extent counts, next arena id).
     static func writeCounts(generation: UInt64, tableLength: Int, arenas: Int, extents: Int, nextArenaID: UInt64, _ w: Writer) {
-        w.u64(generation, at: 48)
+        w.u64(generation, at: generationOffset)
         w.u32(UInt32(tableLength), at: tableLengthOffset)
         w.u32(UInt32(arenas), at: headerSize)
         w.u32(UInt32(extents), at: headerSize + 4)
@@ -218,6 +220,19 @@ public enum MetadataCopy {
                 count = headerSize + table
             }
         }
+    }
+
+    /// `image` (a valid, encoded copy) with another generation and its checksum updated:
+    /// the same table under a new number, which is how a failed update puts the previous
+    /// table back without ever reusing a generation for other contents.
+    public static func restamped(_ image: [UInt8], generation: UInt64) -> [UInt8] {
+        var copy = image
+        copy.withUnsafeMutableBytes { raw in
+            let w = Writer(raw)
+            w.u64(generation, at: generationOffset)
+            w.u32(checksum(UnsafeRawBufferPointer(raw)), at: checksumOffset)
+        }
+        return copy
     }
 
     /// The table length a header claims, if these 64 bytes are a DaxHeap header whose

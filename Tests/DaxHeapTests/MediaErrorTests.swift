@@ -15,7 +15,11 @@ import Glibc
         try body(path)
     }
 
-    @Test func secondaryCutOffUnderTheMappingIsUnreadableAndTheHeapCarriesOn() throws {
+    /// With the secondary known unreadable, the primary is the only good copy: an update
+    /// would have to write it alone, and a power loss during that write would leave no
+    /// valid copy. So the update writes the bad copy first, fails there, and is refused
+    /// with the table unchanged; the data plane carries on.
+    @Test func secondaryCutOffUnderTheMappingIsUnreadableAndProvisioningIsRefused() throws {
         try withHeapFile { path in
             let heap = try Heap.create(path: path, size: Self.size)
             let a = try heap.createArena(named: "a", size: 4 << 20)
@@ -28,13 +32,30 @@ import Glibc
             #expect(!report.isHealthy)
             #expect(report.problems.contains { $0.contains("secondary metadata copy is unreadable") })
 
-            // Updates go on with the primary alone.
-            let generation = heap.generation
-            try heap.resizeArena(named: "a", to: 6 << 20)
-            _ = try heap.createArena(named: "b", size: 2 << 20)
-            #expect(heap.generation == generation + 2)
+            let primaryBefore = try Self.primaryBlock(path)
+            let arenas = heap.arenas
+            let available = heap.availableSize
+            let changes: [() throws -> Void] = [
+                { try heap.resizeArena(named: "a", to: 6 << 20) },
+                { try heap.createArena(named: "b", size: 2 << 20) },
+                { try heap.destroyArena(named: "a") },
+            ]
+            for change in changes {
+                let error = #expect(throws: HeapError.self) { try change() }
+                if case .metadataWriteFailed(_, let copy, let reason)? = error {
+                    #expect(copy == "secondary")
+                    #expect(reason.contains("media error"))
+                } else {
+                    Issue.record("expected metadataWriteFailed, got \(String(describing: error))")
+                }
+                #expect(error?.description.contains("daxheap check --repair") == true)
+                #expect(heap.arenas == arenas)
+                #expect(heap.availableSize == available)
+                #expect(try Self.primaryBlock(path) == primaryBefore, "the only good copy was written")
+            }
             #expect(heap.metadataStatus.primary.state == .ok)
             #expect(heap.metadataStatus.secondary.state == .unreadable)
+            try a.memcpyPersist(at: 8, Array("after".utf8))
             #expect(try a.read(at: 0, count: 6) == Array("before".utf8))
 
             // A repair cannot write the missing block: it stays unreadable and says what to do.
@@ -44,7 +65,19 @@ import Glibc
         }
     }
 
-    @Test func anUpdateThatMeetsTheFaultFirstStillSucceeds() throws {
+    /// The primary block as the file holds it.
+    static func primaryBlock(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 2 << 20)
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, 0) }
+        #expect(n == bytes.count)
+        return bytes
+    }
+
+    /// The fault met by an update's second write: the first copy already holds the new
+    /// table durably and wins at any open, so the update stands (rolled forward).
+    @Test func anUpdateThatMeetsTheFaultSecondStillSucceeds() throws {
         try withHeapFile { path in
             let heap = try Heap.create(path: path, size: Self.size)
             #expect(truncate(path, off_t(Self.size - (2 << 20))) == 0)
