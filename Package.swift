@@ -72,7 +72,17 @@ let package = Package(
         .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix", "DaxTestSupport"]),
         .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata", "DaxTestSupport"]),
         .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "DaxTestSupport"]),
-        .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas", "DaxTestSupport"]),
+        // Runs heap operations with the package-only fault hooks, for crash tests.
+        .executableTarget(
+            name: "DaxHeapFaultProbe",
+            dependencies: ["DaxHeap", "DaxDevice", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/DaxHeapFaultProbe"
+        ),
+        .testTarget(
+            name: "DaxHeapTests",
+            dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas", "DaxTestSupport", "DaxHeapFaultProbe",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         // Drives the built `daxheap` executable as a user would.
         .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxTestSupport"]),
         .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),
