@@ -703,6 +703,7 @@ import Glibc
         .corruptMetadata(path: "/dev/shm/x", primary: "bad checksum", secondary: "no magic"),
         .sizeMismatch(path: "/dev/shm/x", recorded: 32 << 20, actual: 30 << 20),
         .generationExhausted(path: "/dev/shm/x"),
+        .metadataWriteFailed(path: "/dev/shm/x", copy: "secondary", reason: "media error at device offset 31457280"),
         .inUse(path: "/dev/shm/x"),
         .deviceTooLarge(path: "/dev/shm/x", size: UInt64.max),
         .mappingMisaligned(path: "/dev/dax0.0", address: 0x7f00_0010_0000, alignment: 1 << 30),
