@@ -1,5 +1,5 @@
 import DaxHeap
-import Synchronization  // Atomic (the published index descriptor, the live count)
+import Synchronization  // Atomic (the published index descriptor, the live count, the statistics)
 
 #if canImport(Glibc)
 import Glibc
@@ -95,10 +95,14 @@ public final class KVStore: @unchecked Sendable {
         if let position = pendingSlot { try? index.persist(at: position, count: 8) }
     }
 
-    /// Statistics of the writer's background work.
-    public private(set) var compactions = 0
-    public private(set) var dataGrowths = 0
-    public private(set) var indexRebuilds = 0
+    /// Statistics of the writer's background work. The writer counts under its lock;
+    /// anyone may read them meanwhile, so they are atomics.
+    public var compactions: Int { compactionCount.load(ordering: .relaxed) }
+    public var dataGrowths: Int { growthCount.load(ordering: .relaxed) }
+    public var indexRebuilds: Int { rebuildCount.load(ordering: .relaxed) }
+    private let compactionCount = Atomic<Int>(0)
+    private let growthCount = Atomic<Int>(0)
+    private let rebuildCount = Atomic<Int>(0)
 
     private struct Pending { var hash: UInt64; var offset: UInt64; var item: Int }
     private struct Relocation { var from: UInt64; var size: Int; var slotAt: UInt64; var tag: UInt64; var to: UInt64 }
@@ -940,7 +944,7 @@ public final class KVStore: @unchecked Sendable {
         segmentLive[victim] = 0
         freeSegments.append(victim)
         relocations.removeAll(keepingCapacity: true)
-        compactions += 1
+        compactionCount.incrementByWriter()
     }
 
     /// Grows the data arena online; false when the heap has no room.
@@ -972,7 +976,7 @@ public final class KVStore: @unchecked Sendable {
             segmentZeroed += [Bool](repeating: true, count: now - old)  // new arena space reads as zero
             // The new segments are taken in order, after the older free ones.
             freeSegments = Array((old ..< now).reversed()) + freeSegments.filter { $0 < old }
-            dataGrowths += 1
+            growthCount.incrementByWriter()
             return true
         }
         return false
@@ -1036,7 +1040,7 @@ public final class KVStore: @unchecked Sendable {
         descriptor.store(word, ordering: .releasing)
         pendingSlot = nil  // its value is in the new table, which is durable
         tombstones = 0
-        indexRebuilds += 1
+        rebuildCount.incrementByWriter()
     }
 
     // MARK: - Raw words
@@ -1071,6 +1075,13 @@ func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
         i += 8
     }
     return bytes[i...].allSatisfy { $0 == 0 }
+}
+
+extension Atomic where Value == Int {
+    /// Adds one with a load and a store, not a read-modify-write (a locked instruction):
+    /// for a count that only the writer changes, holding its lock.
+    @inline(__always)
+    func incrementByWriter() { store(load(ordering: .relaxed) + 1, ordering: .relaxed) }
 }
 
 /// An aligned 8-byte load that the compiler may neither split nor reorder with the loads
