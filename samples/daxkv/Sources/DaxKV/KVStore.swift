@@ -853,20 +853,24 @@ public final class KVStore: @unchecked Sendable {
 
     private func switchTo(_ segment: Int) throws {
         let old = tailSegment
-        // Invariant 4 (README): past the tail, the tail segment is zero, so the replay at
-        // open stops at the end of what was written there and never reads a stale record
-        // of the segment's earlier use. Zeroed and persisted before it becomes the tail.
-        if let position = pendingSlot {
-            try index.flush(at: position, count: 8)  // made durable by the fences below
-            pendingSlot = nil
+        // Invariant 3 (README): every slot stored so far (the last put's or delete's, a
+        // group's) is durable before the segment is zeroed or the tail word stored, since
+        // from then on the replay reads only the new tail. A fence of its own, right after
+        // the flush: a store may reach the media before the fence that follows it, so the
+        // one persisting the tail word below comes too late to order the slots before it.
+        try index.withView { idx in
+            if let position = pendingSlot { try idx.flush(at: position, count: 8) }
+            idx.drain()
         }
+        pendingSlot = nil
+        // Invariant 4: past the tail, the tail segment is zero, so the replay at open stops
+        // at the end of what was written there and never reads a stale record of the
+        // segment's earlier use. Zeroed and persisted before it becomes the tail.
         if !segmentZeroed[segment] {
             let start = Format.segmentStart(segment)
             try data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)
         }
         segmentZeroed[segment] = false
-        // Persisting the tail word is also a fence: every slot flushed so far is durable
-        // before any record lands in the new tail (the replay reads only the tail).
         try store(data, Format.tailSegmentOffset, UInt64(segment))
         try data.persist(at: Format.tailSegmentOffset, count: 8)
         tailSegment = segment
