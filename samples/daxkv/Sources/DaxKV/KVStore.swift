@@ -60,6 +60,10 @@ public final class KVStore: @unchecked Sendable {
     private let lock = Locked<Void>(())  // DaxHeap's pthread mutex: visible to ThreadSanitizer
     /// The current index table, as in the index header (readers load it each lookup).
     private let descriptor: Atomic<UInt64>
+    /// Segments that held records and became the tail again, counted before their first
+    /// byte changes. A get loads it before and after its reads and looks again when it
+    /// changed (a seqlock's reader): see `get` and README "Concurrency".
+    private let segmentReuses = Atomic<UInt64>(0)
     /// The number of pairs, for readers: the writer's `liveCount`, published with a plain
     /// store (no read-modify-write: that would be a locked instruction).
     private let live: Atomic<Int>
@@ -103,6 +107,13 @@ public final class KVStore: @unchecked Sendable {
     private let compactionCount = Atomic<Int>(0)
     private let growthCount = Atomic<Int>(0)
     private let rebuildCount = Atomic<Int>(0)
+
+    #if DEBUG
+    /// Tests only (compiled in debug builds): called by `get` between loading a slot of the
+    /// key's tag and reading the record the slot points at, with the record's offset. A test
+    /// pauses the reader here while the writer reuses the record's segment.
+    var afterSlotLoad: (@Sendable (_ recordOffset: UInt64) -> Void)? = nil
+    #endif
 
     private struct Pending { var hash: UInt64; var offset: UInt64; var item: Int }
     private struct Relocation { var from: UInt64; var size: Int; var slotAt: UInt64; var tag: UInt64; var to: UInt64 }
@@ -381,9 +392,13 @@ public final class KVStore: @unchecked Sendable {
     public func get(_ key: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         let hash = hash64(key, seed: Seeds.key)
-        var attempts = 0
         while true {
+            // Before the table descriptor (which `withViews` loads): see `reusedSegment`.
+            let reuses = segmentReuses.load(ordering: .acquiring)
             let result = try wrapHeap { try withViews { try lookup($0, hash: hash, key: key, buffer: buffer) } }
+            // A slot the lookup loaded may have led it to what the writer put in place of
+            // the record: another key's (then the key looked absent) or one not yet durable.
+            if reusedSegment(since: reuses) { continue }
             switch result {
             case .absent: return nil
             case .found(let length): return length
@@ -394,12 +409,24 @@ public final class KVStore: @unchecked Sendable {
                     throw KVError.damagedRecord(store: name, offset: offset, reason: "an index slot points past the data arena")
                 }
             case .damaged(let offset, let reason):
-                // A record a slot pointed to changed under us (its segment was compacted
-                // and reused): look again. The same failure three times is real damage.
-                attempts += 1
-                if attempts >= 3 { throw KVError.damagedRecord(store: name, offset: offset, reason: reason) }
+                // No segment was reused meanwhile, so this is the record the slot pointed
+                // at: the media is damaged.
+                throw KVError.damagedRecord(store: name, offset: offset, reason: reason)
             }
         }
+    }
+
+    /// Whether a segment was reused since `segmentReuses` was `reuses`. If not, every record
+    /// the get read is the one its slot pointed at when loaded: durable (it was written
+    /// and fenced before the slot was stored) and unchanged (only reuse rewrites a record,
+    /// and a segment a slot points into is not freed). A reader still probing an old
+    /// table is covered too: a segment its slots point into is reused only after the
+    /// rebuild's publication, and a get that saw that reuse counted in its first load
+    /// loaded the new descriptor after it.
+    @inline(__always)
+    private func reusedSegment(since reuses: UInt64) -> Bool {
+        atomicMemoryFence(ordering: .acquiring)  // the record reads above, before the load
+        return segmentReuses.load(ordering: .relaxed) != reuses
     }
 
     /// The value of `key`, or nil.
@@ -444,6 +471,9 @@ public final class KVStore: @unchecked Sendable {
                     let slot = atomicLoad(slots.baseAddress! + i * 8)
                     if slot == Format.emptySlot { return .absent }
                     guard Format.isLive(slot), Format.slotTag(slot) == tag else { continue }
+                    #if DEBUG
+                    afterSlotLoad?(Format.slotOffset(slot))
+                    #endif
                     if let r = try readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer, v.data) { return r }
                 }
                 return nil
@@ -853,6 +883,11 @@ public final class KVStore: @unchecked Sendable {
 
     private func switchTo(_ segment: Int) throws {
         let old = tailSegment
+        let reused = !segmentZeroed[segment]
+        // A get may still hold a slot into the segment's earlier use: counted before the
+        // first byte changes (the drain below keeps the zeroing's non-temporal stores after
+        // this store; release: after the stores that redirected those slots).
+        if reused { segmentReuses.store(segmentReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing) }
         // Invariant 3 (README): every slot stored so far (the last put's or delete's, a
         // group's) is durable before the segment is zeroed or the tail word stored, since
         // from then on the replay reads only the new tail. A fence of its own, right after
@@ -866,7 +901,7 @@ public final class KVStore: @unchecked Sendable {
         // Invariant 4: past the tail, the tail segment is zero, so the replay at open stops
         // at the end of what was written there and never reads a stale record of the
         // segment's earlier use. Zeroed and persisted before it becomes the tail.
-        if !segmentZeroed[segment] {
+        if reused {
             let start = Format.segmentStart(segment)
             try data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)
         }
