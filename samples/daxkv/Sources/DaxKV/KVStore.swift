@@ -1054,14 +1054,10 @@ public final class KVStore: @unchecked Sendable {
             let end = tableOffset + oldBytes
             while at < end {
                 let slot = try v.index.load(at: at)
+                let oldBucket = (at - tableOffset) / Format.bucketSize
                 at += 8
                 guard Format.isLive(slot) else { continue }
-                let offset = Format.slotOffset(slot)
-                let room = Int(Format.segmentEnd(Format.segment(of: offset)) - offset)
-                let hash = try v.data.withUnsafeBytes(at: offset, count: min(room, Format.recordHeaderSize + Format.maxKeySize)) { r in
-                    hash64(r.baseAddress! + 16, Int(r.load(fromByteOffset: 8, as: UInt64.self) & 0xFFFF), seed: Seeds.key)
-                }
-                var bucket = hash & newMask
+                var bucket = try placementHash(of: slot, oldBucket: oldBucket, v.data) & newMask
                 placed: while true {
                     let base = newOffset + bucket * Format.bucketSize
                     for i in 0 ..< UInt64(Format.slotsPerBucket) where try v.index.load(at: base + i * 8) == Format.emptySlot {
@@ -1080,6 +1076,44 @@ public final class KVStore: @unchecked Sendable {
         pendingSlot = nil  // its value is in the new table, which is durable
         tombstones = 0
         rebuildCount.incrementByWriter()
+    }
+
+    /// The hash an index rebuild places a live slot by: its record's key hash, the lengths
+    /// checked as a get checks them. A record whose lengths are impossible, or whose key
+    /// hashes to another tag than the slot's, is damaged; if only its key length is, the
+    /// key length that makes the record match its checksum and the slot's tag gives the
+    /// key hash back, so that a get of the key still meets the slot and reports the damage.
+    /// Failing that (its key bytes are damaged too), `oldBucket`: the bucket number stays.
+    private func placementHash(of slot: UInt64, oldBucket: UInt64, _ data: ArenaView) throws -> UInt64 {
+        let offset = Format.slotOffset(slot)
+        let room = Int(Format.segmentEnd(Format.segment(of: offset)) - offset)
+        let tag = Format.slotTag(slot)
+        guard room >= Format.recordHeaderSize else { return oldBucket }  // open refuses such slots
+        return try data.withUnsafeBytes(at: offset, count: room) { record in
+            let base = record.baseAddress!
+            let key = base + Format.keyOffset
+            if let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
+               Format.keyOffset + lengths.keyCount <= room {
+                let hash = hash64(key, lengths.keyCount, seed: Seeds.key)
+                if Format.tag(hash) == tag { return hash }
+            }
+            return Self.keyHash(ofRecordWithDamagedKeyLength: record, tag: tag) ?? oldBucket
+        }
+    }
+
+    /// The key hash of `record` (the rest of its segment) if only the key length field of
+    /// its header is damaged: the hash of the key length with which the rest of the length
+    /// word, the bytes and the checksum agree, and whose key hash has the slot's `tag`.
+    private static func keyHash(ofRecordWithDamagedKeyLength record: UnsafeRawBufferPointer, tag: UInt64) -> UInt64? {
+        let base = record.baseAddress!
+        let word = base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)
+        for keyCount in 1 ... Format.maxKeySize {
+            guard let lengths = RecordLengths(word & ~Format.keyLengthMask | UInt64(keyCount)),
+                  Format.keyOffset + keyCount + lengths.valueCount <= record.count else { continue }
+            let hash = hash64(base + Format.keyOffset, keyCount, seed: Seeds.key)
+            if Format.tag(hash) == tag && recordIsIntact(base, lengths) { return hash }
+        }
+        return nil
     }
 
     // MARK: - Raw words
