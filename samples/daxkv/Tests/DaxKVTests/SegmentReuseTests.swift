@@ -67,7 +67,7 @@ struct SegmentReuseTests {
         let room = Format.segmentSize - used
         try store.put(pad, stamped(3, version: 1, count: Int(room) - Format.recordHeaderSize - pad.count))
         try store.put(other, stamped(4, version: 1, count: value))
-        #expect(try store.data.read(at: recordAt + UInt64(Format.recordHeaderSize), count: other.count) == other,
+        #expect(try store.data.read(at: recordAt + UInt64(Format.keyOffset), count: other.count) == other,
                 "the other key's record should have landed where the paused reader's slot points")
 
         pause.resume.signal()
