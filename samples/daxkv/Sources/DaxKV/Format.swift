@@ -28,6 +28,11 @@ enum Format {
     // Records: [checksum u64][keyLength u16][flags u16][valueLength u32] key value, padded to 8.
     // flags: 0 for a pair, `deleteFlag` for a delete record (a key, no value).
     static let recordHeaderSize = 16
+    /// Byte offsets in a record: the length word (key length, flags, value length), the key.
+    static let lengthWordOffset = 8
+    static let keyOffset = recordHeaderSize
+    /// The key length: the low 16 bits of the length word.
+    static let keyLengthMask: UInt64 = 0xFFFF
     static let maxKeySize = 1024
     static let maxValueSize = 1 << 20
     static let recordAlignment = 8

@@ -1,5 +1,5 @@
 import DaxHeap
-import Synchronization  // Atomic (the published index descriptor, the live count)
+import Synchronization  // Atomic (the published index descriptor, the live count, the statistics)
 
 #if canImport(Glibc)
 import Glibc
@@ -60,6 +60,10 @@ public final class KVStore: @unchecked Sendable {
     private let lock = Locked<Void>(())  // DaxHeap's pthread mutex: visible to ThreadSanitizer
     /// The current index table, as in the index header (readers load it each lookup).
     private let descriptor: Atomic<UInt64>
+    /// Segments that held records and became the tail again, counted before their first
+    /// byte changes. A get loads it before and after its reads and looks again when it
+    /// changed (a seqlock's reader): see `get` and README "Concurrency".
+    private let segmentReuses = Atomic<UInt64>(0)
     /// The number of pairs, for readers: the writer's `liveCount`, published with a plain
     /// store (no read-modify-write: that would be a locked instruction).
     private let live: Atomic<Int>
@@ -95,10 +99,21 @@ public final class KVStore: @unchecked Sendable {
         if let position = pendingSlot { try? index.persist(at: position, count: 8) }
     }
 
-    /// Statistics of the writer's background work.
-    public private(set) var compactions = 0
-    public private(set) var dataGrowths = 0
-    public private(set) var indexRebuilds = 0
+    /// Statistics of the writer's background work. The writer counts under its lock;
+    /// anyone may read them meanwhile, so they are atomics.
+    public var compactions: Int { compactionCount.load(ordering: .relaxed) }
+    public var dataGrowths: Int { growthCount.load(ordering: .relaxed) }
+    public var indexRebuilds: Int { rebuildCount.load(ordering: .relaxed) }
+    private let compactionCount = Atomic<Int>(0)
+    private let growthCount = Atomic<Int>(0)
+    private let rebuildCount = Atomic<Int>(0)
+
+    #if DEBUG
+    /// Tests only (compiled in debug builds): called by `get` between loading a slot of the
+    /// key's tag and reading the record the slot points at, with the record's offset. A test
+    /// pauses the reader here while the writer reuses the record's segment.
+    var afterSlotLoad: (@Sendable (_ recordOffset: UInt64) -> Void)? = nil
+    #endif
 
     private struct Pending { var hash: UInt64; var offset: UInt64; var item: Int }
     private struct Relocation { var from: UInt64; var size: Int; var slotAt: UInt64; var tag: UInt64; var to: UInt64 }
@@ -377,9 +392,13 @@ public final class KVStore: @unchecked Sendable {
     public func get(_ key: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         let hash = hash64(key, seed: Seeds.key)
-        var attempts = 0
         while true {
+            // Before the table descriptor (which `withViews` loads): see `reusedSegment`.
+            let reuses = segmentReuses.load(ordering: .acquiring)
             let result = try wrapHeap { try withViews { try lookup($0, hash: hash, key: key, buffer: buffer) } }
+            // A slot the lookup loaded may have led it to what the writer put in place of
+            // the record: another key's (then the key looked absent) or one not yet durable.
+            if reusedSegment(since: reuses) { continue }
             switch result {
             case .absent: return nil
             case .found(let length): return length
@@ -390,12 +409,24 @@ public final class KVStore: @unchecked Sendable {
                     throw KVError.damagedRecord(store: name, offset: offset, reason: "an index slot points past the data arena")
                 }
             case .damaged(let offset, let reason):
-                // A record a slot pointed to changed under us (its segment was compacted
-                // and reused): look again. The same failure three times is real damage.
-                attempts += 1
-                if attempts >= 3 { throw KVError.damagedRecord(store: name, offset: offset, reason: reason) }
+                // No segment was reused meanwhile, so this is the record the slot pointed
+                // at: the media is damaged.
+                throw KVError.damagedRecord(store: name, offset: offset, reason: reason)
             }
         }
+    }
+
+    /// Whether a segment was reused since `segmentReuses` was `reuses`. If not, every record
+    /// the get read is the one its slot pointed at when loaded: durable (it was written
+    /// and fenced before the slot was stored) and unchanged (only reuse rewrites a record,
+    /// and a segment a slot points into is not freed). A reader still probing an old
+    /// table is covered too: a segment its slots point into is reused only after the
+    /// rebuild's publication, and a get that saw that reuse counted in its first load
+    /// loaded the new descriptor after it.
+    @inline(__always)
+    private func reusedSegment(since reuses: UInt64) -> Bool {
+        atomicMemoryFence(ordering: .acquiring)  // the record reads above, before the load
+        return segmentReuses.load(ordering: .relaxed) != reuses
     }
 
     /// The value of `key`, or nil.
@@ -440,6 +471,9 @@ public final class KVStore: @unchecked Sendable {
                     let slot = atomicLoad(slots.baseAddress! + i * 8)
                     if slot == Format.emptySlot { return .absent }
                     guard Format.isLive(slot), Format.slotTag(slot) == tag else { continue }
+                    #if DEBUG
+                    afterSlotLoad?(Format.slotOffset(slot))
+                    #endif
                     if let r = try readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer, v.data) { return r }
                 }
                 return nil
@@ -849,20 +883,29 @@ public final class KVStore: @unchecked Sendable {
 
     private func switchTo(_ segment: Int) throws {
         let old = tailSegment
-        // Invariant 4 (README): past the tail, the tail segment is zero, so the replay at
-        // open stops at the end of what was written there and never reads a stale record
-        // of the segment's earlier use. Zeroed and persisted before it becomes the tail.
-        if let position = pendingSlot {
-            try index.flush(at: position, count: 8)  // made durable by the fences below
-            pendingSlot = nil
+        let reused = !segmentZeroed[segment]
+        // A get may still hold a slot into the segment's earlier use: counted before the
+        // first byte changes (the drain below keeps the zeroing's non-temporal stores after
+        // this store; release: after the stores that redirected those slots).
+        if reused { segmentReuses.store(segmentReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing) }
+        // Invariant 3 (README): every slot stored so far (the last put's or delete's, a
+        // group's) is durable before the segment is zeroed or the tail word stored, since
+        // from then on the replay reads only the new tail. A fence of its own, right after
+        // the flush: a store may reach the media before the fence that follows it, so the
+        // one persisting the tail word below comes too late to order the slots before it.
+        try index.withView { idx in
+            if let position = pendingSlot { try idx.flush(at: position, count: 8) }
+            idx.drain()
         }
-        if !segmentZeroed[segment] {
+        pendingSlot = nil
+        // Invariant 4: past the tail, the tail segment is zero, so the replay at open stops
+        // at the end of what was written there and never reads a stale record of the
+        // segment's earlier use. Zeroed and persisted before it becomes the tail.
+        if reused {
             let start = Format.segmentStart(segment)
             try data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)
         }
         segmentZeroed[segment] = false
-        // Persisting the tail word is also a fence: every slot flushed so far is durable
-        // before any record lands in the new tail (the replay reads only the tail).
         try store(data, Format.tailSegmentOffset, UInt64(segment))
         try data.persist(at: Format.tailSegmentOffset, count: 8)
         tailSegment = segment
@@ -940,7 +983,7 @@ public final class KVStore: @unchecked Sendable {
         segmentLive[victim] = 0
         freeSegments.append(victim)
         relocations.removeAll(keepingCapacity: true)
-        compactions += 1
+        compactionCount.incrementByWriter()
     }
 
     /// Grows the data arena online; false when the heap has no room.
@@ -972,7 +1015,7 @@ public final class KVStore: @unchecked Sendable {
             segmentZeroed += [Bool](repeating: true, count: now - old)  // new arena space reads as zero
             // The new segments are taken in order, after the older free ones.
             freeSegments = Array((old ..< now).reversed()) + freeSegments.filter { $0 < old }
-            dataGrowths += 1
+            growthCount.incrementByWriter()
             return true
         }
         return false
@@ -1011,14 +1054,10 @@ public final class KVStore: @unchecked Sendable {
             let end = tableOffset + oldBytes
             while at < end {
                 let slot = try v.index.load(at: at)
+                let oldBucket = (at - tableOffset) / Format.bucketSize
                 at += 8
                 guard Format.isLive(slot) else { continue }
-                let offset = Format.slotOffset(slot)
-                let room = Int(Format.segmentEnd(Format.segment(of: offset)) - offset)
-                let hash = try v.data.withUnsafeBytes(at: offset, count: min(room, Format.recordHeaderSize + Format.maxKeySize)) { r in
-                    hash64(r.baseAddress! + 16, Int(r.load(fromByteOffset: 8, as: UInt64.self) & 0xFFFF), seed: Seeds.key)
-                }
-                var bucket = hash & newMask
+                var bucket = try placementHash(of: slot, oldBucket: oldBucket, v.data) & newMask
                 placed: while true {
                     let base = newOffset + bucket * Format.bucketSize
                     for i in 0 ..< UInt64(Format.slotsPerBucket) where try v.index.load(at: base + i * 8) == Format.emptySlot {
@@ -1036,7 +1075,45 @@ public final class KVStore: @unchecked Sendable {
         descriptor.store(word, ordering: .releasing)
         pendingSlot = nil  // its value is in the new table, which is durable
         tombstones = 0
-        indexRebuilds += 1
+        rebuildCount.incrementByWriter()
+    }
+
+    /// The hash an index rebuild places a live slot by: its record's key hash, the lengths
+    /// checked as a get checks them. A record whose lengths are impossible, or whose key
+    /// hashes to another tag than the slot's, is damaged; if only its key length is, the
+    /// key length that makes the record match its checksum and the slot's tag gives the
+    /// key hash back, so that a get of the key still meets the slot and reports the damage.
+    /// Failing that (its key bytes are damaged too), `oldBucket`: the bucket number stays.
+    private func placementHash(of slot: UInt64, oldBucket: UInt64, _ data: ArenaView) throws -> UInt64 {
+        let offset = Format.slotOffset(slot)
+        let room = Int(Format.segmentEnd(Format.segment(of: offset)) - offset)
+        let tag = Format.slotTag(slot)
+        guard room >= Format.recordHeaderSize else { return oldBucket }  // open refuses such slots
+        return try data.withUnsafeBytes(at: offset, count: room) { record in
+            let base = record.baseAddress!
+            let key = base + Format.keyOffset
+            if let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
+               Format.keyOffset + lengths.keyCount <= room {
+                let hash = hash64(key, lengths.keyCount, seed: Seeds.key)
+                if Format.tag(hash) == tag { return hash }
+            }
+            return Self.keyHash(ofRecordWithDamagedKeyLength: record, tag: tag) ?? oldBucket
+        }
+    }
+
+    /// The key hash of `record` (the rest of its segment) if only the key length field of
+    /// its header is damaged: the hash of the key length with which the rest of the length
+    /// word, the bytes and the checksum agree, and whose key hash has the slot's `tag`.
+    private static func keyHash(ofRecordWithDamagedKeyLength record: UnsafeRawBufferPointer, tag: UInt64) -> UInt64? {
+        let base = record.baseAddress!
+        let word = base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)
+        for keyCount in 1 ... Format.maxKeySize {
+            guard let lengths = RecordLengths(word & ~Format.keyLengthMask | UInt64(keyCount)),
+                  Format.keyOffset + keyCount + lengths.valueCount <= record.count else { continue }
+            let hash = hash64(base + Format.keyOffset, keyCount, seed: Seeds.key)
+            if Format.tag(hash) == tag && recordIsIntact(base, lengths) { return hash }
+        }
+        return nil
     }
 
     // MARK: - Raw words
@@ -1071,6 +1148,13 @@ func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
         i += 8
     }
     return bytes[i...].allSatisfy { $0 == 0 }
+}
+
+extension Atomic where Value == Int {
+    /// Adds one with a load and a store, not a read-modify-write (a locked instruction):
+    /// for a count that only the writer changes, holding its lock.
+    @inline(__always)
+    func incrementByWriter() { store(load(ordering: .relaxed) + 1, ordering: .relaxed) }
 }
 
 /// An aligned 8-byte load that the compiler may neither split nor reorder with the loads

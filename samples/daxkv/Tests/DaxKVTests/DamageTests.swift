@@ -76,4 +76,47 @@ struct DamageTests {
         #expect(try store.get(bytes("a")) == bytes("TAILMARK-first"))
         #expect(store.count == 2)
     }
+
+    /// An index rebuild places every live slot by its record's key hash. A record whose
+    /// key length is damaged (impossible, or possible but wrong) must still be found by a
+    /// get of its key afterwards, and reported damaged: not read past its bytes, not put in
+    /// another bucket and reported absent.
+    @Test("a record with a damaged key length is still reported damaged after an index rebuild", arguments: [0xFFFF, 14])
+    func damagedKeyLengthAcrossRebuild(keyLength: Int) throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let path = scratch.file("heap")
+        let victim = bytes("victim-keylen")  // 13 bytes: 14 is a wrong but possible length
+        let value = bytes("MARKER-KEYLEN-0123456789")
+        do {
+            let store = try KVStore.open(heap: try scratch.heap())
+            for i in 0 ..< 100 { try store.put(key(i), stamped(i, version: 1, count: 64)) }
+            try store.put(victim, value)
+        }
+        // The key length: the first u16 of the record's length word.
+        let record = try #require(try find(victim + value, in: path)) - Format.keyOffset
+        try overwrite(path, at: record + Format.lengthWordOffset, with: [UInt8(keyLength & 0xFF), UInt8(keyLength >> 8)])
+
+        let store = try KVStore.open(heap: try Heap.open(path: path))
+        // Past 3/4 of the table's 4096 slots: the index is rebuilt from the records.
+        for i in 100 ..< 3200 { try store.put(key(i), stamped(i, version: 1, count: 8)) }
+        #expect(store.indexRebuilds == 1)
+        do {
+            let got = try store.get(victim)
+            Issue.record("expected damagedRecord, got \(got.map { "\($0.count) bytes" } ?? "absent")")
+        } catch let error as KVError {
+            guard case .damagedRecord = error else { Issue.record("expected damagedRecord, got \(error)"); return }
+        }
+        for i in stride(from: 0, to: 3200, by: 7) {
+            #expect(try store.get(key(i)) == stamped(i, version: 1, count: i < 100 ? 64 : 8))
+        }
+    }
+}
+
+/// Writes `bytes` into the file at `offset` (damage behind the store's back).
+func overwrite(_ path: String, at offset: Int, with bytes: [UInt8]) throws {
+    let fd = open(path, O_RDWR)
+    try #require(fd >= 0, "open \(path)")
+    defer { close(fd) }
+    try #require(pwrite(fd, bytes, bytes.count, off_t(offset)) == bytes.count, "pwrite \(path)")
 }
