@@ -136,7 +136,9 @@ public struct ArenaView: ~Escapable {
 
     /// Copies `source` to `offset` (across extents as needed) and flushes it, without the
     /// fence (pmem_memcpy_nodrain): copy several records, then ``drain()`` once. The whole
-    /// range is checked first: when it throws, nothing was written.
+    /// range is checked before the first byte is written; after that only a failed msync
+    /// (on a file, not persistent memory) can throw, leaving the extent pieces before the
+    /// failing one written (see ``HeapError``).
     @inlinable
     public func memcpyNoDrain(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
         guard writable else { throw readOnlyError() }
