@@ -13,6 +13,11 @@
 //   DaxHeap            the public API: Heap, Arena, HeapError, PersistentReference
 import PackageDescription
 
+/// `@_lifetime` on initializers of non-escapable types (ArenaView, and daxkv's pair of
+/// views). An experimental feature the release compiler accepts, not an unsafe flag, so
+/// the package stays usable as a dependency; clients that only use views need nothing.
+let lifetimes: [SwiftSetting] = [.enableExperimentalFeature("Lifetimes")]
+
 let package = Package(
     name: "DaxHeap",
     products: [
@@ -47,7 +52,8 @@ let package = Package(
             dependencies: [
                 "DaxDevice", "DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: lifetimes
         ),
         // The operator's tool: thin over the public DaxHeap API.
         .executableTarget(
@@ -59,7 +65,7 @@ let package = Package(
             ]
         ),
         // The sample key-value store (samples/daxkv): uses the public DaxHeap API only.
-        .target(name: "DaxKV", dependencies: ["DaxHeap"], path: "samples/daxkv/Sources/DaxKV"),
+        .target(name: "DaxKV", dependencies: ["DaxHeap"], path: "samples/daxkv/Sources/DaxKV", swiftSettings: lifetimes),
         .executableTarget(
             name: "DaxKVTool",
             dependencies: ["DaxKV", .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -157,6 +157,8 @@ public struct Arena: Sendable {
     public func drain() { heap.device.drain() }
 
     /// Copies `source` to `offset` and makes it durable (pmem_memcpy_persist per extent).
+    /// The range is checked before the first byte is written; a failed msync (on a file)
+    /// throws with the extent pieces before the failing one written and durable.
     public func memcpyPersist(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
         let mapped = heap.device
         guard mapped.mode == .readWrite else { throw .readOnly(path: heap.path) }
@@ -171,7 +173,8 @@ public struct Arena: Sendable {
         try withBytes(of: bytes) { raw throws(HeapError) in try memcpyPersist(at: offset, from: raw) }
     }
 
-    /// Fills `count` bytes at `offset` with `value` and makes them durable.
+    /// Fills `count` bytes at `offset` with `value` and makes them durable. Fails like
+    /// ``memcpyPersist(at:from:)``: range first, then at most a failed msync midway.
     public func memsetPersist(at offset: UInt64, value: UInt8, count: UInt64) throws(HeapError) {
         guard heap.device.mode == .readWrite else { throw .readOnly(path: heap.path) }
         try forEachPiece(offset: offset, count: count) { device, _, length throws(HeapError) in
@@ -183,7 +186,8 @@ public struct Arena: Sendable {
     /// faults (madvise MADV_POPULATE_WRITE): on device-dax the mappings are set up, on a
     /// file the blocks are allocated (the bytes stay as they are). A file system without
     /// room for them fails here, with an error, instead of with SIGBUS at a later store.
-    /// Returns false, having done nothing, on kernels before Linux 5.14.
+    /// Returns false, having done nothing, on kernels before Linux 5.14. An error on one
+    /// extent's piece throws with the pieces before it already mapped.
     @discardableResult
     public func prefault(at offset: UInt64, count: UInt64) throws(HeapError) -> Bool {
         let mapped = heap.device

@@ -12,15 +12,23 @@ import Synchronization  // Atomic<UInt64> over the lent bytes: the 8-byte loads 
 /// read-modify-write, no reference counting. So a record and its index slot can be
 /// written, flushed and fenced with exactly the fences the caller asks for.
 ///
-/// The layout cannot change under a view: every provisioning change on the heap (create,
-/// resize, destroy of any arena) publishes the new table and then waits until every view
-/// and access opened before has returned. So a view keeps the ``size`` and extents it
-/// started with, and must be short. Never provision from inside the closure: the change
+/// The view's layout stays valid while its closure runs: a shrink or destroy of the arena
+/// publishes the new table and returns only after every view and access opened before it
+/// has ended, so the view keeps the ``size`` and extents it started with. (Creating another
+/// arena publishes a new arena and waits for nothing; it never touches this one's space.)
+/// Keep views short, and never provision from inside the closure: a change that waits
 /// would wait for the closure, and the closure for it.
 ///
-/// A view lives only inside its closure, like the pointers `withUnsafeBytes` lends: do not
-/// store it or pass it to another thread.
-public struct ArenaView {
+/// A view is non-escapable (`~Escapable`, SE-0446): the compiler rejects any use of it
+/// after its closure returns (keeping it in a variable outside, returning it, capturing
+/// it in a closure kept for later), because the section that keeps its layout valid ends
+/// there; a kept view would otherwise reach whatever arena took the space next. This is
+/// checked at compile time, in every build, and costs nothing at run time, which is why
+/// it was chosen over a run-time check. Only unsafe code can defeat it. Nor is a view
+/// `Sendable`: it stays on its thread. The bytes it lends are scoped the same way:
+/// ``withBytes(at:count:_:)`` and ``withMutableBytes(at:count:_:)`` lend non-escapable
+/// spans; the `withUnsafe...` pair lends raw pointers, which must not escape either.
+public struct ArenaView: ~Escapable {
     @usableFromInline let snapshot: Unmanaged<ArenaSnapshot>
     @usableFromInline let device: Unmanaged<MappedDevice>
     @usableFromInline let base: UnsafeMutableRawPointer
@@ -29,7 +37,7 @@ public struct ArenaView {
     @usableFromInline let cell: Unmanaged<ArenaCell>
 
     /// Pins the current layout; call inside a read section, with `arena` kept alive.
-    @usableFromInline
+    @usableFromInline @_lifetime(borrow arena)
     init(_ arena: borrowing Arena) throws(HeapError) {
         guard let snapshot = arena.cell.load() else { throw .unknownArena(arena.name) }
         self.snapshot = snapshot
@@ -46,7 +54,26 @@ public struct ArenaView {
     /// The arena's name.
     public var name: String { cell._withUnsafeGuaranteedRef { $0.name } }
 
-    // MARK: - Scoped raw access (one extent)
+    // MARK: - Scoped access (one extent)
+
+    /// Lends `[offset, offset + count)`, which must lie inside one extent, for reading
+    /// during `body`, as a bounds-checked span that cannot escape.
+    @inlinable
+    public func withBytes<R>(at offset: UInt64, count: Int, _ body: (RawSpan) throws -> R) throws -> R {
+        let bytes = UnsafeRawBufferPointer(start: try locate(offset, count), count: count)
+        return try body(RawSpan(_unsafeBytes: bytes))
+    }
+
+    /// Lends `[offset, offset + count)`, which must lie inside one extent, for writing
+    /// during `body`, as a bounds-checked span that cannot escape. Stores are not durable
+    /// until flushed and drained.
+    @inlinable
+    public func withMutableBytes<R>(at offset: UInt64, count: Int, _ body: (inout MutableRawSpan) throws -> R) throws -> R {
+        guard writable else { throw readOnlyError() }
+        let bytes = UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count)
+        var span = MutableRawSpan(_unsafeBytes: bytes)
+        return try body(&span)
+    }
 
     /// Lends `[offset, offset + count)`, which must lie inside one extent, for reading
     /// during `body`. Do not let the pointer escape.
@@ -109,7 +136,9 @@ public struct ArenaView {
 
     /// Copies `source` to `offset` (across extents as needed) and flushes it, without the
     /// fence (pmem_memcpy_nodrain): copy several records, then ``drain()`` once. The whole
-    /// range is checked first: when it throws, nothing was written.
+    /// range is checked before the first byte is written; after that only a failed msync
+    /// (on a file, not persistent memory) can throw, leaving the extent pieces before the
+    /// failing one written (see ``HeapError``).
     @inlinable
     public func memcpyNoDrain(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
         guard writable else { throw readOnlyError() }
@@ -194,12 +223,13 @@ public struct ArenaView {
     @usableFromInline func readOnlyError() -> HeapError { .readOnly(path: device._withUnsafeGuaranteedRef { $0.path }) }
 }
 
-@available(*, unavailable, message: "an ArenaView lives only inside its closure")
+@available(*, unavailable, message: "an ArenaView lives only inside its closure, on its thread")
 extension ArenaView: Sendable {}
 
 extension Arena {
     /// Runs `body` with a view of this arena's current layout, inside one read section
-    /// (see ``ArenaView``). Do not provision from inside `body`, and do not keep the view.
+    /// (see ``ArenaView``). Do not provision from inside `body`. The view cannot outlive
+    /// `body`: the compiler refuses to let it escape.
     @inlinable
     public func withView<R>(_ body: (ArenaView) throws -> R) throws -> R {
         let token = enterSection()

@@ -5,8 +5,24 @@ import DaxMetadata
 /// Everything that can go wrong with a heap, each case saying what is wrong; the
 /// ``description`` is one line that also says what would help.
 ///
-/// A call that throws has changed nothing: not the arena table, in memory or on the
-/// media, and not the arena data.
+/// What a call that throws leaves behind:
+///
+/// - **Provisioning** (`createArena`, `resizeArena`, `destroyArena`): the arena table as
+///   it was, in memory and on the media (a metadata copy the failed update had reached is
+///   written back; should that fail too, a reopen may find the update applied, as after a
+///   crash), and every arena's bytes.
+/// - **Data writes** (`write`, `memcpyPersist`, `memsetPersist`, a view's `store`,
+///   `memcpyNoDrain` and `memcpyPersist`): the read-only mode, the whole range and the
+///   alignment are checked before the first byte is written, so those errors write
+///   nothing. The one error possible after that, in calls that persist, is a failed
+///   msync on a file that is not persistent memory (say EIO from its file system) in one
+///   extent's piece of the range: the pieces before it are written and durable, that
+///   piece is written but not known durable, the rest is untouched. `flush`, `persist` and `prefault` stop the same way,
+///   at the piece that failed. A media error or a page a file no longer backs, met by a
+///   plain store or copy, is no error but SIGBUS, as for any mapping (only `guardedRead`
+///   turns it into ``mediaError(path:deviceOffset:location:)``).
+/// - **Scoped access** (`withUnsafeMutableBytes`, `withMutableBytes`): the range is checked
+///   before `body` runs; what `body` stored before it threw stays stored.
 public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     // Provisioning
     case noSpace(requested: UInt64, available: UInt64)

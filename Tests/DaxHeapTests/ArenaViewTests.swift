@@ -54,6 +54,32 @@ import Testing
         #expect(try a.read(at: b - 8, count: 8) == [1, 2, 3, 4, 5, 6, 7, 8])
     }
 
+    /// The span forms lend the same ranges as the unsafe ones, with the same refusals.
+    @Test func spansStayInsideOneExtent() throws {
+        let path = tempPath()
+        defer { removeFile(path) }
+        let heap = try Heap.create(path: path, size: 64 << 20)
+        let a = try makeDiscontiguousArena(on: heap, named: "frag", extents: 2)
+        let b = try a.info.extents[0].length
+        try a.withView { view in
+            let lent = try view.withMutableBytes(at: b - 16, count: 16) { bytes in
+                bytes.storeBytes(of: 0x0807_0605_0403_0201, toByteOffset: 8, as: UInt64.self)
+                return bytes.byteCount
+            }
+            #expect(lent == 16)
+            let word = try view.withBytes(at: b - 8, count: 8) { ($0.byteCount, $0.unsafeLoad(as: UInt64.self)) }
+            #expect(word == (8, 0x0807_0605_0403_0201))
+            #expect(try view.withBytes(at: view.size, count: 0) { $0.isEmpty })
+            #expect(throws: HeapError.crossesExtent(arena: "frag", offset: b - 4, count: 8, contiguous: 4)) {
+                try view.withMutableBytes(at: b - 4, count: 8) { _ in }
+            }
+            #expect(throws: HeapError.outOfRange(arena: "frag", offset: view.size - 4, count: 8, arenaSize: view.size)) {
+                try view.withBytes(at: view.size - 4, count: 8) { _ in }
+            }
+        }
+        #expect(try a.read(at: b - 8, count: 8) == [1, 2, 3, 4, 5, 6, 7, 8])
+    }
+
     /// 8-byte words: stored whole, loaded whole, refused when misaligned or out of range.
     @Test func wordsAreAlignedAndBoundsChecked() throws {
         let path = tempPath()
@@ -112,6 +138,7 @@ import Testing
             #expect(try view.load(at: 0) == 0x0909_0909_0909_0909)
             #expect(throws: HeapError.readOnly(path: path)) { try view.store(1, at: 0) }
             #expect(throws: HeapError.readOnly(path: path)) { try view.withUnsafeMutableBytes(at: 0, count: 1) { _ in } }
+            #expect(throws: HeapError.readOnly(path: path)) { try view.withMutableBytes(at: 0, count: 1) { _ in } }
             #expect(throws: HeapError.readOnly(path: path)) { try [UInt8(1)].withUnsafeBytes { try view.memcpyNoDrain(at: 0, from: $0) } }
         }
         #expect(try FileImage(path) == image)

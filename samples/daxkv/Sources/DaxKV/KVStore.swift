@@ -444,12 +444,14 @@ public final class KVStore: @unchecked Sendable {
     private enum Lookup { case absent, found(Int), beyondView(UInt64), damaged(UInt64, String) }
 
     /// The two arenas pinned for one operation, and the index table it works on.
-    struct Views {
+    /// Non-escapable like the views it holds: it lives only inside `withViews`.
+    struct Views: ~Escapable {
         let index: ArenaView
         let data: ArenaView
         let tableOffset: UInt64
         let mask: UInt64
 
+        @_lifetime(copy index, copy data)
         init(index: ArenaView, data: ArenaView, descriptor: UInt64) {
             self.index = index
             self.data = data
