@@ -8,17 +8,20 @@ import DaxMetadata
 /// What a call that throws leaves behind:
 ///
 /// - **Provisioning** (`createArena`, `resizeArena`, `destroyArena`): the arena table as
-///   it was, in memory and on the media (a metadata copy the failed update had reached is
-///   written back; should that fail too, a reopen may find the update applied, as after a
-///   crash), and every arena's bytes.
+///   it was, in memory and on the media, and every arena's bytes. The only metadata copy a
+///   failed update can have reached is the one it writes first, never the last good one;
+///   the current table is written back over it under a new generation (should that fail
+///   too and the failed write have reached the media after all, a reopen may find the
+///   update applied, as after a crash; docs/FORMAT.md, "Failed writes"). An update whose
+///   second copy fails does not throw: it stands in the first copy (logged as an error).
 /// - **Data writes** (`write`, `memcpyPersist`, `memsetPersist`, a view's `store`,
 ///   `memcpyNoDrain` and `memcpyPersist`): the read-only mode, the whole range and the
 ///   alignment are checked before the first byte is written, so those errors write
 ///   nothing. The one error possible after that, in calls that persist, is a failed
 ///   msync on a file that is not persistent memory (say EIO from its file system) in one
 ///   extent's piece of the range: the pieces before it are written and durable, that
-///   piece is written but not known durable, the rest is untouched. `flush`, `persist` and `prefault` stop the same way,
-///   at the piece that failed. A media error or a page a file no longer backs, met by a
+///   piece is written but not known durable, the rest is untouched. `flush`, `persist`
+///   and `prefault` stop the same way, at the piece that failed. A media error or a page a file no longer backs, met by a
 ///   plain store or copy, is no error but SIGBUS, as for any mapping (only `guardedRead`
 ///   turns it into ``mediaError(path:deviceOffset:location:)``).
 /// - **Scoped access** (`withUnsafeMutableBytes`, `withMutableBytes`): the range is checked
