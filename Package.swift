@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 //
 // DaxHeap: a whole device-dax (or a file emulating one) as a persistent heap of named,
 // resizable arenas. One module per concern; the folder layout is the architecture:
