@@ -68,12 +68,14 @@ public final class MappedDevice: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     let fd: Int32
     let mappedByLibpmem: Bool
+    let syscalls: SyscallTable
 
     /// The heap's granularity, and the least alignment of the mapping.
     public static let granularity: UInt64 = 2 << 20
 
     init(path: String, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode,
-         persistence: PersistenceMode, base: UnsafeMutableRawPointer, fd: Int32, mappedByLibpmem: Bool) {
+         persistence: PersistenceMode, base: UnsafeMutableRawPointer, fd: Int32, mappedByLibpmem: Bool,
+         syscalls: SyscallTable) {
         self.path = path
         self.kind = kind
         self.size = size
@@ -83,6 +85,7 @@ public final class MappedDevice: @unchecked Sendable {
         self.base = base
         self.fd = fd
         self.mappedByLibpmem = mappedByLibpmem
+        self.syscalls = syscalls
     }
 
     deinit {
@@ -102,11 +105,16 @@ public final class MappedDevice: @unchecked Sendable {
     /// Opens and maps an existing device or emulating file.
     /// - Parameter sysfsRoot: where sysfs is mounted (tests point it at a fake tree).
     public static func open(path: String, mode: AccessMode, sysfsRoot: String = "/sys") throws(DeviceError) -> MappedDevice {
+        try open(path: path, mode: mode, sysfsRoot: sysfsRoot, syscalls: .system)
+    }
+
+    /// `open`, making some of its calls through `syscalls` (tests watch or fail them).
+    static func open(path: String, mode: AccessMode, sysfsRoot: String = "/sys", syscalls: SyscallTable) throws(DeviceError) -> MappedDevice {
         let fd = try openAndLock(path: path, mode: mode, create: false)
         do {
             let (kind, size, alignment) = try describe(path: path, fd: fd, sysfsRoot: sysfsRoot)
             try checkGeometry(path: path, size: size)
-            return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: mode)
+            return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: mode, syscalls: syscalls)
         } catch {
             Syscall.close(fd)
             throw error
@@ -139,13 +147,13 @@ public final class MappedDevice: @unchecked Sendable {
                 // Cutting to zero first discards every old byte: the new file reads as zeros.
                 try Syscall.ftruncate(fd, 0).mapError { DeviceError.system(path: path, $0) }.get()
                 try Syscall.ftruncate(fd, size).mapError { DeviceError.system(path: path, $0) }.get()
-                return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: .readWrite)
+                return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: .readWrite, syscalls: .system)
             case .deviceDax:
                 if let requested, requested != currentSize {
                     throw DeviceError.sizeFixed(path: path, deviceSize: currentSize, requested: requested)
                 }
                 try checkGeometry(path: path, size: currentSize)
-                let device = try map(path: path, fd: fd, kind: kind, size: currentSize, alignment: alignment, mode: .readWrite)
+                let device = try map(path: path, fd: fd, kind: kind, size: currentSize, alignment: alignment, mode: .readWrite, syscalls: .system)
                 let blocks = [UInt64(0), currentSize - granularity]
                 // A device cannot be truncated: inspect, then zero, both metadata blocks.
                 if !overwrite, blocks.contains(where: { !device.isZero(offset: $0, length: granularity) }) {
@@ -215,10 +223,13 @@ public final class MappedDevice: @unchecked Sendable {
     /// Maps the whole device. Read-write goes through libpmem (pmem_map_file); the
     /// address must be aligned to max(2 MiB, device alignment), and when libpmem's choice
     /// is not, the device is mapped again by hand at an aligned address.
-    static func map(path: String, fd: Int32, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode) throws(DeviceError) -> MappedDevice {
+    static func map(
+        path: String, fd: Int32, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode,
+        syscalls: SyscallTable
+    ) throws(DeviceError) -> MappedDevice {
         let required = max(granularity, alignment)
         if mode == .readWrite, !forceManualMapping.load(ordering: .relaxed) {
-            let (base, length, isPmem) = try Syscall.pmemMapFile(path).mapError { DeviceError.system(path: path, $0) }.get()
+            let (base, length, isPmem) = try syscalls.pmemMapFile(path).mapError { DeviceError.system(path: path, $0) }.get()
             if UInt64(length) != size {
                 Syscall.pmemUnmap(base, length)
                 throw .sysfs(path: path, reason: "libpmem mapped \(length) bytes, the device has \(size)")
@@ -227,14 +238,14 @@ public final class MappedDevice: @unchecked Sendable {
                 // device-dax is always flushed with CPU instructions; msync does nothing there.
                 let persistence: PersistenceMode = kind == .deviceDax || isPmem ? .pmem : .msync
                 return MappedDevice(path: path, kind: kind, size: size, alignment: alignment, mode: mode,
-                                    persistence: persistence, base: base, fd: fd, mappedByLibpmem: true)
+                                    persistence: persistence, base: base, fd: fd, mappedByLibpmem: true, syscalls: syscalls)
             }
             Syscall.pmemUnmap(base, length)
         }
         let base = try mapAligned(path: path, fd: fd, size: size, alignment: required, writable: mode == .readWrite)
         let persistence: PersistenceMode = kind == .deviceDax || pmem_is_pmem(base, Int(size)) != 0 ? .pmem : .msync
         return MappedDevice(path: path, kind: kind, size: size, alignment: alignment, mode: mode,
-                            persistence: persistence, base: base, fd: fd, mappedByLibpmem: false)
+                            persistence: persistence, base: base, fd: fd, mappedByLibpmem: false, syscalls: syscalls)
     }
 
     /// Test hook: when true, skip pmem_map_file so that the hand-made aligned mapping
@@ -349,10 +360,10 @@ public final class MappedDevice: @unchecked Sendable {
     /// its blocks punched out, which is quick and keeps it sparse; device-dax is memset.
     public func zero(offset: UInt64, length: UInt64) throws(DeviceError) {
         if kind == .file {
-            let punched = Syscall.punchHole(fd, offset, length)
+            let punched = syscalls.punchHole(fd, offset, length)
             if case .success = punched {
                 if persistence == .msync {
-                    try Syscall.fdatasync(fd).mapError { DeviceError.system(path: path, $0) }.get()
+                    try syscalls.fdatasync(fd).mapError { DeviceError.system(path: path, $0) }.get()
                 }
                 return
             }
