@@ -360,11 +360,11 @@ public final class MappedDevice: @unchecked Sendable {
     /// its blocks punched out, which is quick and keeps it sparse; device-dax is memset.
     public func zero(offset: UInt64, length: UInt64) throws(DeviceError) {
         if kind == .file {
-            let punched = syscalls.punchHole(fd, offset, length)
-            if case .success = punched {
-                if persistence == .msync {
-                    try syscalls.fdatasync(fd).mapError { DeviceError.system(path: path, $0) }.get()
-                }
+            if case .success = syscalls.punchHole(fd, offset, length) {
+                // The hole is file-system metadata: only fdatasync makes it durable, in
+                // pmem mode too (fs-dax with MAP_SYNC syncs a store's block allocation at
+                // its fault, never a punch), else a crash could bring the old bytes back.
+                try syscalls.fdatasync(fd).mapError { DeviceError.system(path: path, $0) }.get()
                 return
             }
         }
