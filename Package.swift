@@ -72,7 +72,10 @@ let package = Package(
         .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix", "DaxTestSupport"]),
         .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata", "DaxTestSupport"]),
         .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "DaxTestSupport"]),
-        .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas", "DaxTestSupport"]),
+        // Test-only: the child process the SIGBUS tests spawn, and its C helpers.
+        .target(name: "CDaxSignalTesting", path: "Tests/CDaxSignalTesting"),
+        .executableTarget(name: "DaxSignalProbe", dependencies: ["DaxHeap", "CDaxShims", "CDaxSignalTesting"], path: "Tests/DaxSignalProbe"),
+        .testTarget(name: "DaxHeapTests", dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas", "DaxTestSupport", "DaxSignalProbe"]),
         // Drives the built `daxheap` executable as a user would.
         .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxTestSupport"]),
         .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),

@@ -373,13 +373,15 @@ public final class MappedDevice: @unchecked Sendable {
 
     // MARK: - Guarded access (media errors)
 
-    /// Copies device bytes into `destination`, surviving a media error: a SIGBUS during
-    /// the copy (a poisoned line, or a page past the end of a truncated file) is returned
-    /// as `.mediaError` with the faulting device offset instead of killing the process.
+    /// Copies device bytes into `destination`, surviving a media error: a fault in the
+    /// device range during the copy (a poisoned line, or a page past the end of a
+    /// truncated file) is returned as `.mediaError` with the faulting device offset
+    /// instead of killing the process. Any other SIGBUS goes to the program's previous
+    /// disposition (CDaxShims_guarded_copy).
     public func guardedRead(offset: UInt64, into destination: UnsafeMutableRawBufferPointer) throws(DeviceError) {
         precondition(offset <= size && UInt64(destination.count) <= size - offset)
         guard let to = destination.baseAddress, destination.count > 0 else { return }
-        try guarded(to, base + Int(offset), destination.count, copy: nil, at: offset)
+        try guarded(to, base + Int(offset), destination.count, copy: nil, side: CDaxShims_guard_source, at: offset)
     }
 
     /// `memcpyPersist` through the same guard; on a media error the range holds partial
@@ -389,19 +391,19 @@ public final class MappedDevice: @unchecked Sendable {
         guard let from = source.baseAddress, source.count > 0 else { return }
         switch persistence {
         case .pmem:
-            try guarded(base + Int(offset), from, source.count, copy: pmem_memcpy_persist, at: offset)
+            try guarded(base + Int(offset), from, source.count, copy: pmem_memcpy_persist, side: CDaxShims_guard_destination, at: offset)
         case .msync:
-            try guarded(base + Int(offset), from, source.count, copy: nil, at: offset)
+            try guarded(base + Int(offset), from, source.count, copy: nil, side: CDaxShims_guard_destination, at: offset)
             try persist(offset: offset, length: UInt64(source.count))
         }
     }
 
     private func guarded(
         _ to: UnsafeMutableRawPointer, _ from: UnsafeRawPointer, _ count: Int,
-        copy: CDaxShims_copy_function?, at offset: UInt64
+        copy: CDaxShims_copy_function?, side: CDaxShims_guarded_side, at offset: UInt64
     ) throws(DeviceError) {
         var fault: UnsafeMutableRawPointer? = nil
-        switch CDaxShims_guarded_copy(to, from, count, copy, &fault) {
+        switch CDaxShims_guarded_copy(to, from, count, copy, side, &fault) {
         case 0:
             return
         case -1:
