@@ -7,6 +7,12 @@
 import DaxTestSupport
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Whether this process runs under ThreadSanitizer (the probe is built the same way).
+let threadSanitizerIsLoaded = dlsym(nil, "__tsan_init") != nil
 
 @Suite struct SigbusTests {
     static let probe: URL? = builtExecutable(named: "DaxSignalProbe", override: "DAXHEAP_SIGNAL_PROBE_BIN")
@@ -82,7 +88,8 @@ import Testing
     /// Heap.check() (both metadata copies) and a long Arena.guardedRead go through the
     /// guard in a loop while another thread sends SIGBUS: every signal reaches the
     /// program's handler, no metadata copy is ever unreadable and no read fails.
-    @Test func checkingAndReadingWhileSIGBUSArrivesFromElsewhere() throws {
+    @Test(.disabled(if: threadSanitizerIsLoaded, "ThreadSanitizer takes every SIGBUS for a synchronous fault; one sent by another thread can land inside its runtime and fail its checks or deadlock it"))
+    func checkingAndReadingWhileSIGBUSArrivesFromElsewhere() throws {
         let path = tempPath("sigbus")
         defer { removeFile(path) }
         let outcome = try run("read-under-kill", path, "300")

@@ -220,6 +220,8 @@ func unguardedFault(path: String) {
     print("read=\(page.load(fromByteOffset: 4096, as: UInt8.self))")
 }
 
+// A scenario that hangs is killed (SIGALRM) rather than holding up the tests.
+alarm(120)
 // A scenario that should die of SIGBUS must not leave a core file behind.
 var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
 setrlimit(__rlimit_resource_t(RLIMIT_CORE.rawValue), &noCore)
