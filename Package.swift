@@ -78,15 +78,18 @@ let package = Package(
         .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix", "DaxTestSupport"]),
         .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata", "DaxTestSupport"]),
         .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "DaxTestSupport"]),
-        // Runs heap operations with the package-only fault hooks, for crash tests.
+        // Test-only: children the crash and SIGBUS tests spawn (package-only fault hooks;
+        // signal scenarios whose right outcome may be death), and the latter's C helpers.
         .executableTarget(
             name: "DaxHeapFaultProbe",
             dependencies: ["DaxHeap", "DaxDevice", .product(name: "Logging", package: "swift-log")],
             path: "Tests/DaxHeapFaultProbe"
         ),
+        .target(name: "CDaxSignalTesting", path: "Tests/CDaxSignalTesting"),
+        .executableTarget(name: "DaxSignalProbe", dependencies: ["DaxHeap", "CDaxShims", "CDaxSignalTesting"], path: "Tests/DaxSignalProbe"),
         .testTarget(
             name: "DaxHeapTests",
-            dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas", "DaxTestSupport", "DaxHeapFaultProbe",
+            dependencies: ["DaxHeap", "DaxDevice", "DaxMetadata", "DaxArenas", "DaxTestSupport", "DaxHeapFaultProbe", "DaxSignalProbe",
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Drives the built `daxheap` executable as a user would.

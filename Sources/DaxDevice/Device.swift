@@ -68,12 +68,14 @@ public final class MappedDevice: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     let fd: Int32
     let mappedByLibpmem: Bool
+    let syscalls: SyscallTable
 
     /// The heap's granularity, and the least alignment of the mapping.
     public static let granularity: UInt64 = 2 << 20
 
     init(path: String, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode,
-         persistence: PersistenceMode, base: UnsafeMutableRawPointer, fd: Int32, mappedByLibpmem: Bool) {
+         persistence: PersistenceMode, base: UnsafeMutableRawPointer, fd: Int32, mappedByLibpmem: Bool,
+         syscalls: SyscallTable) {
         self.path = path
         self.kind = kind
         self.size = size
@@ -83,6 +85,7 @@ public final class MappedDevice: @unchecked Sendable {
         self.base = base
         self.fd = fd
         self.mappedByLibpmem = mappedByLibpmem
+        self.syscalls = syscalls
     }
 
     deinit {
@@ -102,11 +105,16 @@ public final class MappedDevice: @unchecked Sendable {
     /// Opens and maps an existing device or emulating file.
     /// - Parameter sysfsRoot: where sysfs is mounted (tests point it at a fake tree).
     public static func open(path: String, mode: AccessMode, sysfsRoot: String = "/sys") throws(DeviceError) -> MappedDevice {
+        try open(path: path, mode: mode, sysfsRoot: sysfsRoot, syscalls: .system)
+    }
+
+    /// `open`, making some of its calls through `syscalls` (tests watch or fail them).
+    static func open(path: String, mode: AccessMode, sysfsRoot: String = "/sys", syscalls: SyscallTable) throws(DeviceError) -> MappedDevice {
         let fd = try openAndLock(path: path, mode: mode, create: false)
         do {
             let (kind, size, alignment) = try describe(path: path, fd: fd, sysfsRoot: sysfsRoot)
             try checkGeometry(path: path, size: size)
-            return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: mode)
+            return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: mode, syscalls: syscalls)
         } catch {
             Syscall.close(fd)
             throw error
@@ -139,13 +147,13 @@ public final class MappedDevice: @unchecked Sendable {
                 // Cutting to zero first discards every old byte: the new file reads as zeros.
                 try Syscall.ftruncate(fd, 0).mapError { DeviceError.system(path: path, $0) }.get()
                 try Syscall.ftruncate(fd, size).mapError { DeviceError.system(path: path, $0) }.get()
-                return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: .readWrite)
+                return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: .readWrite, syscalls: .system)
             case .deviceDax:
                 if let requested, requested != currentSize {
                     throw DeviceError.sizeFixed(path: path, deviceSize: currentSize, requested: requested)
                 }
                 try checkGeometry(path: path, size: currentSize)
-                let device = try map(path: path, fd: fd, kind: kind, size: currentSize, alignment: alignment, mode: .readWrite)
+                let device = try map(path: path, fd: fd, kind: kind, size: currentSize, alignment: alignment, mode: .readWrite, syscalls: .system)
                 let blocks = [UInt64(0), currentSize - granularity]
                 // A device cannot be truncated: inspect, then zero, both metadata blocks.
                 if !overwrite, blocks.contains(where: { !device.isZero(offset: $0, length: granularity) }) {
@@ -220,10 +228,13 @@ public final class MappedDevice: @unchecked Sendable {
     /// Maps the whole device. Read-write goes through libpmem (pmem_map_file); the
     /// address must be aligned to max(2 MiB, device alignment), and when libpmem's choice
     /// is not, the device is mapped again by hand at an aligned address.
-    static func map(path: String, fd: Int32, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode) throws(DeviceError) -> MappedDevice {
+    static func map(
+        path: String, fd: Int32, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode,
+        syscalls: SyscallTable
+    ) throws(DeviceError) -> MappedDevice {
         let required = max(granularity, alignment)
         if mode == .readWrite, !forceManualMapping.load(ordering: .relaxed) {
-            let (base, length, isPmem) = try Syscall.pmemMapFile(path).mapError { DeviceError.system(path: path, $0) }.get()
+            let (base, length, isPmem) = try syscalls.pmemMapFile(path).mapError { DeviceError.system(path: path, $0) }.get()
             if UInt64(length) != size {
                 Syscall.pmemUnmap(base, length)
                 throw .sysfs(path: path, reason: "libpmem mapped \(length) bytes, the device has \(size)")
@@ -232,14 +243,14 @@ public final class MappedDevice: @unchecked Sendable {
                 // device-dax is always flushed with CPU instructions; msync does nothing there.
                 let persistence: PersistenceMode = kind == .deviceDax || isPmem ? .pmem : .msync
                 return MappedDevice(path: path, kind: kind, size: size, alignment: alignment, mode: mode,
-                                    persistence: persistence, base: base, fd: fd, mappedByLibpmem: true)
+                                    persistence: persistence, base: base, fd: fd, mappedByLibpmem: true, syscalls: syscalls)
             }
             Syscall.pmemUnmap(base, length)
         }
         let base = try mapAligned(path: path, fd: fd, size: size, alignment: required, writable: mode == .readWrite)
         let persistence: PersistenceMode = kind == .deviceDax || pmem_is_pmem(base, Int(size)) != 0 ? .pmem : .msync
         return MappedDevice(path: path, kind: kind, size: size, alignment: alignment, mode: mode,
-                            persistence: persistence, base: base, fd: fd, mappedByLibpmem: false)
+                            persistence: persistence, base: base, fd: fd, mappedByLibpmem: false, syscalls: syscalls)
     }
 
     /// Test hook: when true, skip pmem_map_file so that the hand-made aligned mapping
@@ -354,11 +365,11 @@ public final class MappedDevice: @unchecked Sendable {
     /// its blocks punched out, which is quick and keeps it sparse; device-dax is memset.
     public func zero(offset: UInt64, length: UInt64) throws(DeviceError) {
         if kind == .file {
-            let punched = Syscall.punchHole(fd, offset, length)
-            if case .success = punched {
-                if persistence == .msync {
-                    try Syscall.fdatasync(fd).mapError { DeviceError.system(path: path, $0) }.get()
-                }
+            if case .success = syscalls.punchHole(fd, offset, length) {
+                // The hole is file-system metadata: only fdatasync makes it durable, in
+                // pmem mode too (fs-dax with MAP_SYNC syncs a store's block allocation at
+                // its fault, never a punch), else a crash could bring the old bytes back.
+                try syscalls.fdatasync(fd).mapError { DeviceError.system(path: path, $0) }.get()
                 return
             }
         }
@@ -367,13 +378,15 @@ public final class MappedDevice: @unchecked Sendable {
 
     // MARK: - Guarded access (media errors)
 
-    /// Copies device bytes into `destination`, surviving a media error: a SIGBUS during
-    /// the copy (a poisoned line, or a page past the end of a truncated file) is returned
-    /// as `.mediaError` with the faulting device offset instead of killing the process.
+    /// Copies device bytes into `destination`, surviving a media error: a fault in the
+    /// device range during the copy (a poisoned line, or a page past the end of a
+    /// truncated file) is returned as `.mediaError` with the faulting device offset
+    /// instead of killing the process. Any other SIGBUS goes to the program's previous
+    /// disposition (CDaxShims_guarded_copy).
     public func guardedRead(offset: UInt64, into destination: UnsafeMutableRawBufferPointer) throws(DeviceError) {
         precondition(offset <= size && UInt64(destination.count) <= size - offset)
         guard let to = destination.baseAddress, destination.count > 0 else { return }
-        try guarded(to, base + Int(offset), destination.count, copy: nil, at: offset)
+        try guarded(to, base + Int(offset), destination.count, copy: nil, side: CDaxShims_guard_source, at: offset)
     }
 
     /// `memcpyPersist` through the same guard; on a media error the range holds partial
@@ -383,19 +396,19 @@ public final class MappedDevice: @unchecked Sendable {
         guard let from = source.baseAddress, source.count > 0 else { return }
         switch persistence {
         case .pmem:
-            try guarded(base + Int(offset), from, source.count, copy: pmem_memcpy_persist, at: offset)
+            try guarded(base + Int(offset), from, source.count, copy: pmem_memcpy_persist, side: CDaxShims_guard_destination, at: offset)
         case .msync:
-            try guarded(base + Int(offset), from, source.count, copy: nil, at: offset)
+            try guarded(base + Int(offset), from, source.count, copy: nil, side: CDaxShims_guard_destination, at: offset)
             try persist(offset: offset, length: UInt64(source.count))
         }
     }
 
     private func guarded(
         _ to: UnsafeMutableRawPointer, _ from: UnsafeRawPointer, _ count: Int,
-        copy: CDaxShims_copy_function?, at offset: UInt64
+        copy: CDaxShims_copy_function?, side: CDaxShims_guarded_side, at offset: UInt64
     ) throws(DeviceError) {
         var fault: UnsafeMutableRawPointer? = nil
-        switch CDaxShims_guarded_copy(to, from, count, copy, &fault) {
+        switch CDaxShims_guarded_copy(to, from, count, copy, side, &fault) {
         case 0:
             return
         case -1:

@@ -9,8 +9,9 @@ struct CheckCommand: ParsableCommand {
         Without --repair the heap is opened read-only and nothing is written. With --repair \
         a corrupt, stale or unreadable copy is rewritten from the good one.
         Exit status: 0 healthy (also after a successful repair); 3 damage was found and not \
-        repaired (including both copies bad); 1 the check could not run (no such path, not \
-        a heap, in use, ...).
+        repaired (including both copies bad, and a device cut short, which prints one \
+        error line saying what to do instead of a report); 1 the check could not run (no \
+        such path, not a heap, a device larger than its heap, in use, ...).
         JSON: {healthy, metadata: {primary, secondary}, problems: [..], repaired: [..], \
         badblocks: [{device_offset, length, arena, arena_offset, location}]}: metadata, \
         problems and badblocks say what was found, repaired what --repair fixed, healthy the \
@@ -38,7 +39,14 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         var outcome: Outcome!
         try reportingFailures {
-            outcome = try examine()
+            do {
+                outcome = try examine()
+            } catch HeapError.sizeMismatch(_, let recorded, let actual) where actual < recorded {
+                // Damage, not a failure to check; but nothing past the cut can be read, so
+                // there is no report, only what to do (then --repair rewrites the secondary).
+                Console.error(cutShort(recorded: recorded, actual: actual))
+                throw ExitCode(3)
+            }
             if repair, !outcome.healthy, outcome.repairable {
                 // The read-only heap is closed by now (examine returned): its shared lock
                 // would otherwise stop the exclusive one.
@@ -77,6 +85,15 @@ struct CheckCommand: ParsableCommand {
                                       "secondary metadata copy is corrupt: \(secondary)"],
                            healthy: false, repairable: false)
         }
+    }
+
+    /// What to do about a device smaller than its heap: its last blocks, the secondary
+    /// copy among them, are gone.
+    func cutShort(recorded: UInt64, actual: UInt64) -> String {
+        "\(path) is \(actual) bytes but its heap was made for \(recorded) bytes: it was cut short, losing "
+            + "the secondary metadata copy and any arena data from byte \(actual) on; restore its size "
+            + "(for a file: truncate -s \(recorded) \(path)), then run `daxheap check --repair \(path)` "
+            + "to rewrite the secondary copy"
     }
 
     func lines(_ outcome: Outcome) -> [String] {

@@ -17,8 +17,8 @@ import Testing
         ]
     }
 
-    func expectEveryCommandFails(_ path: String, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        for (arguments, stdin) in Self.commands(path) {
+    func expectEveryCommandFails(_ path: String, _ fragment: String, exceptCheck: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for (arguments, stdin) in Self.commands(path) where !(exceptCheck && arguments[0] == "check") {
             let run = try Tool.run(arguments, stdin: stdin)
             expectFailure(run, fragment, sourceLocation: sourceLocation)
         }
@@ -51,6 +51,7 @@ import Testing
         }
     }
 
+    /// (`check` on a file cut short reports damage instead: CheckTests.deviceCutShortIsDamage.)
     @Test func heapFileCutShortOrGrown() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
@@ -62,7 +63,7 @@ import Testing
             var bytes = image
             if size < bytes.count { bytes = bytes.prefix(size) } else { bytes.append(Data(count: size - bytes.count)) }
             try bytes.write(to: URL(fileURLWithPath: path))
-            try expectUnchanged(path) { try expectEveryCommandFails(path, fragment) }
+            try expectUnchanged(path) { try expectEveryCommandFails(path, fragment, exceptCheck: size == 14 * MiB) }
         }
     }
 

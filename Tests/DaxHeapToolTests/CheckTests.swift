@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import DaxTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct CheckTests {
     static let checkKeys: Set<String> = ["healthy", "metadata", "problems", "repaired", "badblocks"]
@@ -149,6 +152,48 @@ import DaxTestSupport
             expectFailure(try Tool.run(["create-arena", heap, "--name", "b", "--size", "2M"]), "both metadata copies")
             expectFailure(try Tool.run(["resize-arena", heap, "--name", "a", "--size", "4M"]), "both metadata copies")
             expectFailure(try Tool.run(["destroy-arena", heap, "--name", "a"]), "both metadata copies")
+        }
+    }
+
+    /// A device cut short lost its secondary copy and the arena data past the cut: that is
+    /// damage (exit 3), and the one line says how to get back to a heap that can be repaired.
+    @Test func deviceCutShortIsDamage() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap(size: "16M", arenas: [("a", "2M")])
+        try expectSuccess(Tool.run(["write", heap, "--name", "a"], stdin: Data("payload".utf8)))
+        #expect(truncate(heap, off_t(14 * MiB)) == 0)
+        try expectUnchanged(heap) {
+            for arguments in [["check", heap], ["check", heap, "--json"], ["check", heap, "--repair"]] {
+                let run = try Tool.run(arguments)
+                #expect(run.status == 3, "\(arguments): \(run)")
+                #expect(run.stdout.isEmpty, "\(run.out)")
+                #expect(run.stderrLines.count == 1, "\(run.stderr)")
+                let line = String(run.stderrLines.first ?? "")
+                for fragment in ["error: \(heap) is \(14 * MiB) bytes but its heap was made for \(16 * MiB) bytes",
+                                 "cut short", "truncate -s \(16 * MiB) \(heap)", "daxheap check --repair \(heap)"] {
+                    #expect(line.contains(fragment), "lacks \"\(fragment)\": \(line)")
+                }
+            }
+        }
+        // Doing what it says gives a heap that --repair makes healthy, with the data kept.
+        #expect(truncate(heap, off_t(16 * MiB)) == 0)
+        #expect(try Tool.run(["check", heap]).status == 3)
+        #expect(try Tool.run(["check", heap, "--repair"]).status == 0)
+        expectSuccess(try Tool.run(["check", heap]))
+        #expect(expectSuccess(try Tool.run(["read", heap, "--name", "a", "--length", "7"])).stdout == Data("payload".utf8))
+    }
+
+    /// A device larger than its heap is not damage: check fails plainly (exit 1).
+    @Test func deviceGrownIsNotDamage() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap(size: "16M")
+        #expect(truncate(heap, off_t(18 * MiB)) == 0)
+        try expectUnchanged(heap) {
+            for arguments in [["check", heap], ["check", heap, "--json"], ["check", heap, "--repair"]] {
+                expectFailure(try Tool.run(arguments), "is \(18 * MiB) bytes but its heap was made for \(16 * MiB) bytes")
+            }
         }
     }
 

@@ -21,13 +21,24 @@ int CDaxShims_punch_hole(int fd, uint64_t offset, uint64_t length);
 /// A memcpy-like function: memcpy itself, or libpmem's pmem_memcpy_persist.
 typedef void *(*CDaxShims_copy_function)(void *dst, const void *src, size_t length);
 
-/// Runs `copy(dst, src, length)` (memcpy when `copy` is NULL) so that a SIGBUS raised by
-/// the copy (a poisoned line on device-dax, a page past the end of a truncated file) is
-/// caught instead of killing the process. Returns 0 when the copy completed, -1 when it
-/// faulted (then `*fault_address`, if given, is the faulting address and `dst` holds
-/// partial data), -2 when the handler could not be installed (errno is set).
+/// Which side of a guarded copy is the device, where media errors are caught.
+typedef enum {
+    CDaxShims_guard_source,       // a read from the device
+    CDaxShims_guard_destination,  // a write to the device
+} CDaxShims_guarded_side;
+
+/// Runs `copy(dst, src, length)` (memcpy when `copy` is NULL) so that a media error in the
+/// `side` range (a poisoned line on device-dax, a page past the end of a truncated file)
+/// is caught instead of killing the process. Returns 0 when the copy completed, -1 when
+/// it faulted (then `*fault_address`, if given, is the faulting address, or the start of
+/// the range when a machine check's poisoned page begins before it, and `dst` holds
+/// partial data), -2 when the
+/// handler could not be installed (errno is set).
+/// The SIGBUS handler is installed by the first call and stays; a SIGBUS that is not a
+/// media error in a guarded copy (sent with kill, a notice about another page, a fault
+/// elsewhere) goes to the disposition that was in place before (guarded_copy.c).
 /// Safe to call from several threads at once; `copy` must be plain C code.
 int CDaxShims_guarded_copy(void *dst, const void *src, size_t length, CDaxShims_copy_function copy,
-                           void **fault_address);
+                           CDaxShims_guarded_side side, void **fault_address);
 
 #endif

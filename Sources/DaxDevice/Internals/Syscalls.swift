@@ -127,6 +127,19 @@ enum Syscall {
     }
 }
 
+/// The calls a mapped device makes whose effect cannot be seen from outside (whether
+/// libpmem calls the mapping persistent memory; punching and syncing when zeroing), as
+/// values. Programs always get `.system`; a test opens a device with a table whose
+/// entries record the calls or fail on purpose (`MappedDevice.open(..., syscalls:)`).
+struct SyscallTable: Sendable {
+    var pmemMapFile: @Sendable (String) -> Result<(UnsafeMutableRawPointer, Int, Bool), SystemCallError>
+    var punchHole: @Sendable (Int32, UInt64, UInt64) -> Result<Void, SystemCallError>
+    var fdatasync: @Sendable (Int32) -> Result<Void, SystemCallError>
+
+    static let system = SyscallTable(
+        pmemMapFile: Syscall.pmemMapFile, punchHole: Syscall.punchHole, fdatasync: Syscall.fdatasync)
+}
+
 // The C functions whose names the Swift overlay also gives to structs.
 private func statPath(_ path: UnsafePointer<CChar>, _ buffer: UnsafeMutablePointer<stat>) -> Int32 { stat(path, buffer) }
 private func lockFile(_ fd: Int32, _ operation: Int32) -> Int32 { flock(fd, operation) }
