@@ -14,7 +14,19 @@ import Glibc
 /// The permissions (`rw-s`, `r--s`, `---p`) of the mapping holding `address`, from
 /// /proc/self/maps; nil if nothing is mapped there.
 func protection(at address: UnsafeRawPointer) throws -> String? {
-    let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+    // read(2) to the end: /proc files report size 0, and some readers stop at one page.
+    let fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw TestFailure("open /proc/self/maps: errno \(errno)") }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        guard n >= 0 else { throw TestFailure("read /proc/self/maps: errno \(errno)") }
+        if n == 0 { break }
+        bytes += chunk[0 ..< n]
+    }
+    let maps = String(decoding: bytes, as: UTF8.self)
     let at = UInt(bitPattern: address)
     for line in maps.split(separator: "\n") {
         let fields = line.split(separator: " ")
@@ -304,6 +316,7 @@ func protection(at address: UnsafeRawPointer) throws -> String? {
         }
         let run = try runToCompletion(FaultProbe.url(), ["window-store", path, "ro"], environment: [
             "ASAN_OPTIONS": keep("ASAN_OPTIONS", "handle_segv=0"), "TSAN_OPTIONS": keep("TSAN_OPTIONS", "handle_segv=0"),
+            "SWIFT_BACKTRACE": "enable=no",  // the signal itself must end the probe
         ])
         #expect(run.status == SIGSEGV, "\(run.status): \(String(decoding: run.stdout, as: UTF8.self))")
         #expect(String(decoding: run.stdout, as: UTF8.self) == "mapped\n")
