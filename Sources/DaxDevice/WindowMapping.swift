@@ -17,6 +17,8 @@ extension MappedDevice {
     /// address space only (no memory, no swap). Release it with ``releaseWindow(_:length:)``.
     public func reserveWindow(length: UInt64) throws(DeviceError) -> UnsafeMutableRawPointer {
         let alignment = UInt(windowAlignment)
+        // No address space is that large; say so as mmap would, rather than overflow Int.
+        guard length <= UInt64(Int.max) - UInt64(alignment) else { throw .system(path: path, SystemCallError("mmap", errno: ENOMEM)) }
         let span = Int(length) + Int(alignment)
         let reservation = try Syscall.mmap(nil, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
             .mapError { DeviceError.system(path: path, $0) }.get()

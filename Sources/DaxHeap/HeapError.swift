@@ -55,9 +55,11 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The device's alignment is coarser than these arena bytes allow: device-dax maps only
     /// whole aligned ranges (e.g. 1 GiB alignment and a 2 MiB extent).
     case windowMisaligned(arena: String, arenaOffset: UInt64, deviceOffset: UInt64, length: UInt64, alignment: UInt64)
+    /// A call on a window after ``ArenaWindow/close()``.
     case windowClosed(arena: String)
     /// A reference into another arena than the window's.
     case foreignReference(arena: String, referenceArenaID: UInt64)
+    /// An address below the window's base or past its current size.
     case addressOutsideWindow(arena: String, address: UInt, windowSize: UInt64)
     // Device and metadata
     case notFound(path: String)

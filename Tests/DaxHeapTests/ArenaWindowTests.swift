@@ -210,6 +210,11 @@ func protection(at address: UnsafeRawPointer) throws -> String? {
         for bad: UInt64 in [0, 3 << 20, 2 << 20, 1] {
             try expectRefused(.invalidReservation(arena: "a", reservation: bad, arenaSize: 4 << 20), heap: heap) { _ = try a.mapWindow(reserving: bad) }
         }
+        // More address space than there is: mmap's ENOMEM (at the limit of Int, ours).
+        let noMemory = HeapError.io(path: path, operation: "mmap", errno: ENOMEM, message: String(cString: strerror(ENOMEM)))
+        for huge: UInt64 in [1 << 62, UInt64.max / twoMiB * twoMiB] {
+            try expectRefused(noMemory, heap: heap) { _ = try a.mapWindow(reserving: huge) }
+        }
         #expect(a.openWindowCount == 0)
         let window = try a.mapWindow(reserving: 6 << 20)
         #expect(window.reservation == 6 << 20)
