@@ -12,7 +12,7 @@ import Logging
 /// are visible; data-plane accesses run concurrently with them (see ``Arena``).
 ///
 /// A `Heap` is safe to share across threads. It closes (unmaps, drops its lock) when the
-/// last reference to it, or to one of its ``Arena``s, goes away.
+/// last reference to it, to one of its ``Arena``s or to an open ``ArenaWindow``, goes away.
 ///
 /// Inside an access closure (``Arena/withView(_:)``, ``Arena/withViews(_:_:_:)``,
 /// ``Arena/withUnsafeBytes(at:count:_:)`` and the like) every read-only query is allowed:
