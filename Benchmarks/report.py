@@ -68,6 +68,10 @@ def rows(f):
     for n in (1, 100, 1000):
         ratio(f"daxheap.provision.resize.{n}", None, "<= 50 us" if n == 1000 else "",
               (lambda v: v <= 50.0) if n == 1000 else None)
+    for s in ("64B", "4KiB", "2MiB"):
+        ratio(f"daxheap.window.persist.{s}.bw", f"daxheap.window.persist.{s}.libpmem_direct.bw")
+    ratio("daxheap.window.map.4096", None, "<= 50000 us", lambda v: v <= 50000.0)
+    ratio("daxheap.window.grow.1000", None, "<= 60 us", lambda v: v <= 60.0)
     ratio("daxheap.open.64GiB", "daxheap.open.1GiB")
     ratio("daxheap.open.1TiB", "daxheap.open.1GiB", "<= 1.5", lambda r: r <= 1.5)
     ratio("daxheap.open.arenas.1000", "daxheap.open.arenas.1")

@@ -12,7 +12,7 @@ import Logging
 /// are visible; data-plane accesses run concurrently with them (see ``Arena``).
 ///
 /// A `Heap` is safe to share across threads. It closes (unmaps, drops its lock) when the
-/// last reference to it, or to one of its ``Arena``s, goes away.
+/// last reference to it, to one of its ``Arena``s or to an open ``ArenaWindow``, goes away.
 ///
 /// Inside an access closure (``Arena/withView(_:)``, ``Arena/withViews(_:_:_:)``,
 /// ``Arena/withUnsafeBytes(at:count:_:)`` and the like) every read-only query is allowed:
@@ -52,6 +52,9 @@ public final class Heap: Sendable {
         /// after it, so that a number is never reused for other contents, even after a
         /// failed write.
         var highestGeneration: UInt64
+        /// Open windows by arena id (``ArenaWindow``): a grow maps into each, a shrink or
+        /// destroy is refused while any is open.
+        var windows: [UInt64: [WindowRegion]] = [:]
 
         subscript(status copy: MetadataIO.Copy) -> MetadataCopyStatus {
             get { copy == .primary ? primary : secondary }
@@ -377,6 +380,15 @@ public final class Heap: Sendable {
             s.table.undo(undo)
             throw .generationExhausted(path: path)
         }
+        // Open windows: a shrink or destroy is refused, a grow mapped into each (undone
+        // below if the change fails).
+        let windows: WindowGrowth
+        do throws(HeapError) {
+            windows = try mapGrowth(arena: name, old: old, new: new, regions: s.windows[id] ?? [])
+        } catch {
+            s.table.undo(undo)
+            throw error
+        }
         do throws(DeviceError) {
             // New space is zeroed while it is still free, so a crash leaves no arena
             // holding stale bytes.
@@ -384,6 +396,7 @@ public final class Heap: Sendable {
                 try device.zero(offset: range.lowerBound, length: Geometry.length(of: range))
             }
         } catch {
+            windows.undo()
             s.table.undo(undo)
             throw HeapError(error)
         }
@@ -399,9 +412,11 @@ public final class Heap: Sendable {
         do throws(HeapError) {
             try commit(image, generation: generation, state: &s)
         } catch {
+            windows.undo()
             s.table.undo(undo)
             throw error
         }
+        windows.publish()
         s.image = image
         s.generation = generation
         logger.debug("arena table updated", metadata: ["arena": "\(name)", "generation": "\(generation)"])

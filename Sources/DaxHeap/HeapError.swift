@@ -24,6 +24,10 @@ import DaxMetadata
 ///   and `prefault` stop the same way, at the piece that failed. A media error or a page a file no longer backs, met by a
 ///   plain store or copy, is no error but SIGBUS, as for any mapping (only `guardedRead`
 ///   turns it into ``mediaError(path:deviceOffset:location:)``).
+/// - **Windows** (``Arena/mapWindow(reserving:)``): a window that cannot be opened leaves no
+///   mapping behind. A grow refused because of a window, or failing for any reason with
+///   windows open, leaves the windows as they were (the new range mapped, then unmapped).
+///   A shrink or destroy of a mapped arena is refused before anything changes.
 /// - **Scoped access** (`withUnsafeMutableBytes`, `withMutableBytes`): the range is checked
 ///   before `body` runs; what `body` stored before it threw stays stored.
 public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -40,6 +44,23 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     case readOnly(path: String)
     case misalignedAccess(arena: String, offset: UInt64)
     case foreignArena(arena: String, heap: String)
+    // Windows (``ArenaWindow``)
+    /// A shrink or destroy was refused: the arena has open windows (the kernel's -EBUSY).
+    case arenaMapped(arena: String, windows: Int)
+    /// A grow was refused: it would pass the address space an open window reserved.
+    case windowReservationExceeded(arena: String, size: UInt64, reservation: UInt64)
+    /// A window was asked with a reservation that is not a positive multiple of 2 MiB of
+    /// at least the arena's size.
+    case invalidReservation(arena: String, reservation: UInt64, arenaSize: UInt64)
+    /// The device's alignment is coarser than these arena bytes allow: device-dax maps only
+    /// whole aligned ranges (e.g. 1 GiB alignment and a 2 MiB extent).
+    case windowMisaligned(arena: String, arenaOffset: UInt64, deviceOffset: UInt64, length: UInt64, alignment: UInt64)
+    /// A call on a window after ``ArenaWindow/close()``.
+    case windowClosed(arena: String)
+    /// A reference into another arena than the window's.
+    case foreignReference(arena: String, referenceArenaID: UInt64)
+    /// An address below the window's base or past its current size.
+    case addressOutsideWindow(arena: String, address: UInt, windowSize: UInt64)
     // Device and metadata
     case notFound(path: String)
     case isDirectory(path: String)
@@ -93,6 +114,20 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
             "offset \(offset) of arena \(debugQuoted(arena)) is not a multiple of 8; 8-byte loads and stores need an 8-byte aligned offset"
         case .foreignArena(let arena, let heap):
             "arena \(debugQuoted(arena)) belongs to another heap than \(printable(heap)); view arenas of one heap together"
+        case .arenaMapped(let arena, let windows):
+            "arena \(debugQuoted(arena)) is mapped by \(windows) window\(windows == 1 ? "" : "s"); close \(windows == 1 ? "it" : "them") first"
+        case .windowReservationExceeded(let arena, let size, let reservation):
+            "arena \(debugQuoted(arena)) cannot grow to \(bytes(size)): an open window reserved only \(bytes(reservation)) of address space for it; close the window, or map it with a larger reservation"
+        case .invalidReservation(let arena, let reservation, let arenaSize):
+            "a window reservation of \(reservation) bytes for arena \(debugQuoted(arena)) is not a positive multiple of 2 MiB of at least the arena's \(bytes(arenaSize)); ask for one that is, or leave it out to reserve the heap's usable size"
+        case .windowMisaligned(let arena, let arenaOffset, let deviceOffset, let length, let alignment):
+            "arena \(debugQuoted(arena)) cannot be mapped in a window: its \(bytes(length)) at arena offset \(arenaOffset) (device offset \(deviceOffset)) are not aligned to the device's \(bytes(alignment)) mapping alignment, which device-dax requires; use the arena's offset API, or a device with 2 MiB alignment"
+        case .windowClosed(let arena):
+            "the window onto arena \(debugQuoted(arena)) is closed; map a new one (Arena.mapWindow)"
+        case .foreignReference(let arena, let id):
+            "the reference points into arena #\(id), not into arena \(debugQuoted(arena)) of this window; resolve it (Heap.resolve) and use a window of that arena"
+        case .addressOutsideWindow(let arena, let address, let windowSize):
+            "address 0x\(String(address, radix: 16)) is not inside the window onto arena \(debugQuoted(arena)) (\(windowSize) bytes from its base); pass an address from this window"
         case .notFound(let path):
             "\(printable(path)) does not exist; check the path"
         case .isDirectory(let path):

@@ -18,7 +18,12 @@ import Glibc
                 bytes.storeBytes(of: UInt64(42), as: UInt64.self)
             }
             try log.persist(at: 4096, count: 8)
+            let window = try log.mapWindow()
+            try window.memcpyPersist(at: (2 << 20) - 4, Array("straddles".utf8))
             try heap.resizeArena(named: "log", to: 16 << 20)
+            window.base.storeBytes(of: UInt64(7), toByteOffset: 12 << 20, as: UInt64.self)
+            try window.persist(at: 12 << 20, count: 8)
+            window.close()
             reference = try log.reference(at: 4096)
         }
         let reopened = try Heap.open(path: path)
@@ -28,5 +33,7 @@ import Glibc
         #expect(arena.name == "log")
         #expect(try arena.read(at: 0, count: 23) == Array("hello, persistent world".utf8))
         #expect(try arena.size == 16 << 20)
+        #expect(try arena.read(at: (2 << 20) - 4, count: 9) == Array("straddles".utf8))
+        #expect(try arena.read(at: 12 << 20, count: 8) == [7, 0, 0, 0, 0, 0, 0, 0])
     }
 }

@@ -1,7 +1,7 @@
 // DaxBench: the figures of issue 6, one line each on stdout, `name value unit`.
 // Detail (per-repetition values, parameters) goes to stderr as `#` lines.
 //
-//   DaxBench [--dir DIR] [--bigdir DIR] [--reps N] [persist] [translate] [provision] [open]
+//   DaxBench [--dir DIR] [--bigdir DIR] [--reps N] [persist] [translate] [provision] [open] [window]
 //
 // Every figure is the median of `--reps` (default 3) repetitions taken in this process.
 // Heaps are sparse files under DIR (default /dev/shm); run with PMEM_IS_PMEM_FORCE=1 so
@@ -515,7 +515,7 @@ struct DaxBench {
             default: suites.append(a)
             }
         }
-        if suites.isEmpty || suites == ["all"] { suites = ["persist", "translate", "provision", "open"] }
+        if suites.isEmpty || suites == ["all"] { suites = ["persist", "translate", "provision", "open", "window"] }
         note("DaxBench dir=\(dir) bigdir=\(bigDir) reps=\(reps) PMEM_IS_PMEM_FORCE=\(ProcessInfo.processInfo.environment["PMEM_IS_PMEM_FORCE"] ?? "(unset)")")
         for suite in suites {
             let t0 = nowNS()
@@ -524,6 +524,7 @@ struct DaxBench {
             case "translate": try translateSuite(dir: dir, reps: reps)
             case "provision": try provisionSuite(dir: dir, reps: reps)
             case "open": try openSuite(dir: dir, bigDir: bigDir, reps: reps)
+            case "window": try windowSuite(dir: dir, reps: reps)
             default:
                 note("unknown suite \(suite)")
                 exit(64)
