@@ -206,8 +206,8 @@ public struct Arena: Sendable {
     /// Runs `body` on the current layout inside a read section; nil if destroyed.
     @inline(__always)
     func withLayout<R>(_ body: (ArenaLayout) -> R) -> R? {
-        let token = heap.sections.enter()
-        defer { heap.sections.exit(token) }
+        let token = ReadSections.enter(cell.readKey)
+        defer { ReadSections.exit(token) }
         guard let snapshot = cell.load() else { return nil }
         return snapshot._withUnsafeGuaranteedRef { body($0.layout) }
     }
@@ -251,8 +251,8 @@ extension Arena {
     /// section: a shrink or destroy waits until `body` returns, so the device offsets it
     /// hands out stay the arena's meanwhile. Do not keep the translator beyond `body`.
     public func withTranslator<R>(_ body: (ArenaTranslator) throws -> R) throws -> R {
-        let token = heap.sections.enter()
-        defer { heap.sections.exit(token) }
+        let token = ReadSections.enter(cell.readKey)
+        defer { ReadSections.exit(token) }
         guard let snapshot = cell.load() else { throw HeapError.unknownArena(name) }
         return try snapshot._withUnsafeGuaranteedRef { try body(ArenaTranslator(layout: $0.layout)) }
     }

@@ -23,7 +23,6 @@ import Logging
 /// every access open before it, so one started from inside an access waits for itself.
 public final class Heap: Sendable {
     let device: MappedDevice
-    let sections = ReadSections()
     /// Serializes provisioning (and repairs), and is held across a grace period; taken
     /// before `state`, never inside it.
     let provisioning = Locked<Void>(())
@@ -349,7 +348,7 @@ public final class Heap: Sendable {
             }
             if let retired {
                 // Wait out every access that could hold the old layout, then free it.
-                sections.synchronize()
+                ReadSections.synchronize()
                 retired.release()
             }
             return id
