@@ -320,6 +320,11 @@ public final class MappedDevice: @unchecked Sendable {
     /// Copies and makes the copy durable (what pmem_memcpy_persist does: the copy without
     /// draining, then one drain; memcpy + msync otherwise).
     public func memcpyPersist(offset: UInt64, from source: UnsafeRawBufferPointer) throws(DeviceError) {
+        if persistence == .pmem, let from = source.baseAddress {
+            precondition(offset <= size && UInt64(source.count) <= size - offset)
+            pmem_memcpy_persist(base + Int(offset), from, source.count)  // one call on the hot path
+            return
+        }
         try memcpyNoDrain(offset: offset, from: source)
         drain()
     }

@@ -219,8 +219,8 @@ public struct Arena: Sendable {
     func forEachPiece(
         offset: UInt64, count: UInt64, _ body: (UInt64, UInt64, UInt64) throws(HeapError) -> Void
     ) throws(HeapError) {
-        let token = enterSection()
-        defer { exitSection(token) }
+        let token = ReadSections.enter(cell.readKey)  // inlined here: no call on the way in or out
+        defer { ReadSections.exit(token) }
         try ArenaView(self).forEachPiece(offset: offset, count: count, body)
     }
 }

@@ -39,7 +39,7 @@ public struct ArenaView: ~Escapable {
     @usableFromInline let cell: Unmanaged<ArenaCell>
 
     /// Pins the current layout; call inside a read section, with `arena` kept alive.
-    @usableFromInline @_lifetime(borrow arena)
+    @usableFromInline @inline(__always) @_lifetime(borrow arena)
     init(_ arena: borrowing Arena) throws(HeapError) {
         guard let snapshot = arena.cell.load() else { throw .unknownArena(arena.name) }
         self.snapshot = snapshot
