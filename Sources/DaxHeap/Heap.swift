@@ -19,8 +19,9 @@ import Logging
 /// ``availableSize``, ``usableSize``, ``generation``, ``metadataStatus``, ``arenas``,
 /// ``arena(named:)``, ``resolve(_:)``, ``check()``, ``badBlocks()``, an arena's `size`.
 /// Provisioning is not (``createArena(named:size:)``, ``resizeArena(named:to:)``,
-/// ``destroyArena(named:)``, ``Arena/resize(to:)``, ``repair()``): a change waits for
-/// every access open before it, so one started from inside an access waits for itself.
+/// ``destroyArena(named:)``, ``Arena/resize(to:)``, ``repair()``): a shrink or destroy
+/// waits for the accesses of its arena open before it, so one started from inside such an
+/// access would wait for itself (it traps instead), and any change waits for the one before.
 public final class Heap: Sendable {
     let device: MappedDevice
     /// Serializes provisioning (and repairs), and is held across a grace period; taken
