@@ -5,7 +5,7 @@ import Synchronization  // Atomic<UInt64> over the lent bytes: the 8-byte loads 
 /// One arena's layout pinned for a run of accesses: what a database's get or put needs.
 ///
 /// ``Arena/withUnsafeBytes(at:count:_:)`` and friends each enter and leave a read section
-/// (a few plain stores; ``ReadSections``) and look the arena up again. A view pays that
+/// (a few plain stores: `ReadSections.swift`) and look the arena up again. A view pays that
 /// once: ``Arena/withView(_:)`` enters one section, and every access through the view translates offsets with the
 /// layout of that moment, checks bounds, and nothing else: no lock, no atomic
 /// read-modify-write, no reference counting. So a record and its index slot can be
