@@ -84,7 +84,9 @@ enum ReadSections {
         let state = record[stateWord].load(ordering: .relaxed)  // only this thread stores it
         let depth = state & depthMask
         precondition(depth < depthMask, "read sections nested too deeply")
-        if depth < keySlots { record[firstKeyWord + Int(depth)].store(key, ordering: .relaxed) }
+        // Releasing (a plain store on x86, as are the others here): a writer that reads this
+        // key where an earlier section of this level held another knows that one has ended.
+        if depth < keySlots { record[firstKeyWord + Int(depth)].store(key, ordering: .releasing) }
         // A new outermost section takes a new sequence number. The key is stored first:
         // a writer that sees the depth sees the key (x86 keeps stores in order; releasing).
         let next = depth == 0 ? (state &+ (1 << 16)) | 1 : state &+ 1
@@ -209,7 +211,7 @@ enum ReadSections {
     /// The outermost nesting level of `record` whose section holds `key`, if any.
     private static func level(holding key: UInt64?, in record: Record, depth: UInt64) -> UInt64? {
         guard let key else { return 0 }
-        for level in 0 ..< min(depth, keySlots) where record[firstKeyWord + Int(level)].load(ordering: .relaxed) == key {
+        for level in 0 ..< min(depth, keySlots) where record[firstKeyWord + Int(level)].load(ordering: .acquiring) == key {
             return level
         }
         return depth > keySlots ? keySlots : nil  // deeper levels kept no key: assume they hold it
