@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "DaxHeap",
             dependencies: [
-                "DaxDevice", "DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree",
+                "DaxDevice", "DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "CDaxShims",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: lifetimes

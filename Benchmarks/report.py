@@ -50,13 +50,14 @@ def rows(f):
     # The same targets against libpmem called directly on the heap's mapping, interleaved
     # with the Arena calls in one process: immune to the load drifting between the
     # anchors' minute and DaxBench's.
+    # Issue 11: the read section must cost readers nothing measurable.
     for s in SIZES:
-        big = s in ("4KiB", "64KiB", "2MiB")
+        big = s != "64B"
         ratio(f"daxheap.persist.{s}.bw", f"daxheap.persist.{s}.libpmem_direct.bw",
-              ">= 0.95" if big else "", (lambda r: r >= 0.95) if big else None)
-    ratio("daxheap.persist.64B.lat", "daxheap.persist.64B.libpmem_direct.lat", "<= 1.1", lambda r: r <= 1.1)
+              ">= 0.97" if big else "", (lambda r: r >= 0.97) if big else None)
+    ratio("daxheap.persist.64B.lat", "daxheap.persist.64B.libpmem_direct.lat", "<= 1.05", lambda r: r <= 1.05)
     ratio("daxheap.persist.4KiB.lat", "daxheap.persist.4KiB.libpmem_direct.lat")
-    ratio("daxheap.persist.4KiB.libpmem_direct_atomics.lat", "daxheap.persist.4KiB.libpmem_direct.lat")
+    ratio("daxheap.persist.4KiB.libpmem_direct_section.lat", "daxheap.persist.4KiB.libpmem_direct.lat")
     for s in SIZES:
         ratio(f"daxheap.persist.{s}.write_persist.bw", f"{a}.memcpy_persist.{s}.bw")
     for s in SIZES:

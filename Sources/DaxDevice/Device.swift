@@ -330,7 +330,13 @@ public final class MappedDevice: @unchecked Sendable {
 
     /// Copies and makes the copy durable (what pmem_memcpy_persist does: the copy without
     /// draining, then one drain; memcpy + msync otherwise).
+    @inlinable  // the hot path of Arena.memcpyPersist: no call between it and libpmem
     public func memcpyPersist(offset: UInt64, from source: UnsafeRawBufferPointer) throws(DeviceError) {
+        if persistence == .pmem, let from = source.baseAddress {
+            precondition(offset <= size && UInt64(source.count) <= size - offset)
+            pmem_memcpy_persist(base + Int(offset), from, source.count)  // one call on the hot path
+            return
+        }
         try memcpyNoDrain(offset: offset, from: source)
         drain()
     }

@@ -206,8 +206,8 @@ public struct Arena: Sendable {
     /// Runs `body` on the current layout inside a read section; nil if destroyed.
     @inline(__always)
     func withLayout<R>(_ body: (ArenaLayout) -> R) -> R? {
-        let token = heap.sections.enter()
-        defer { heap.sections.exit(token) }
+        let token = ReadSections.enter(cell.readKey)
+        defer { ReadSections.exit(token) }
         guard let snapshot = cell.load() else { return nil }
         return snapshot._withUnsafeGuaranteedRef { body($0.layout) }
     }
@@ -219,8 +219,8 @@ public struct Arena: Sendable {
     func forEachPiece(
         offset: UInt64, count: UInt64, _ body: (UInt64, UInt64, UInt64) throws(HeapError) -> Void
     ) throws(HeapError) {
-        let token = enterSection()
-        defer { exitSection(token) }
+        let token = ReadSections.enter(cell.readKey)  // inlined here: no call on the way in or out
+        defer { ReadSections.exit(token) }
         try ArenaView(self).forEachPiece(offset: offset, count: count, body)
     }
 }
@@ -251,8 +251,8 @@ extension Arena {
     /// section: a shrink or destroy waits until `body` returns, so the device offsets it
     /// hands out stay the arena's meanwhile. Do not keep the translator beyond `body`.
     public func withTranslator<R>(_ body: (ArenaTranslator) throws -> R) throws -> R {
-        let token = heap.sections.enter()
-        defer { heap.sections.exit(token) }
+        let token = ReadSections.enter(cell.readKey)
+        defer { ReadSections.exit(token) }
         guard let snapshot = cell.load() else { throw HeapError.unknownArena(name) }
         return try snapshot._withUnsafeGuaranteedRef { try body(ArenaTranslator(layout: $0.layout)) }
     }

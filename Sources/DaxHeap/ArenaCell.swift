@@ -9,8 +9,8 @@ final class ArenaSnapshot: Sendable {
 }
 
 /// Where an arena's current layout is published. One per arena for its whole life, so
-/// a handle can keep it; readers load the pointer inside a read section, the provisioning
-/// path swaps it and waits a grace period before freeing the old one.
+/// a handle can keep it; readers load the pointer inside a read section holding the cell's
+/// ``readKey``, the provisioning path swaps it and frees the old one after a grace period.
 @usableFromInline
 final class ArenaCell: Sendable {
     let id: UInt64
@@ -35,12 +35,18 @@ final class ArenaCell: Sendable {
         return Self.unmanaged(current.exchange(bits, ordering: .sequentiallyConsistent))
     }
 
-    /// The current snapshot, for use inside a read section only. Sequentially consistent,
-    /// which the grace-period argument in ``ReadSections`` relies on.
+    /// The current snapshot, for use inside a read section of this arena only (see
+    /// ``ReadSections``: a section that loads the old snapshot began before the writer's
+    /// barrier, so the writer sees it and waits for it).
     @inline(__always)
     func load() -> Unmanaged<ArenaSnapshot>? {
         Self.unmanaged(current.load(ordering: .sequentiallyConsistent))
     }
+
+    /// What a read section of this arena records (the cell's address: unique while the
+    /// cell lives, and a section's handle keeps it alive).
+    @inline(__always)
+    var readKey: UInt64 { UInt64(UInt(bitPattern: ObjectIdentifier(self))) }
 
     @inline(__always)
     static func unmanaged(_ bits: UInt) -> Unmanaged<ArenaSnapshot>? {

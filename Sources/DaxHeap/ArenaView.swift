@@ -5,17 +5,19 @@ import Synchronization  // Atomic<UInt64> over the lent bytes: the 8-byte loads 
 /// One arena's layout pinned for a run of accesses: what a database's get or put needs.
 ///
 /// ``Arena/withUnsafeBytes(at:count:_:)`` and friends each enter and leave a read section
-/// (two locked instructions, each a full barrier that also waits for earlier cache-line
-/// flushes) and look the arena up again. A view pays that once: ``Arena/withView(_:)``
-/// enters one section, and every access through the view translates offsets with the
+/// (a few plain stores: `ReadSections.swift`) and look the arena up again. A view pays that
+/// once: ``Arena/withView(_:)`` enters one section, and every access through the view translates offsets with the
 /// layout of that moment, checks bounds, and nothing else: no lock, no atomic
 /// read-modify-write, no reference counting. So a record and its index slot can be
 /// written, flushed and fenced with exactly the fences the caller asks for.
 ///
 /// The view's layout stays valid while its closure runs: a shrink or destroy of the arena
-/// publishes the new table and returns only after every view and access opened before it
-/// has ended, so the view keeps the ``size`` and extents it started with. (Creating another
-/// arena publishes a new arena and waits for nothing; it never touches this one's space.)
+/// publishes the new table and returns only after every view and access of this arena
+/// opened before it has ended, so the view keeps the ``size`` and extents it started with.
+/// (A grow, or any change to another arena, waits for nothing: it releases nothing the
+/// view can reach.) Drain before the closure ends if it used ``memcpyNoDrain(at:from:)``
+/// or ``flush(at:count:)``: the section ends with a plain store, which does not order
+/// non-temporal stores still in flight.
 /// Keep views short, and never provision from inside the closure: a change that waits
 /// would wait for the closure, and the closure for it.
 ///
@@ -37,7 +39,7 @@ public struct ArenaView: ~Escapable {
     @usableFromInline let cell: Unmanaged<ArenaCell>
 
     /// Pins the current layout; call inside a read section, with `arena` kept alive.
-    @usableFromInline @_lifetime(borrow arena)
+    @usableFromInline @inline(__always) @_lifetime(borrow arena)
     init(_ arena: borrowing Arena) throws(HeapError) {
         guard let snapshot = arena.cell.load() else { throw .unknownArena(arena.name) }
         self.snapshot = snapshot
@@ -242,11 +244,14 @@ extension Arena {
     @inlinable
     public static func withViews<R>(_ first: Arena, _ second: Arena, _ body: (ArenaView, ArenaView) throws -> R) throws -> R {
         guard first.heap === second.heap else { throw HeapError.foreignArena(arena: second.name, heap: first.heap.path) }
-        let token = first.enterSection()
-        defer { first.exitSection(token) }
+        let outer = first.enterSection()
+        defer { first.exitSection(outer) }
+        let inner = second.enterSection()
+        defer { second.exitSection(inner) }
         return try body(try ArenaView(first), try ArenaView(second))
     }
 
-    @usableFromInline func enterSection() -> Int { heap.sections.enter() }
-    @usableFromInline func exitSection(_ token: Int) { heap.sections.exit(token) }
+    /// A read section of this arena (``ReadSections``): two plain stores on the way in and out.
+    @usableFromInline func enterSection() -> ReadSections.Token { ReadSections.enter(cell.readKey) }
+    @usableFromInline func exitSection(_ token: ReadSections.Token) { ReadSections.exit(token) }
 }

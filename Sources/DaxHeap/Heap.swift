@@ -19,11 +19,11 @@ import Logging
 /// ``availableSize``, ``usableSize``, ``generation``, ``metadataStatus``, ``arenas``,
 /// ``arena(named:)``, ``resolve(_:)``, ``check()``, ``badBlocks()``, an arena's `size`.
 /// Provisioning is not (``createArena(named:size:)``, ``resizeArena(named:to:)``,
-/// ``destroyArena(named:)``, ``Arena/resize(to:)``, ``repair()``): a change waits for
-/// every access open before it, so one started from inside an access waits for itself.
+/// ``destroyArena(named:)``, ``Arena/resize(to:)``, ``repair()``): a shrink or destroy
+/// waits for the accesses of its arena open before it, so one started from inside such an
+/// access would wait for itself (it traps instead), and any change waits for the one before.
 public final class Heap: Sendable {
     let device: MappedDevice
-    let sections = ReadSections()
     /// Serializes provisioning (and repairs), and is held across a grace period; taken
     /// before `state`, never inside it.
     let provisioning = Locked<Void>(())
@@ -342,21 +342,47 @@ public final class Heap: Sendable {
     /// Changes are serialized by `provisioning`; `state` is held only while the table and
     /// the copies change, not while waiting for readers, so that a reader may query the
     /// heap from inside its access while a shrink or destroy waits for it.
+    ///
+    /// After publishing, a change waits only if it released space: a shrink or destroy waits
+    /// for the sections of that arena open before it (``ReadSections``; `provisioning`
+    /// stays held, so the space is not handed out meanwhile). A grow waits for no one: the
+    /// old layout maps a prefix of the new one, so a reader still using it reaches only the
+    /// arena's bytes; it is freed on the reclaimer thread once those sections have ended.
     private func change(
         arena name: String, _ body: (inout ArenaTable) throws(ProvisionError) -> ArenaTable.Undo
     ) throws(HeapError) -> UInt64 {
         guard device.mode == .readWrite else { throw .readOnly(path: path) }
         return try provisioning.withLock { _ throws(HeapError) -> UInt64 in
+            var cell: ArenaCell?  // the arena's cell as it was: what its readers' sections hold
             let (id, retired) = try state.withLock { s throws(HeapError) in
-                try apply(arena: name, body, state: &s)
+                cell = s.table.ids[name].flatMap { s.cells[$0] }
+                return try apply(arena: name, body, state: &s)
             }
-            if let retired {
-                // Wait out every access that could hold the old layout, then free it.
-                sections.synchronize()
+            guard let retired else { return id }
+            // The arena's own sections, or (should the name have led elsewhere) every section.
+            let key = cell.flatMap { $0.id == id ? $0.readKey : nil }
+            let current = state.withLock { $0.table.arenas[id] }
+            let waited = ReadSections.begin(holding: key)
+            if let current, Self.isPrefix(retired._withUnsafeGuaranteedRef { $0.layout }, of: current) {
+                ReadSections.retire(waited) { retired.release() }
+            } else {
+                ReadSections.wait(waited)
                 retired.release()
             }
             return id
         }
+    }
+
+    /// Whether every arena offset `old` maps, `new` maps to the same device offset: the
+    /// extents are the same but for the last of `old`, which `new` may have lengthened.
+    static func isPrefix(_ old: ArenaLayout, of new: ArenaLayout) -> Bool {
+        guard old.extents.count <= new.extents.count else { return false }
+        for (i, e) in old.extents.enumerated() {
+            let n = new.extents[i]
+            guard n.deviceOffset == e.deviceOffset, n.arenaOffset == e.arenaOffset else { return false }
+            guard n.length == e.length || (i == old.extents.count - 1 && n.length > e.length) else { return false }
+        }
+        return true
     }
 
     /// The part of a change done under the state lock: returns the arena's id and the

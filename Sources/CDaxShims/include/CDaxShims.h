@@ -41,4 +41,35 @@ typedef enum {
 int CDaxShims_guarded_copy(void *dst, const void *src, size_t length, CDaxShims_copy_function copy,
                            CDaxShims_guarded_side side, void **fault_address);
 
+// MARK: Read sections (DaxHeap/ReadSections.swift): the primitives Swift lacks.
+
+/// This thread's read-section record (DaxHeap's, opaque here); NULL until it first enters.
+/// A C thread-local, so that the read side finds it with one load and no call.
+extern __thread void *CDaxShims_reader_record;
+
+static inline void *CDaxShims_get_reader(void) { return CDaxShims_reader_record; }
+static inline void CDaxShims_set_reader(void *record) { CDaxShims_reader_record = record; }
+
+/// Forbids the compiler to move memory accesses across this point; emits no instruction.
+/// With membarrier, the writer's system call supplies the CPU barrier (see ReadSections.swift).
+static inline void CDaxShims_compiler_barrier(void) { __asm__ __volatile__("" ::: "memory"); }
+
+/// A spin-wait hint (x86 `pause`).
+static inline void CDaxShims_cpu_relax(void) { __builtin_ia32_pause(); }
+
+/// 1 if this file was compiled with ThreadSanitizer, else 0.
+int CDaxShims_built_with_tsan(void);
+
+/// membarrier(2): `MEMBARRIER_CMD_QUERY`'s mask, or -1 and errno.
+int CDaxShims_membarrier_query(void);
+/// Registers the process for private expedited membarriers; 0, or -1 and errno.
+int CDaxShims_membarrier_register(void);
+/// A full memory barrier on every CPU running a thread of this process; 0, or -1 and errno.
+int CDaxShims_membarrier(void);
+
+/// futex(FUTEX_WAIT_PRIVATE): sleeps while `*word == expected`, until a wake.
+void CDaxShims_futex_wait(uint32_t *word, uint32_t expected);
+/// futex(FUTEX_WAKE_PRIVATE): wakes every thread waiting on `word`.
+void CDaxShims_futex_wake_all(uint32_t *word);
+
 #endif
