@@ -46,8 +46,9 @@ import Glibc
 /// sequentially consistent fence after its store, and the writer uses a fence instead of
 /// membarrier: the classic store-fence-load handshake, which TSan executes (and the
 /// happens-before edges TSan checks come, in every mode, from the releasing stores of the
-/// state word and the writer's acquiring loads of it). `DAXHEAP_READ_FENCE=1` in the
-/// environment forces this mode, to test it where membarrier works.
+/// state word and the writer's acquiring loads of it). The TSan run of the suite
+/// exercises this mode; no environment variable changes it (it is not a library user's
+/// knob).
 ///
 /// Limits: only the first ``keySlots`` nesting levels record their key; deeper sections
 /// are taken to hold every key (a writer waits for them too). A section must not wait for
@@ -294,11 +295,9 @@ final class Registry: @unchecked Sendable {
         precondition(made == 0, "pthread_key_create failed")
         threadKey = key
         let underTSan = CDaxShims_built_with_tsan() != 0 || dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__tsan_init") != nil
-        // DAXHEAP_READ_FENCE=1 forces the fallback, to test it on a kernel that has membarrier.
-        let forced = getenv("DAXHEAP_READ_FENCE").map { String(cString: $0) == "1" } ?? false
         let expedited: Int32 = 1 << 3  // MEMBARRIER_CMD_PRIVATE_EXPEDITED
         let query = CDaxShims_membarrier_query()
-        let membarrier = !forced && query >= 0 && query & expedited != 0 && CDaxShims_membarrier_register() == 0
+        let membarrier = query >= 0 && query & expedited != 0 && CDaxShims_membarrier_register() == 0
         fencedReaders = underTSan || !membarrier
     }
 
