@@ -115,7 +115,6 @@ func persistSuite(dir: String, reps: Int) throws {
     let sizes = ProcessInfo.processInfo.environment["DAXBENCH_PERSIST_SIZES"].map {
         $0.split(separator: ",").compactMap { Int($0) }
     } ?? [64, 256, 4096, 64 << 10, 2 << 20]
-    let target: UInt64 = 150_000_000  // ns per repetition
     for size in sizes {
         let src = UnsafeRawBufferPointer(start: source, count: size)
         let step = UInt64(size)
@@ -197,35 +196,7 @@ func persistSuite(dir: String, reps: Int) throws {
         if let only = ProcessInfo.processInfo.environment["DAXBENCH_PERSIST_ONLY"] {  // for profiling
             methods = methods.filter { $0.0.hasSuffix(only) }
         }
-        // Calibrate each method to about `target` ns per repetition.
-        var opsFor: [Int] = []
-        for (_, run) in methods {
-            var ops = size >= 1 << 20 ? 8 : 1024
-            while true {
-                let ns = try run(ops)
-                if ns >= 20_000_000 || ops >= 1 << 28 {
-                    opsFor.append(max(1, Int(Double(ops) * Double(target) / Double(max(ns, 1)))))
-                    break
-                }
-                ops *= 4
-            }
-        }
-        // Repetitions interleave the methods so drift hits them alike.
-        var bw = Array(repeating: [Double](), count: methods.count)
-        var lat = Array(repeating: [Double](), count: methods.count)
-        for _ in 0 ..< reps {
-            for (m, (_, run)) in methods.enumerated() {
-                let ops = opsFor[m]
-                let ns = Double(try run(ops))
-                bw[m].append(Double(ops) * Double(size) / ns)  // bytes/ns == GB/s
-                lat[m].append(ns / Double(ops))
-            }
-        }
-        for (m, (name, _)) in methods.enumerated() {
-            note("\(name) ops/rep=\(opsFor[m]) GB/s \(bw[m].map(format).joined(separator: " ")) ns/op \(lat[m].map(format).joined(separator: " "))")
-            emit("\(name).bw", median(bw[m]), "GB/s")
-            emit("\(name).lat", median(lat[m]), "ns/op")
-        }
+        try measureBandwidth(methods, size: size, reps: reps)
     }
     _ = heap
 }
