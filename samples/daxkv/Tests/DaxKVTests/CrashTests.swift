@@ -30,7 +30,7 @@ struct CrashTests {
                 lines.append((k, "value-\(k)-round\(round)-" + String(repeating: "x", count: i % 200)))
             }
             let input = Data(lines.map { "\($0.0)\t\($0.1)\n" }.joined().utf8)
-            let acks = try importAndKill(path: path, input: input, afterMicroseconds: UInt32.random(in: 20_000 ... 250_000, using: &rng))
+            let acks = try importAndKill(path: path, input: input, afterMicroseconds: UInt32.random(in: 20_000 ... 200_000, using: &rng))
             let values = Dictionary(lines, uniquingKeysWith: { $1 })
             // Acknowledgements come in input order.
             let acked = acks.split(separator: "\n", omittingEmptySubsequences: false)
@@ -85,7 +85,11 @@ struct CrashTests {
         let out = Collected()
         let group = DispatchGroup()
         group.enter()
-        Thread.detachNewThread { out.append(stdout.fileHandleForReading.readDataToEndOfFile()); group.leave() }
+        Thread.detachNewThread {
+            let reader = stdout.fileHandleForReading
+            while case let data = reader.availableData, !data.isEmpty { out.append(data) }
+            group.leave()
+        }
         group.enter()
         Thread.detachNewThread { _ = stderr.fileHandleForReading.readDataToEndOfFile(); group.leave() }
         let writer = stdin.fileHandleForWriting
@@ -100,6 +104,10 @@ struct CrashTests {
             }
             try? writer.close()
         }
+        // The delay counts from the first acknowledgement, not from the spawn: a tool built
+        // with a sanitizer on a loaded machine can take longer than the delay to start.
+        let deadline = Date().addingTimeInterval(30)
+        while out.get().isEmpty, process.isRunning, Date() < deadline { usleep(1_000) }
         usleep(delay)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
