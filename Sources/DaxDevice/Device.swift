@@ -299,10 +299,7 @@ public final class MappedDevice: @unchecked Sendable {
     /// it syncs the pages, which is already durable.
     public func flush(offset: UInt64, length: UInt64) throws(DeviceError) {
         precondition(offset <= size && length <= size - offset)
-        switch persistence {
-        case .pmem: pmem_flush(base + Int(offset), Int(length))
-        case .msync: try Syscall.pmemMsync(base + Int(offset), Int(length)).mapError { DeviceError.system(path: path, $0) }.get()
-        }
+        try flush(address: base + Int(offset), length: length)
     }
 
     /// Maps `[offset, offset + length)` writable now (madvise MADV_POPULATE_WRITE, Linux
@@ -345,25 +342,64 @@ public final class MappedDevice: @unchecked Sendable {
     /// share one ``drain()``. With msync the copy is synced, which is already durable.
     public func memcpyNoDrain(offset: UInt64, from source: UnsafeRawBufferPointer) throws(DeviceError) {
         precondition(offset <= size && UInt64(source.count) <= size - offset)
-        guard let from = source.baseAddress, source.count > 0 else { return }
-        switch persistence {
-        case .pmem:
-            pmem_memcpy_nodrain(base + Int(offset), from, source.count)
-        case .msync:
-            (base + Int(offset)).copyMemory(from: from, byteCount: source.count)
-            try persist(offset: offset, length: UInt64(source.count))
-        }
+        try memcpyNoDrain(address: base + Int(offset), from: source)
     }
 
     /// Fills and makes the fill durable (pmem_memset_persist; memset + msync otherwise).
     public func memsetPersist(offset: UInt64, value: UInt8, length: UInt64) throws(DeviceError) {
         precondition(offset <= size && length <= size - offset)
+        try memsetPersist(address: base + Int(offset), value: value, length: length)
+    }
+
+    // MARK: - Durability at an address (the whole-device mapping, or a window)
+
+    // The cache lines are the device's whatever the virtual address: libpmem's flushes work
+    // on any mapping of it. In msync mode pmem_msync syncs the window's own pages, which
+    // any MAP_SHARED file mapping allows.
+
+    /// Flushes `[address, address + length)` from the CPU caches without waiting
+    /// (pmem_flush); in msync mode syncs its pages, which is already durable.
+    public func flush(address: UnsafeRawPointer, length: UInt64) throws(DeviceError) {
+        switch persistence {
+        case .pmem: pmem_flush(address, Int(length))
+        case .msync: try Syscall.pmemMsync(address, Int(length)).mapError { DeviceError.system(path: path, $0) }.get()
+        }
+    }
+
+    /// Copies `source` to `address` and flushes it without the fence (pmem_memcpy_nodrain;
+    /// memcpy and msync otherwise).
+    public func memcpyNoDrain(address: UnsafeMutableRawPointer, from source: UnsafeRawBufferPointer) throws(DeviceError) {
+        guard let from = source.baseAddress, source.count > 0 else { return }
         switch persistence {
         case .pmem:
-            pmem_memset_persist(base + Int(offset), Int32(value), Int(length))
+            pmem_memcpy_nodrain(address, from, source.count)
         case .msync:
-            memset(base + Int(offset), Int32(value), Int(length))
-            try persist(offset: offset, length: length)
+            address.copyMemory(from: from, byteCount: source.count)
+            try flush(address: address, length: UInt64(source.count))
+        }
+    }
+
+    /// Copies `source` to `address` and makes it durable (pmem_memcpy_persist).
+    public func memcpyPersist(address: UnsafeMutableRawPointer, from source: UnsafeRawBufferPointer) throws(DeviceError) {
+        guard let from = source.baseAddress, source.count > 0 else { return }
+        switch persistence {
+        case .pmem:
+            pmem_memcpy_persist(address, from, source.count)
+        case .msync:
+            address.copyMemory(from: from, byteCount: source.count)
+            try flush(address: address, length: UInt64(source.count))
+        }
+    }
+
+    /// Fills `length` bytes at `address` with `value` and makes them durable
+    /// (pmem_memset_persist; memset and msync otherwise).
+    public func memsetPersist(address: UnsafeMutableRawPointer, value: UInt8, length: UInt64) throws(DeviceError) {
+        switch persistence {
+        case .pmem:
+            pmem_memset_persist(address, Int32(value), Int(length))
+        case .msync:
+            memset(address, Int32(value), Int(length))
+            try flush(address: address, length: length)
         }
     }
 
