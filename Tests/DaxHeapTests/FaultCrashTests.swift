@@ -42,6 +42,18 @@ enum FaultProbe {
         return points.filter { $0 >= 1 && $0 <= total + 1 }.sorted()
     }
 
+    /// A heap with arena "a", closed; returns its file's bytes, to start each crash from.
+    static func heapWithOneArena(_ path: String) throws -> [UInt8] {
+        do {
+            let heap = try Heap.create(path: path, size: size)
+            try heap.createArena(named: "a", size: 2 << 20)
+        }
+        return try fileBytes(path)
+    }
+
+    /// Bytes of one metadata copy after the probe's update adds arena "new" to it.
+    static let updatedImage = MetadataCopy.tableLength(arenas: 2, extents: 2) + MetadataCopy.headerSize
+
     /// The primary's write fails partway with a media error: the update must not go on to
     /// the secondary (then the only intact copy). Killed anywhere, the heap opens to the
     /// table before, and repairs to a healthy heap. (Before, the update wrote the
@@ -49,13 +61,9 @@ enum FaultProbe {
     @Test func aPrimaryThatFailsPartwayNeverLosesTheTable() throws {
         let path = tempPath("probe-primary")
         defer { removeFile(path) }
-        do {
-            let heap = try Heap.create(path: path, size: Self.size)
-            try heap.createArena(named: "a", size: 2 << 20)
-        }
-        let pristine = try fileBytes(path)
+        let pristine = try Self.heapWithOneArena(path)
         let stored = 100  // bytes of the primary stored before each faulting write
-        let image = MetadataCopy.tableLength(arenas: 2, extents: 2) + MetadataCopy.headerSize
+        let image = Self.updatedImage
         for n in Self.points([stored, 2 * stored, stored + image], upTo: stored + 2 * image) {
             try writeFile(path, pristine)
             let run = try FaultProbe.run(["update", path, "primary:\(stored):media"], crashAfter: n)
@@ -72,13 +80,9 @@ enum FaultProbe {
     @Test func aSecondaryThatFailsRollsForwardAtEveryCrashPoint() throws {
         let path = tempPath("probe-secondary")
         defer { removeFile(path) }
-        do {
-            let heap = try Heap.create(path: path, size: Self.size)
-            try heap.createArena(named: "a", size: 2 << 20)
-        }
-        let pristine = try fileBytes(path)
+        let pristine = try Self.heapWithOneArena(path)
         let stored = 100
-        let image = MetadataCopy.tableLength(arenas: 2, extents: 2) + MetadataCopy.headerSize
+        let image = Self.updatedImage
         for n in Self.points([image, image + stored], upTo: image + stored) {
             try writeFile(path, pristine)
             let run = try FaultProbe.run(["update", path, "secondary:\(stored):io"], crashAfter: n)
