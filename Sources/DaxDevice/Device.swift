@@ -20,6 +20,9 @@ public enum PersistenceMode: String, Sendable {
     case pmem
     /// msync(2) of the touched pages (libpmem's pmem_msync): a file on a normal filesystem.
     case msync
+    /// Plain stores; every flush and fence is reported to a ``DurabilityObserver`` (a
+    /// power-loss simulator) instead of reaching the media. Only when the caller passes one.
+    case simulated
 }
 
 /// Read-only opens take a shared lock, map the device read-only and never write.
@@ -69,13 +72,15 @@ public final class MappedDevice: @unchecked Sendable {
     let fd: Int32
     let mappedByLibpmem: Bool
     let syscalls: SyscallTable
+    /// Told of every flush and fence when ``persistence`` is `.simulated`; nil otherwise.
+    let observer: (any DurabilityObserver)?
 
     /// The heap's granularity, and the least alignment of the mapping.
     public static let granularity: UInt64 = 2 << 20
 
     init(path: String, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode,
          persistence: PersistenceMode, base: UnsafeMutableRawPointer, fd: Int32, mappedByLibpmem: Bool,
-         syscalls: SyscallTable) {
+         syscalls: SyscallTable, observer: (any DurabilityObserver)? = nil) {
         self.path = path
         self.kind = kind
         self.size = size
@@ -86,6 +91,8 @@ public final class MappedDevice: @unchecked Sendable {
         self.fd = fd
         self.mappedByLibpmem = mappedByLibpmem
         self.syscalls = syscalls
+        self.observer = observer
+        observer?.deviceMapped(base: base, size: size)
     }
 
     deinit {
@@ -103,18 +110,24 @@ public final class MappedDevice: @unchecked Sendable {
     // MARK: - Opening
 
     /// Opens and maps an existing device or emulating file.
-    /// - Parameter sysfsRoot: where sysfs is mounted (tests point it at a fake tree).
-    public static func open(path: String, mode: AccessMode, sysfsRoot: String = "/sys") throws(DeviceError) -> MappedDevice {
-        try open(path: path, mode: mode, sysfsRoot: sysfsRoot, syscalls: .system)
+    /// - Parameters:
+    ///   - sysfsRoot: where sysfs is mounted (tests point it at a fake tree).
+    ///   - observer: when given, persistence is simulated: flushes and fences go to it.
+    public static func open(
+        path: String, mode: AccessMode, sysfsRoot: String = "/sys", observer: (any DurabilityObserver)? = nil
+    ) throws(DeviceError) -> MappedDevice {
+        try open(path: path, mode: mode, sysfsRoot: sysfsRoot, syscalls: .system, observer: observer)
     }
 
     /// `open`, making some of its calls through `syscalls` (tests watch or fail them).
-    static func open(path: String, mode: AccessMode, sysfsRoot: String = "/sys", syscalls: SyscallTable) throws(DeviceError) -> MappedDevice {
+    static func open(
+        path: String, mode: AccessMode, sysfsRoot: String = "/sys", syscalls: SyscallTable, observer: (any DurabilityObserver)? = nil
+    ) throws(DeviceError) -> MappedDevice {
         let fd = try openAndLock(path: path, mode: mode, create: false)
         do {
             let (kind, size, alignment) = try describe(path: path, fd: fd, sysfsRoot: sysfsRoot)
             try checkGeometry(path: path, size: size)
-            return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: mode, syscalls: syscalls)
+            return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: mode, syscalls: syscalls, observer: observer)
         } catch {
             Syscall.close(fd)
             throw error
@@ -127,7 +140,10 @@ public final class MappedDevice: @unchecked Sendable {
     /// `overwrite` (then it is cut to zero and re-extended, to `size` or its current size).
     /// A device-dax has its own size (`size` must be nil or equal) and must have blank
     /// metadata blocks unless `overwrite` (then both are zeroed).
-    public static func create(path: String, size requested: UInt64?, overwrite: Bool, sysfsRoot: String = "/sys") throws(DeviceError) -> MappedDevice {
+    /// With an `observer`, persistence is simulated (see ``open(path:mode:sysfsRoot:observer:)``).
+    public static func create(
+        path: String, size requested: UInt64?, overwrite: Bool, sysfsRoot: String = "/sys", observer: (any DurabilityObserver)? = nil
+    ) throws(DeviceError) -> MappedDevice {
         if let requested { try checkGeometry(path: path, size: requested) }
         let existed: Bool
         switch Syscall.stat(path) {
@@ -147,13 +163,13 @@ public final class MappedDevice: @unchecked Sendable {
                 // Cutting to zero first discards every old byte: the new file reads as zeros.
                 try Syscall.ftruncate(fd, 0).mapError { DeviceError.system(path: path, $0) }.get()
                 try Syscall.ftruncate(fd, size).mapError { DeviceError.system(path: path, $0) }.get()
-                return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: .readWrite, syscalls: .system)
+                return try map(path: path, fd: fd, kind: kind, size: size, alignment: alignment, mode: .readWrite, syscalls: .system, observer: observer)
             case .deviceDax:
                 if let requested, requested != currentSize {
                     throw DeviceError.sizeFixed(path: path, deviceSize: currentSize, requested: requested)
                 }
                 try checkGeometry(path: path, size: currentSize)
-                let device = try map(path: path, fd: fd, kind: kind, size: currentSize, alignment: alignment, mode: .readWrite, syscalls: .system)
+                let device = try map(path: path, fd: fd, kind: kind, size: currentSize, alignment: alignment, mode: .readWrite, syscalls: .system, observer: observer)
                 let blocks = [UInt64(0), currentSize - granularity]
                 // A device cannot be truncated: inspect, then zero, both metadata blocks.
                 if !overwrite, blocks.contains(where: { !device.isZero(offset: $0, length: granularity) }) {
@@ -230,9 +246,15 @@ public final class MappedDevice: @unchecked Sendable {
     /// is not, the device is mapped again by hand at an aligned address.
     static func map(
         path: String, fd: Int32, kind: DeviceKind, size: UInt64, alignment: UInt64, mode: AccessMode,
-        syscalls: SyscallTable
+        syscalls: SyscallTable, observer: (any DurabilityObserver)? = nil
     ) throws(DeviceError) -> MappedDevice {
         let required = max(granularity, alignment)
+        if let observer {
+            // Simulated persistence never asks libpmem: stores are plain, flushes reported.
+            let base = try mapAligned(path: path, fd: fd, size: size, alignment: required, writable: mode == .readWrite)
+            return MappedDevice(path: path, kind: kind, size: size, alignment: alignment, mode: mode, persistence: .simulated,
+                                base: base, fd: fd, mappedByLibpmem: false, syscalls: syscalls, observer: observer)
+        }
         if mode == .readWrite, !forceManualMapping.load(ordering: .relaxed) {
             let (base, length, isPmem) = try syscalls.pmemMapFile(path).mapError { DeviceError.system(path: path, $0) }.get()
             if UInt64(length) != size {
@@ -292,6 +314,9 @@ public final class MappedDevice: @unchecked Sendable {
         switch persistence {
         case .pmem: pmem_persist(base + Int(offset), Int(length))
         case .msync: try Syscall.pmemMsync(base + Int(offset), Int(length)).mapError { DeviceError.system(path: path, $0) }.get()
+        case .simulated:
+            observer!.flushed(base + Int(offset), length: length)
+            observer!.fenced()
         }
     }
 
@@ -322,7 +347,11 @@ public final class MappedDevice: @unchecked Sendable {
 
     /// Waits for earlier flushes to reach the persistence domain (pmem_drain).
     public func drain() {
-        if persistence == .pmem { pmem_drain() }
+        switch persistence {
+        case .pmem: pmem_drain()
+        case .msync: break  // each msync was already durable
+        case .simulated: observer!.fenced()
+        }
     }
 
     /// Copies and makes the copy durable (what pmem_memcpy_persist does: the copy without
@@ -363,6 +392,7 @@ public final class MappedDevice: @unchecked Sendable {
         switch persistence {
         case .pmem: pmem_flush(address, Int(length))
         case .msync: try Syscall.pmemMsync(address, Int(length)).mapError { DeviceError.system(path: path, $0) }.get()
+        case .simulated: observer!.flushed(address, length: length)
         }
     }
 
@@ -373,7 +403,7 @@ public final class MappedDevice: @unchecked Sendable {
         switch persistence {
         case .pmem:
             pmem_memcpy_nodrain(address, from, source.count)
-        case .msync:
+        case .msync, .simulated:
             address.copyMemory(from: from, byteCount: source.count)
             try flush(address: address, length: UInt64(source.count))
         }
@@ -385,9 +415,10 @@ public final class MappedDevice: @unchecked Sendable {
         switch persistence {
         case .pmem:
             pmem_memcpy_persist(address, from, source.count)
-        case .msync:
+        case .msync, .simulated:
             address.copyMemory(from: from, byteCount: source.count)
             try flush(address: address, length: UInt64(source.count))
+            drain()
         }
     }
 
@@ -397,16 +428,18 @@ public final class MappedDevice: @unchecked Sendable {
         switch persistence {
         case .pmem:
             pmem_memset_persist(address, Int32(value), Int(length))
-        case .msync:
+        case .msync, .simulated:
             memset(address, Int32(value), Int(length))
             try flush(address: address, length: length)
+            drain()
         }
     }
 
     /// Durably zeroes a range nobody uses (space about to join an arena). A file gets
     /// its blocks punched out, which is quick and keeps it sparse; device-dax is memset.
     public func zero(offset: UInt64, length: UInt64) throws(DeviceError) {
-        if kind == .file {
+        // Simulated persistence sees only stores, so it gets the memset a device-dax gets.
+        if kind == .file, persistence != .simulated {
             if case .success = syscalls.punchHole(fd, offset, length) {
                 // The hole is file-system metadata: only fdatasync makes it durable, in
                 // pmem mode too (fs-dax with MAP_SYNC syncs a store's block allocation at
@@ -439,7 +472,7 @@ public final class MappedDevice: @unchecked Sendable {
         switch persistence {
         case .pmem:
             try guarded(base + Int(offset), from, source.count, copy: pmem_memcpy_persist, side: CDaxShims_guard_destination, at: offset)
-        case .msync:
+        case .msync, .simulated:
             try guarded(base + Int(offset), from, source.count, copy: nil, side: CDaxShims_guard_destination, at: offset)
             try persist(offset: offset, length: UInt64(source.count))
         }

@@ -41,17 +41,20 @@ extension MappedDevice {
         let protection = mode == .readWrite ? PROT_READ | PROT_WRITE : PROT_READ
         _ = try Syscall.mmap(address, Int(length), protection, MAP_SHARED | MAP_FIXED, fd, Int(deviceOffset))
             .mapError { DeviceError.system(path: path, $0) }.get()
+        observer?.windowMapped(at: address, deviceOffset: deviceOffset, length: length)
     }
 
     /// Gives `[address, address + length)` of a window back to its reservation: maps
     /// PROT_NONE anonymous memory over it again (MAP_FIXED replaces the device mapping).
     public func unmapFromWindow(at address: UnsafeMutableRawPointer, length: UInt64) throws(DeviceError) {
+        observer?.windowUnmapped(at: address, length: length)
         _ = try Syscall.mmap(address, Int(length), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0)
             .mapError { DeviceError.system(path: path, $0) }.get()
     }
 
     /// Unmaps a whole window: its reservation and every extent mapped into it.
     public func releaseWindow(_ base: UnsafeMutableRawPointer, length: UInt64) {
+        observer?.windowUnmapped(at: base, length: length)
         Syscall.munmap(base, Int(length))
     }
 }

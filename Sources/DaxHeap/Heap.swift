@@ -81,20 +81,24 @@ public final class Heap: Sendable {
     ///     nil or its own size. For an existing file with `overwrite`, nil keeps its size.
     ///   - overwrite: reinitialise an existing non-empty file, or a device-dax whose
     ///     metadata blocks hold data. Without it, such a device is refused.
+    ///   - simulator: for crash-consistency tests only: persistence is simulated, and every
+    ///     flush and fence, from the heap's first metadata write on, goes to the simulator.
     public static func create(
         path: String, size: UInt64? = nil, overwrite: Bool = false,
-        logger: Logger = Logger(label: "DaxHeap")
+        logger: Logger = Logger(label: "DaxHeap"), simulator: PowerLossSimulator? = nil
     ) throws(HeapError) -> Heap {
-        try create(path: path, size: size, overwrite: overwrite, logger: logger, sysfsRoot: "/sys", faults: nil)
+        try create(path: path, size: size, overwrite: overwrite, logger: logger, sysfsRoot: "/sys", faults: nil,
+                   simulator: simulator)
     }
 
     /// `create` with the test hooks: a fake sysfs tree and injected metadata faults.
     package static func create(
-        path: String, size: UInt64?, overwrite: Bool, logger: Logger, sysfsRoot: String, faults: MetadataFaults?
+        path: String, size: UInt64?, overwrite: Bool, logger: Logger, sysfsRoot: String, faults: MetadataFaults?,
+        simulator: PowerLossSimulator? = nil
     ) throws(HeapError) -> Heap {
         let device: MappedDevice
         do {
-            device = try MappedDevice.create(path: path, size: size, overwrite: overwrite, sysfsRoot: sysfsRoot)
+            device = try MappedDevice.create(path: path, size: size, overwrite: overwrite, sysfsRoot: sysfsRoot, observer: simulator)
         } catch {
             throw HeapError(error)
         }
@@ -122,19 +126,25 @@ public final class Heap: Sendable {
     /// from the good one (logged as a warning and listed in ``repairs``). If neither
     /// copy is valid, or the device's size is not the recorded one, open fails and
     /// writes nothing.
+    ///
+    /// - Parameter simulator: for crash-consistency tests only: persistence is simulated,
+    ///   and every flush and fence (the open-time repair's included) goes to the simulator.
     public static func open(
-        path: String, mode: HeapMode = .readWrite, logger: Logger = Logger(label: "DaxHeap")
+        path: String, mode: HeapMode = .readWrite, logger: Logger = Logger(label: "DaxHeap"),
+        simulator: PowerLossSimulator? = nil
     ) throws(HeapError) -> Heap {
-        try open(path: path, mode: mode, logger: logger, sysfsRoot: "/sys", faults: nil)
+        try open(path: path, mode: mode, logger: logger, sysfsRoot: "/sys", faults: nil, simulator: simulator)
     }
 
     /// `open` with the test hooks: a fake sysfs tree and injected metadata faults.
     package static func open(
-        path: String, mode: HeapMode, logger: Logger, sysfsRoot: String, faults: MetadataFaults?
+        path: String, mode: HeapMode, logger: Logger, sysfsRoot: String, faults: MetadataFaults?,
+        simulator: PowerLossSimulator? = nil
     ) throws(HeapError) -> Heap {
         let device: MappedDevice
         do {
-            device = try MappedDevice.open(path: path, mode: mode == .readOnly ? .readOnly : .readWrite, sysfsRoot: sysfsRoot)
+            device = try MappedDevice.open(path: path, mode: mode == .readOnly ? .readOnly : .readWrite, sysfsRoot: sysfsRoot,
+                                           observer: simulator)
         } catch {
             throw HeapError(error)
         }
@@ -177,7 +187,13 @@ public final class Heap: Sendable {
     /// The device's mapping alignment (sysfs `align`; 2 MiB for a file).
     public var alignment: UInt64 { device.alignment }
     /// How stores are made durable.
-    public var persistence: Persistence { device.persistence == .pmem ? .pmem : .msync }
+    public var persistence: Persistence {
+        switch device.persistence {
+        case .pmem: .pmem
+        case .msync: .msync
+        case .simulated: .simulated
+        }
+    }
     /// Bytes between the two metadata blocks.
     public var usableSize: UInt64 { state.withLock { $0.table.usableSize } }
     /// Usable bytes held by no arena.

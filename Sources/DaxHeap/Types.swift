@@ -25,6 +25,9 @@ public enum Persistence: String, Sendable {
     case pmem
     /// msync(2) of the touched pages: a file on an ordinary filesystem.
     case msync
+    /// Nothing reaches the media by itself: a ``PowerLossSimulator`` keeps the image that
+    /// flushes and fences made durable (the heap was opened with one).
+    case simulated
 }
 
 /// The state of one metadata copy.
