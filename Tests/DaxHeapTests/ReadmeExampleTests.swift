@@ -11,7 +11,7 @@ import Glibc
         defer { unlink(path) }
         var reference: PersistentReference
         do {
-            let heap = try Heap.create(path: path, size: 64 << 20)
+        let heap = try Heap.create(path: path, size: 64 << 20)
             let log = try heap.createArena(named: "log", size: 8 << 20)
             try log.memcpyPersist(at: 0, Array("hello, persistent world".utf8))
             try log.withUnsafeMutableBytes(at: 4096, count: 8) { bytes in
@@ -35,5 +35,46 @@ import Glibc
         #expect(try arena.size == 16 << 20)
         #expect(try arena.read(at: (2 << 20) - 4, count: 9) == Array("straddles".utf8))
         #expect(try arena.read(at: 12 << 20, count: 8) == [7, 0, 0, 0, 0, 0, 0, 0])
+    }
+}
+
+/// The README's "Testing crash consistency" example, with the sound and the broken publish.
+@Suite struct ReadmePowerLossExampleTests {
+    private struct Torn: Error {}
+
+    private func run(sound: Bool) throws -> PowerLossSimulator {
+        let directory = try tempDirectory(), path = tempPath()
+        defer { removeTree(directory); removeFile(path) }
+        func publish(_ record: [UInt8], in window: ArenaWindow) throws {
+            if sound { try window.memcpyPersist(at: 4096, record) } else {
+                try record.withUnsafeBytes { bytes in try window.memcpyNoDrain(at: 4096, from: bytes) }
+            }
+            try window.store(1, at: 0)
+            try window.persist(at: 0, count: 8)
+        }
+
+        let record = Array(repeating: UInt8(0xAB), count: 256)
+        let simulator = PowerLossSimulator(directory: directory) { image in
+            let heap = try Heap.open(path: image.path, mode: .readOnly)
+            let log = try heap.arena(named: "log")
+            if try log.withView({ try $0.load(at: 0) }) == 1, try log.read(at: 4096, count: 256) != record {
+                throw Torn()
+            }
+        }
+        simulator.isArmed = false  // sweep the publish, not the setup
+        let heap = try Heap.create(path: path, size: 16 << 20, simulator: simulator)
+        let window = try heap.createArena(named: "log", size: 2 << 20).mapWindow()
+        simulator.isArmed = true
+        try publish(record, in: window)
+        window.close()
+        return simulator
+    }
+
+    @Test func theSoundPublishPasses() throws {
+        try run(sound: true).verify()
+    }
+
+    @Test func theBrokenPublishFails() throws {
+        #expect(throws: PowerLossFailure.self) { try run(sound: false).verify() }
     }
 }
