@@ -162,6 +162,30 @@ private func firstWord(of name: String, in image: CrashImage) throws -> UInt64 {
         #expect(try heap.arena(named: "a").withView { try $0.load(at: 0) } == 5)
     }
 
+    @Test func aFenceMakesDurableOnlyItsOwnThreadsFlushes() throws {
+        let directory = try tempDirectory(), path = tempPath()
+        defer { removeTree(directory); removeFile(path) }
+        let old = Locked<[UInt64]>([])
+        let simulator = PowerLossSimulator(crashPoints: .marksOnly, directory: directory) { image in
+            guard image.kind == .allOld else { return }
+            let value = try firstWord(of: "a", in: image)
+            old.withLock { $0.append(value) }
+        }
+        let heap = try Heap.create(path: path, size: 8 << 20, simulator: simulator)
+        let window = try heap.createArena(named: "a", size: twoMiB).mapWindow()
+        defer { window.close() }
+        try window.store(9, at: 0)
+        try window.flush(at: 0, count: 8)
+        let other = Thread { window.drain() }  // another thread's fence orders its own flushes only
+        other.start()
+        while !other.isFinished { usleep(1000) }
+        simulator.crashPoint("flushed here, fenced there")
+        window.drain()
+        simulator.crashPoint("fenced here")
+        try simulator.verify()
+        #expect(old.withLock { $0 } == [0, 9])
+    }
+
     @Test func fencesAndFlushesAreCountedWhetherOrNotArmed() throws {
         let directory = try tempDirectory(), path = tempPath()
         defer { removeTree(directory); removeFile(path) }
