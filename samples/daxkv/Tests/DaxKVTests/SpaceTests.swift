@@ -29,8 +29,8 @@ struct SpaceTests {
             try store.put(batch: small)
             #expect(store.dataGrowths >= 5)
             #expect(store.indexRebuilds >= 1)
-            #expect(try store.data.info.extents.count >= 5, "the data arena should be discontiguous")
-            #expect(try store.index.info.extents.count >= 2, "the index arena should be discontiguous")
+            #expect(try store.data.arena.info.extents.count >= 5, "the data arena should be discontiguous")
+            #expect(try store.index.arena.info.extents.count >= 2, "the index arena should be discontiguous")
             for i in stride(from: 0, to: count, by: 7) { #expect(try store.get(key(i)) == stamped(i, version: 0, count: 4000)) }
         }
         let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
