@@ -175,6 +175,9 @@ extension KVStore {
 /// whole-device mapping, does not reach its pages. Older kernels lack the call (EINVAL);
 /// their pages fault in as they are used.
 func prefault(_ window: ArenaWindow, segment: Int, store: String) throws {
+    // On a read-only window madvise fails with EINVAL (taken below for an old kernel) or
+    // EFAULT (taken for a full file system): say what it is instead.
+    guard window.isWritable else { throw KVError.heap(.readOnly(path: window.arena.heap.path)) }
     let start = window.base + Int(UInt64(segment) << Format.segmentShift)
     guard madvise(start, Int(Format.segmentSize), MADV_POPULATE_WRITE) != 0, errno != EINVAL else { return }
     let reason = String(cString: strerror(errno))

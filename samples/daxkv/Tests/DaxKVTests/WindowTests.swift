@@ -30,6 +30,20 @@ struct WindowTests {
         #expect(heap.arenas.isEmpty)
     }
 
+    /// Restarting an unfinished store writes, first of all prefaulting segment 0 through the
+    /// data window: on a read-only heap that must fail as read-only, not as a full store.
+    @Test("restarting an unfinished store on a read-only heap fails as read-only")
+    func readOnlyRestart() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        do {
+            let heap = try scratch.heap()
+            try heap.createArena(named: "kv.data", size: 2 << 20)  // as if creation stopped there
+        }
+        let heap = try Heap.open(path: scratch.file("heap"), mode: .readOnly)
+        #expect(throws: KVError.heap(.readOnly(path: heap.path))) { try KVStore.open(heap: heap) }
+    }
+
     /// Bytes past an arena's size lie in the window's reserved address space, which is not
     /// mapped: a slot damaged to point there must be reported, not followed (a SIGSEGV).
     @Test("a slot damaged to point past the data arena is reported, not followed")
