@@ -2,9 +2,11 @@
 
 /// Sizes and constants shared by the two arenas.
 enum Format {
-    /// The data arena is cut into segments of this size. Arena sizes and extents are
-    /// multiples of 2 MiB, so a segment never straddles two extents, and a record, which
-    /// never straddles two segments, can be read and written with one scoped access.
+    /// The data arena is cut into segments of this size: the log's unit of reuse
+    /// (a segment is freed, zeroed and made the tail whole) and of the replay at open
+    /// (the tail segment is read from its start). A record never straddles two segments.
+    /// Extents do not matter here: the store reaches the arena through a window, one
+    /// range of addresses across them.
     static let segmentSize: UInt64 = 2 << 20
     static let segmentShift: UInt64 = 21
     /// Bytes at the start of each arena holding its header (segment 0 of the data arena

@@ -21,8 +21,8 @@ struct SegmentReuseTests {
     func pausedReader(rebuild: Bool) throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
-        // Four segments from the start: the writer below never grows the arena, which
-        // would wait for the paused reader's read section.
+        // Four segments from the start, so that the writer below never grows the arena:
+        // the free segments, and so which one is reused next, stay as planned.
         let store = try KVStore.open(heap: try scratch.heap(), options: KVStoreOptions(initialDataSize: 4 * Format.segmentSize))
         let target = bytes("target-key"), other = bytes("other--key")
         let filler = bytes("filler"), pad = bytes("pad")
@@ -67,7 +67,7 @@ struct SegmentReuseTests {
         let room = Format.segmentSize - used
         try store.put(pad, stamped(3, version: 1, count: Int(room) - Format.recordHeaderSize - pad.count))
         try store.put(other, stamped(4, version: 1, count: value))
-        #expect(try store.data.read(at: recordAt + UInt64(Format.keyOffset), count: other.count) == other,
+        #expect(try store.data.arena.read(at: recordAt + UInt64(Format.keyOffset), count: other.count) == other,
                 "the other key's record should have landed where the paused reader's slot points")
 
         pause.resume.signal()

@@ -24,6 +24,19 @@ struct Scratch {
 
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
+/// Fills what is left of `heap` with 2 MiB arenas and destroys every other one, so that
+/// arenas created or grown afterwards land in 2 MiB holes: an arena of more than 2 MiB
+/// is then discontiguous, and any range of it longer than 2 MiB crosses an extent boundary.
+func fragment(_ heap: Heap) throws {
+    var pads: [String] = []
+    while heap.availableSize >= 2 << 20 {
+        let name = "pad\(pads.count)"
+        try heap.createArena(named: name, size: 2 << 20)
+        pads.append(name)
+    }
+    for (i, name) in pads.enumerated() where i % 2 == 0 { try heap.destroyArena(named: name) }
+}
+
 /// Deterministic value bytes for (key index, version): every 8-byte word holds
 /// index << 32 | version, so a torn or mixed value is evident.
 func stamped(_ index: Int, version: Int, count: Int) -> [UInt8] {

@@ -1,0 +1,90 @@
+// Rebuilding the index table at a larger size, online.
+import DaxHeap
+import Synchronization  // Atomic: the counts readers load
+
+extension KVStore {
+    /// Rebuilds the index at a larger size when adding `n` entries would make it more
+    /// than three quarters full (tombstones count), before anything of the put is written.
+    func ensureIndexRoom(adding n: Int) throws {
+        let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
+        let slots = (1 << log2) * Format.slotsPerBucket
+        let count = liveCount
+        guard count + tombstones + n > slots * 3 / 4 else { return }
+        let newLog2 = max(Self.log2Buckets(forKeys: count + n), log2)
+        let oldBytes = UInt64(1 << log2) * Format.bucketSize
+        let newOffset = (tableOffset + oldBytes + Format.headerSize - 1) & ~(Format.headerSize - 1)
+        let newBytes = UInt64(1 << newLog2) * Format.bucketSize
+        let needed = roundUp2M(newOffset + newBytes)
+        if index.size < needed {
+            var failure: HeapError? = nil
+            do throws(HeapError) {
+                try index.arena.resize(to: needed)  // mapped into the window on return
+            } catch {
+                if !isOutOfSpace(error) { throw error }
+                failure = error
+            }
+            if let failure {
+                throw KVError.storeFull(store: name, needed: needed - index.size, detail: "the index cannot grow (\(failure))")
+            }
+        }
+        // The region may hold a rebuild a crash interrupted: clear it.
+        try index.memsetPersist(at: newOffset, value: 0, count: newBytes)
+        let newMask = UInt64(1 << newLog2) - 1
+        for at in stride(from: tableOffset, to: tableOffset + oldBytes, by: 8) {
+            let slot = indexWord(at).load(as: UInt64.self)
+            guard Format.isLive(slot) else { continue }
+            var bucket = placementHash(of: slot, oldBucket: (at - tableOffset) / Format.bucketSize) & newMask
+            placed: while true {
+                let base = newOffset + bucket * Format.bucketSize
+                for i in 0 ..< UInt64(Format.slotsPerBucket) where indexWord(base + i * 8).load(as: UInt64.self) == Format.emptySlot {
+                    indexWord(base + i * 8).storeBytes(of: slot, as: UInt64.self)  // published below, after the persist
+                    break placed
+                }
+                bucket = (bucket + 1) & newMask
+            }
+        }
+        try indexArena.persist(at: newOffset, count: newBytes)
+        let word = Format.descriptor(tableOffset: newOffset, log2Buckets: newLog2)
+        try index.store(word, at: Format.descriptorOffset)
+        try indexArena.persist(at: Format.descriptorOffset, count: 8)
+        descriptor.store(word, ordering: .releasing)
+        pendingSlot = nil  // its value is in the new table, which is durable
+        tombstones = 0
+        rebuildCount.incrementByWriter()
+    }
+
+    /// The hash an index rebuild places a live slot by: its record's key hash, the lengths
+    /// checked as a get checks them. A record whose lengths are impossible, or whose key
+    /// hashes to another tag than the slot's, is damaged; if only its key length is, the
+    /// key length that makes the record match its checksum and the slot's tag gives the
+    /// key hash back, so that a get of the key still meets the slot and reports the damage.
+    /// Failing that (its key bytes are damaged too), `oldBucket`: the bucket number stays.
+    func placementHash(of slot: UInt64, oldBucket: UInt64) -> UInt64 {
+        let offset = Format.slotOffset(slot)
+        let tag = Format.slotTag(slot)
+        guard let room = recordRoom(offset), room >= Format.recordHeaderSize else { return oldBucket }  // open refuses such slots
+        let base = record(offset)
+        let key = base + Format.keyOffset
+        if let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
+           Format.keyOffset + lengths.keyCount <= room {
+            let hash = hash64(key, lengths.keyCount, seed: Seeds.key)
+            if Format.tag(hash) == tag { return hash }
+        }
+        return Self.keyHash(ofRecordWithDamagedKeyLength: UnsafeRawBufferPointer(start: base, count: room), tag: tag) ?? oldBucket
+    }
+
+    /// The key hash of `record` (the rest of its segment) if only the key length field of
+    /// its header is damaged: the hash of the key length with which the rest of the length
+    /// word, the bytes and the checksum agree, and whose key hash has the slot's `tag`.
+    static func keyHash(ofRecordWithDamagedKeyLength record: UnsafeRawBufferPointer, tag: UInt64) -> UInt64? {
+        let base = record.baseAddress!
+        let word = base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)
+        for keyCount in 1 ... Format.maxKeySize {
+            guard let lengths = RecordLengths(word & ~Format.keyLengthMask | UInt64(keyCount)),
+                  Format.keyOffset + keyCount + lengths.valueCount <= record.count else { continue }
+            let hash = hash64(base + Format.keyOffset, keyCount, seed: Seeds.key)
+            if Format.tag(hash) == tag && recordIsIntact(base, lengths) { return hash }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,90 @@
+// Recovery's second half: the replay of the log's tail segment at open.
+import DaxHeap
+import Synchronization  // Atomic: the counts readers load
+
+extension KVStore {
+    /// A record of the tail segment, as the replay collects them.
+    struct TailRecord { var offset: UInt64; var keyCount: Int; var hash: UInt64; var isDelete: Bool }
+
+    /// Recovery's second half (README, "Crash argument"): the tail segment's records, in
+    /// log order, applied to the index wherever a slot store or tombstone did not reach the
+    /// media. Only the tail can need it: every slot flushed before a segment switch was made
+    /// durable by the switch. Returns the records scanned and replayed.
+    func recoverTail(upgrading: Bool) throws -> (scanned: Int, replayed: Int) {
+        let segment = tailSegment
+        let end = Format.segmentEnd(segment)
+        let writable = heap.mode == .readWrite
+        if upgrading {
+            // Version 1 fenced every slot (nothing to replay) but did not zero reused
+            // segments, so stale records may follow the tail. Zero them, then say 2.
+            guard writable else { return (0, 0) }
+            if tail < end { try data.memsetPersist(at: tail, value: 0, count: end - tail) }
+            try data.store(Format.version, at: Format.versionOffset)
+            try dataArena.persist(at: Format.versionOffset, count: 8)
+            try index.store(Format.version, at: Format.versionOffset)
+            try indexArena.persist(at: Format.versionOffset, count: 8)
+            return (0, 0)
+        }
+        // The valid records from the segment's start; the first that fails its checks ends
+        // the log (zero bytes past the tail, by invariant 4, or a torn append).
+        // The last record of each key in the tail is the key's newest state: a put the
+        // slot must point at, or a delete the key must be absent after. (Records are in
+        // log order, and anything outside the tail is older: compaction copies into a new
+        // tail, never into the current one.)
+        var records: [TailRecord] = []
+        var last: [[UInt8]: Int] = [:]  // key -> its last record in `records`
+        var at = Format.segmentStart(segment)
+        while at + UInt64(Format.recordHeaderSize) <= end {
+            let base = record(at)
+            guard let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
+                  at + UInt64(lengths.size) <= end, recordIsIntact(base, lengths) else { break }
+            let key = UnsafeRawBufferPointer(start: base + Format.keyOffset, count: lengths.keyCount)
+            last[Array(key)] = records.count
+            records.append(TailRecord(offset: at, keyCount: lengths.keyCount, hash: hash64(key, seed: Seeds.key), isDelete: lengths.isDelete))
+            at += UInt64(lengths.size)
+        }
+        // `tail` is where the index scan put it: after the last record a slot references
+        // here (the segment's end if such a record's header was damaged). A referenced
+        // record past the first invalid one is damage, not a torn append: replay what
+        // precedes it and never append into this segment again.
+        let damaged = tail > at
+        tail = damaged ? end : at
+        // Where the index disagrees with a key's last record, a slot store or tombstone was
+        // lost: apply it again. Comparing final states keeps this idempotent.
+        let finals = last.values.sorted().map { records[$0] }
+        func lost(_ r: TailRecord) -> Probe? {
+            let key = UnsafeRawBufferPointer(start: record(r.offset) + Format.keyOffset, count: r.keyCount)
+            let probe = find(hash: r.hash, key: key, currentTable())
+            let agrees = r.isDelete ? !probe.found : probe.found && Format.slotOffset(probe.old) == r.offset
+            return agrees ? nil : probe
+        }
+        guard writable else {
+            let outstanding = finals.filter { lost($0) != nil }.count
+            if outstanding > 0 { throw KVError.needsRecovery(store: name, records: outstanding) }
+            return (records.count, 0)
+        }
+        var replayed = 0
+        for r in finals {
+            if !r.isDelete { try ensureIndexRoom(adding: 1) }  // before the probe: a rebuild moves every slot
+            guard let probe = lost(r) else { continue }
+            replayed += 1
+            if r.isDelete {
+                atomicStore(indexWord(probe.position), Format.tombstone)
+                try indexArena.flush(at: probe.position, count: 8)
+                release(Format.slotOffset(probe.old))
+                tombstones += 1
+                liveCount -= 1
+            } else {
+                _ = try publish(probe, hash: r.hash, offset: r.offset, flush: true)
+            }
+        }
+        indexArena.drain()  // the replayed slots are durable
+        countInserts()
+        live.store(liveCount, ordering: .releasing)
+        // Restore invariant 4 after a torn append: zero from the new tail on.
+        if !damaged && tail < end && !isZero(UnsafeRawBufferPointer(start: record(tail), count: Int(end - tail))) {
+            try data.memsetPersist(at: tail, value: 0, count: end - tail)
+        }
+        return (records.count, replayed)
+    }
+}

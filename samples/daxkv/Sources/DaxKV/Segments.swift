@@ -1,0 +1,185 @@
+// The log's segments: switching the tail, compaction, growth.
+import DaxHeap
+import Synchronization  // Atomic: the counts readers load
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension KVStore {
+    // MARK: Segments: switching, growth, compaction
+
+    /// Makes the tail segment one with room for a record of `needed` bytes.
+    func advance(needed: Int) throws {
+        var triedGrowth = false
+        while true {
+            if tail + UInt64(needed) <= Format.segmentEnd(tailSegment) { return }
+            // One free segment stays in reserve as compaction's destination.
+            if freeSegments.count >= 2 {
+                try switchToFreeSegment()
+                continue
+            }
+            // A victim known to hold no dead record is not walked (a fill's case).
+            if !freeSegments.isEmpty, let victim = victim(), triedGrowth || segmentAppended[victim] != segmentLive[victim],
+               let plan = plan(victim) {
+                let capacity = Format.segmentEnd(freeSegments.last!) - Format.segmentStart(freeSegments.last!)
+                let room = capacity - UInt64(plan)
+                // Worth it before growing if it frees enough of a segment (the option;
+                // half by default); after growth failed, any gain will do.
+                if room >= UInt64(needed), Double(room) >= Double(capacity) * reclaimBeforeGrowth || triedGrowth {
+                    try compact(victim)
+                    continue
+                }
+            }
+            if !triedGrowth {
+                triedGrowth = true
+                if try grow() { continue }
+                continue  // retry compaction accepting any gain
+            }
+            throw KVError.storeFull(store: name, needed: UInt64(needed),
+                                    detail: "the heap has no free space for the data arena to grow and no segment holds enough reclaimable space")
+        }
+    }
+
+    /// Makes the last free segment the tail.
+    func switchToFreeSegment() throws {
+        let segment = freeSegments.last!
+        try prefault(data, segment: segment, store: name)  // may fail: nothing has changed yet
+        freeSegments.removeLast()
+        let old = tailSegment
+        let reused = !segmentZeroed[segment]
+        // A get may still hold a slot into the segment's earlier use: counted before the
+        // first byte changes (the drain below keeps the zeroing's non-temporal stores after
+        // this store; release: after the stores that redirected those slots).
+        if reused { segmentReuses.store(segmentReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing) }
+        // Invariant 3 (README): every slot stored so far (the last put's or delete's, a
+        // group's) is durable before the segment is zeroed or the tail word stored, since
+        // from then on the replay reads only the new tail. A fence of its own, right after
+        // the flush: a store may reach the media before the fence that follows it, so the
+        // one persisting the tail word below comes too late to order the slots before it.
+        if let position = pendingSlot { try indexArena.flush(at: position, count: 8) }
+        indexArena.drain()
+        pendingSlot = nil
+        // Invariant 4: past the tail, the tail segment is zero, so the replay at open stops
+        // at the end of what was written there and never reads a stale record of the
+        // segment's earlier use. Zeroed and persisted before it becomes the tail.
+        if reused {
+            let start = Format.segmentStart(segment)
+            try data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)
+        }
+        segmentZeroed[segment] = false
+        try data.store(UInt64(segment), at: Format.tailSegmentOffset)
+        try dataArena.persist(at: Format.tailSegmentOffset, count: 8)
+        tailSegment = segment
+        segmentAppended[segment] = 0
+        tail = Format.segmentStart(segment)
+        if segmentLive[old] == 0 && old != segment && !damagedSegments.contains(old) { freeSegments.append(old) }
+    }
+
+    /// The full segment with the fewest live records.
+    func victim() -> Int? {
+        var best: Int? = nil
+        for s in 0 ..< segmentLive.count where s != tailSegment && segmentLive[s] > 0 && !damagedSegments.contains(s) {
+            if best == nil || segmentLive[s] < segmentLive[best!] { best = s }
+        }
+        return best
+    }
+
+    /// Walks `segment`, collecting its live records (checked against their checksums)
+    /// into `relocations`; returns their total size, or nil (and marks the segment
+    /// damaged) when a live record is damaged or cannot be found.
+    func plan(_ segment: Int) -> Int? {
+        relocations.removeAll(keepingCapacity: true)
+        let table = currentTable()
+        var offset = Format.segmentStart(segment)
+        let end = Format.segmentEnd(segment)
+        var bytes = 0
+        while offset + UInt64(Format.recordHeaderSize) <= end && relocations.count < segmentLive[segment] {
+            let base = record(offset)
+            guard let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
+                  offset + UInt64(lengths.size) <= end else { break }
+            if !lengths.isDelete {  // a delete record is never live
+                let hash = hash64(base + Format.keyOffset, lengths.keyCount, seed: Seeds.key)
+                if let (position, slot) = slotPointing(to: offset, hash: hash, table) {
+                    guard recordIsIntact(base, lengths) else { break }
+                    relocations.append(Relocation(from: offset, size: lengths.size, slotAt: position, tag: Format.slotTag(slot), to: 0))
+                    bytes += lengths.size
+                }
+            }
+            offset += UInt64(lengths.size)
+        }
+        if relocations.count != segmentLive[segment] {
+            damagedSegments.insert(segment)
+            return nil
+        }
+        return bytes
+    }
+
+    /// Moves the live records `plan` found into the reserve segment, which becomes the
+    /// tail: the copies are made durable (one fence), then the slots (one more). Only
+    /// then is the victim free.
+    func compact(_ victim: Int) throws {
+        try switchToFreeSegment()
+        for i in relocations.indices {
+            let r = relocations[i]
+            record(tail).copyMemory(from: record(r.from), byteCount: r.size)
+            try dataArena.flush(at: tail, count: UInt64(r.size))
+            relocations[i].to = tail
+            tail += UInt64(r.size)
+        }
+        dataArena.drain()
+        for r in relocations {
+            atomicStore(indexWord(r.slotAt), Format.slot(tag: r.tag, offset: r.to))
+            try indexArena.flush(at: r.slotAt, count: 8)
+        }
+        indexArena.drain()
+        segmentLive[tailSegment] += relocations.count
+        segmentAppended[tailSegment] += relocations.count
+        segmentLive[victim] = 0
+        freeSegments.append(victim)
+        relocations.removeAll(keepingCapacity: true)
+        compactionCount.incrementByWriter()
+    }
+
+    /// Grows the data arena online; false when the heap has no room.
+    func grow() throws -> Bool {
+        let size = data.size
+        let quarter = max(Format.segmentSize, (size / 4) & ~(Format.segmentSize - 1))
+        for step in Set([quarter, 2 * Format.segmentSize, Format.segmentSize]).sorted(by: >) {
+            do throws(HeapError) {
+                // Mapped into the window on return. Each new segment is prefaulted when it
+                // becomes the tail (`switchToFreeSegment`), not here.
+                try data.arena.resize(to: size + step)
+            } catch {
+                if isOutOfSpace(error) { continue }
+                throw error
+            }
+            let old = segmentLive.count
+            let now = Int((size + step) >> Format.segmentShift)
+            segmentLive += [Int](repeating: 0, count: now - old)
+            segmentAppended += [Int](repeating: 0, count: now - old)
+            segmentZeroed += [Bool](repeating: true, count: now - old)  // new arena space reads as zero
+            // The new segments are taken in order, after the older free ones.
+            freeSegments = Array((old ..< now).reversed()) + freeSegments.filter { $0 < old }
+            growthCount.incrementByWriter()
+            return true
+        }
+        return false
+    }
+}
+
+/// Maps data segment `segment` into `window` now, writable (MADV_POPULATE_WRITE, Linux
+/// 5.14): one call instead of a page fault per 4 KiB inside later puts, and a file system
+/// without room for the pages says so here, with an error, instead of with SIGBUS at a
+/// store. A window is a mapping of its own: `Arena.prefault`, which fills the heap's
+/// whole-device mapping, does not reach its pages. Older kernels lack the call (EINVAL);
+/// their pages fault in as they are used.
+func prefault(_ window: ArenaWindow, segment: Int, store: String) throws {
+    // On a read-only window madvise fails with EINVAL (taken below for an old kernel) or
+    // EFAULT (taken for a full file system): say what it is instead.
+    guard window.isWritable else { throw KVError.heap(.readOnly(path: window.arena.heap.path)) }
+    let start = window.base + Int(UInt64(segment) << Format.segmentShift)
+    guard madvise(start, Int(Format.segmentSize), MADV_POPULATE_WRITE) != 0, errno != EINVAL else { return }
+    let reason = String(cString: strerror(errno))
+    throw KVError.storeFull(store: store, needed: Format.segmentSize, detail: "the file system cannot back data segment \(segment) (\(reason))")
+}

@@ -1,0 +1,260 @@
+// Puts, batches and deletes, and the writer's index and record primitives (lock held).
+import DaxHeap
+import Synchronization  // Atomic: the counts readers load
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension KVStore {
+    // MARK: - Writing
+
+    /// Inserts or replaces; returns once the pair is durable. One fence: the record is
+    /// durable at the tail of the log, where recovery finds it should its slot store be
+    /// lost; the slot is stored, then flushed and fenced by the next write (or a segment
+    /// switch, an index rebuild, closing the store). See README "Crash argument".
+    public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
+        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
+        guard value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(value.count) }
+        let hash = hash64(key, seed: Seeds.key)
+        let size = Format.recordSize(keyCount: key.count, valueCount: value.count)
+        try lock.withLock { _ in
+            try wrapHeap {
+                // Room first, before the key's slot is looked up: an index rebuild moves
+                // every slot to a new table, and a segment switch may compact (redirect
+                // slots), so a slot found before either would be stale.
+                try ensureIndexRoom(adding: 1)
+                if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
+                let offset = tail
+                try writeRecord(at: offset, size: size, key: key, value: value)
+                try flushPendingSlot()
+                // Find the key's slot while those flushes drain: the bucket miss (and
+                // an update's miss on the old record) overlaps the fence's wait instead
+                // of following it. Loads only: nothing may be stored before the fence.
+                let probe = find(hash: hash, key: key, currentTable())
+                // The fence: this record and the previous write's slot are durable.
+                dataArena.drain()
+                tail += UInt64(size)
+                // The slot is stored, not flushed: the next write's fence takes it
+                // (a flush here would be waited for by the next locked instruction,
+                // the mutex, as if it were a fence of its own).
+                pendingSlot = try publish(probe, hash: hash, offset: offset, flush: false)
+                countInserts()
+            }
+        }
+    }
+
+    public func put(_ key: [UInt8], _ value: [UInt8]) throws {
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
+    }
+
+    /// Puts many pairs with group commit: records are made durable a segment's worth at a
+    /// time with one fence (their slots are replayable from the tail, like a single put's).
+    /// Returns once all are durable.
+    /// Later pairs win over earlier ones with the same key. On error, a prefix of the
+    /// pairs may have been applied.
+    public func put<C: Collection>(batch pairs: C) throws where C.Element == (key: [UInt8], value: [UInt8]) {
+        let items = Array(pairs)
+        for item in items {
+            guard (1 ... Format.maxKeySize).contains(item.key.count) else { throw KVError.invalidKeySize(item.key.count) }
+            guard item.value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(item.value.count) }
+        }
+        try lock.withLock { _ in
+            try wrapHeap {
+                // Room for every pair up front (duplicates only overestimate): one index
+                // rebuild at most, before any record is written.
+                try ensureIndexRoom(adding: items.count)
+                var next = 0
+                while next < items.count {
+                    let first = Format.recordSize(keyCount: items[next].key.count, valueCount: items[next].value.count)
+                    // Nothing is pending here: compaction never sees an unpublished record.
+                    if tail + UInt64(first) > Format.segmentEnd(tailSegment) { try advance(needed: first) }
+                    pending.removeAll(keepingCapacity: true)
+                    // As many records as the tail segment holds, then one commit.
+                    while next < items.count {
+                        let item = items[next]
+                        let size = Format.recordSize(keyCount: item.key.count, valueCount: item.value.count)
+                        if tail + UInt64(size) > Format.segmentEnd(tailSegment) { break }
+                        let offset = tail
+                        try item.key.withUnsafeBytes { k in try item.value.withUnsafeBytes { value in try writeRecord(at: offset, size: size, key: k, value: value) } }
+                        tail += UInt64(size)
+                        pending.append(Pending(hash: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) }, offset: offset, item: next))
+                        next += 1
+                    }
+                    try commitPending(items)
+                }
+            }
+        }
+    }
+
+    /// Publishes the pending records of a group: one fence for their records; their slots
+    /// are flushed and made durable by the next write's fence (the tail replay covers them).
+    func commitPending(_ items: [(key: [UInt8], value: [UInt8])]) throws {
+        guard !pending.isEmpty else { return }
+        try flushPendingSlot()
+        dataArena.drain()  // one fence for the whole group (and the slots flushed before it)
+        for p in pending {
+            let probe = items[p.item].key.withUnsafeBytes { k in find(hash: p.hash, key: k, currentTable()) }
+            _ = try publish(probe, hash: p.hash, offset: p.offset, flush: true)
+        }
+        countInserts()
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Removes `key`; false if it was absent. One fence: a delete record (the key alone)
+    /// is appended to the log and made durable, then the slot becomes a tombstone, flushed
+    /// like a put's slot (the tail replay covers it).
+    @discardableResult
+    public func delete(_ key: UnsafeRawBufferPointer) throws -> Bool {
+        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
+        let hash = hash64(key, seed: Seeds.key)
+        let size = Format.recordSize(keyCount: key.count, valueCount: 0)
+        return try lock.withLock { _ in
+            try wrapHeap {
+                // Room for the delete record before the slot is looked up (a switch may
+                // compact, redirecting slots), even if the key turns out to be absent: a
+                // segment switch then is merely early.
+                if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
+                let probe = find(hash: hash, key: key, currentTable())
+                guard probe.found else { return false }
+                let offset = tail
+                try writeRecord(at: offset, size: size, key: key, value: UnsafeRawBufferPointer(start: nil, count: 0), flags: Format.deleteFlag)
+                try flushPendingSlot()
+                dataArena.drain()  // the fence: the delete record (and the previous slot) are durable
+                tail += UInt64(size)
+                if segmentAppended[tailSegment] >= 0 { segmentAppended[tailSegment] += 1 }
+                atomicStore(indexWord(probe.position), Format.tombstone)
+                pendingSlot = probe.position  // flushed by the next write, like a put's slot
+                release(Format.slotOffset(probe.old))
+                tombstones += 1
+                liveCount -= 1
+                live.store(liveCount, ordering: .releasing)
+                return true
+            }
+        }
+    }
+
+    @discardableResult
+    public func delete(_ key: [UInt8]) throws -> Bool {
+        try key.withUnsafeBytes { try delete($0) }
+    }
+
+    // MARK: - Writer internals (lock held)
+
+    func wrapHeap<R>(_ body: () throws -> R) throws -> R {
+        do { return try body() } catch let error as HeapError { throw KVError.heap(error) }
+    }
+
+    /// The record format (Format.swift): checksum, length word, key, value, zero padding.
+    @inline(__always)
+    static func layOutRecord(at base: UnsafeMutableRawPointer, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt64) {
+        let lengths = Format.lengthWord(keyCount: key.count, valueCount: value.count, flags: flags)
+        base.storeBytes(of: recordChecksum(lengthWord: lengths, key: key.baseAddress, keyCount: key.count, value: value.baseAddress, valueCount: value.count), as: UInt64.self)
+        base.storeBytes(of: lengths, toByteOffset: Format.lengthWordOffset, as: UInt64.self)
+        (base + Format.keyOffset).copyMemory(from: key.baseAddress!, byteCount: key.count)
+        if value.count > 0 { (base + Format.keyOffset + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
+        let padding = size - Format.recordHeaderSize - key.count - value.count
+        if padding > 0 { (base + size - padding).initializeMemory(as: UInt8.self, repeating: 0, count: padding) }
+    }
+
+    /// Lays a record out in the log at `offset` (at the tail, inside the tail segment) and
+    /// flushes it (no fence).
+    @inline(__always)
+    func writeRecord(at offset: UInt64, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt64 = 0) throws {
+        Self.layOutRecord(at: record(offset), size: size, key: key, value: value, flags: flags)
+        try dataArena.flush(at: offset, count: UInt64(size))
+    }
+
+    /// Where `find` said the key's slot is.
+    typealias Probe = (position: UInt64, old: UInt64, found: Bool)
+
+    /// Points the key's slot (found by `find` with the writer lock held since) at the
+    /// durable record at `offset`, and flushes it if asked (no fence).
+    @inline(__always)
+    func publish(_ probe: Probe, hash: UInt64, offset: UInt64, flush: Bool) throws -> UInt64 {
+        atomicStore(indexWord(probe.position), Format.slot(tag: Format.tag(hash), offset: offset))
+        if flush { try indexArena.flush(at: probe.position, count: 8) }
+        if probe.found {
+            release(Format.slotOffset(probe.old))
+        } else {
+            if probe.old == Format.tombstone { tombstones -= 1 }
+            unpublishedInserts += 1
+        }
+        segmentLive[Format.segment(of: offset)] += 1
+        if segmentAppended[Format.segment(of: offset)] >= 0 { segmentAppended[Format.segment(of: offset)] += 1 }
+        return probe.position
+    }
+
+    /// Adds the inserts published since the last call to the count, after the fence: what
+    /// `count` says is durable.
+    @inline(__always)
+    func countInserts() {
+        if unpublishedInserts > 0 {
+            liveCount += unpublishedInserts
+            live.store(liveCount, ordering: .releasing)
+        }
+        unpublishedInserts = 0
+    }
+
+    /// Flushes the slot the last put or delete stored (no fence: the caller's comes next).
+    @inline(__always)
+    func flushPendingSlot() throws {
+        if let position = pendingSlot {
+            try indexArena.flush(at: position, count: 8)
+            pendingSlot = nil
+        }
+    }
+
+    /// One record in `segment` is no longer referenced.
+    func release(_ offset: UInt64) {
+        let segment = Format.segment(of: offset)
+        segmentLive[segment] -= 1
+        if segmentLive[segment] == 0 && segment != tailSegment && !damagedSegments.contains(segment) {
+            freeSegments.append(segment)
+        }
+    }
+
+    /// Where `key` is (found) or would go (the first tombstone or empty slot on its probe path).
+    func find(hash: UInt64, key: UnsafeRawBufferPointer, _ table: Table) -> Probe {
+        let tag = Format.tag(hash)
+        var bucket = hash & table.mask
+        var reusable: UInt64? = nil
+        for _ in 0 ... table.mask {
+            let at = table.bucketOffset(bucket)
+            for i in 0 ..< UInt64(Format.slotsPerBucket) {
+                let position = at + i * 8
+                let slot = indexWord(position).load(as: UInt64.self)  // only the writer stores slots
+                if slot == Format.emptySlot { return reusable.map { ($0, Format.tombstone, false) } ?? (position, slot, false) }
+                if slot == Format.tombstone { if reusable == nil { reusable = position }; continue }
+                if Format.slotTag(slot) == tag, keyMatches(at: Format.slotOffset(slot), key: key) { return (position, slot, true) }
+            }
+            bucket = (bucket + 1) & table.mask
+        }
+        guard let reusable else { fatalError("DaxKV: index table full (load factor invariant broken)") }
+        return (reusable, Format.tombstone, false)
+    }
+
+    @inline(__always)
+    func keyMatches(at offset: UInt64, key: UnsafeRawBufferPointer) -> Bool {
+        guard let room = recordRoom(offset), Format.recordHeaderSize + key.count <= room else { return false }
+        let base = record(offset)
+        let lengths = base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)
+        return Int(lengths & Format.keyLengthMask) == key.count && memcmp(base + Format.keyOffset, key.baseAddress!, key.count) == 0
+    }
+
+    /// The slot whose record is at `offset`, found by the record's key hash.
+    func slotPointing(to offset: UInt64, hash: UInt64, _ table: Table) -> (position: UInt64, slot: UInt64)? {
+        let want = Format.slot(tag: Format.tag(hash), offset: offset)
+        var bucket = hash & table.mask
+        for _ in 0 ... table.mask {
+            let at = table.bucketOffset(bucket)
+            for i in 0 ..< UInt64(Format.slotsPerBucket) {
+                let slot = indexWord(at + i * 8).load(as: UInt64.self)  // only the writer stores slots
+                if slot == Format.emptySlot { return nil }
+                if slot == want { return (at + i * 8, slot) }
+            }
+            bucket = (bucket + 1) & table.mask
+        }
+        return nil
+    }
+}
