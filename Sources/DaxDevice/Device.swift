@@ -334,11 +334,17 @@ public final class MappedDevice: @unchecked Sendable {
     /// Returns false, having done nothing, when the kernel lacks the call.
     public func prefault(offset: UInt64, length: UInt64) throws(DeviceError) -> Bool {
         precondition(offset <= size && length <= size - offset)
+        return try prefault(address: base + Int(offset), length: length)
+    }
+
+    /// ``prefault(offset:length:)`` at an address of the whole-device mapping or of a
+    /// window (each mapping has page tables of its own to fill).
+    public func prefault(address: UnsafeMutableRawPointer, length: UInt64) throws(DeviceError) -> Bool {
         guard length > 0 else { return true }
-        let page: UInt64 = 4096
-        let start = offset & ~(page - 1)
-        let end = min(size, (offset + length + page - 1) & ~(page - 1))
-        switch Syscall.madvise(base + Int(start), Int(end - start), 23 /* MADV_POPULATE_WRITE */) {
+        let page: UInt = 4096
+        let start = UInt(bitPattern: address) & ~(page - 1)
+        let end = (UInt(bitPattern: address) + UInt(length) + page - 1) & ~(page - 1)
+        switch Syscall.madvise(UnsafeMutableRawPointer(bitPattern: start)!, Int(end - start), 23 /* MADV_POPULATE_WRITE */) {
         case .success: return true
         case .failure(let e) where e.errno == EINVAL: return false  // before Linux 5.14
         case .failure(let e): throw .system(path: path, e)

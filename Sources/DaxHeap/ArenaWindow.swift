@@ -31,10 +31,15 @@ public final class ArenaWindow: Sendable {
     /// The arena mapped (its handle keeps the heap open).
     public let arena: Arena
     let region: WindowRegion
+    /// The heap's device, unretained: `arena` keeps the heap, and the heap the device,
+    /// alive. Reference counting around a flush would put a locked instruction (the
+    /// release) between the flush and its fence, which waits for the flush like a fence.
+    let device: Unmanaged<MappedDevice>
 
     init(arena: Arena, region: WindowRegion) {
         self.arena = arena
         self.region = region
+        self.device = Unmanaged.passUnretained(arena.heap.device)
     }
 
     deinit { close() }
@@ -118,11 +123,11 @@ public final class ArenaWindow: Sendable {
     public func flush(at offset: UInt64, count: UInt64) throws(HeapError) {
         let at = try locate(offset, count)
         guard let at else { return }
-        do throws(DeviceError) { try arena.heap.device.flush(address: at, length: count) } catch { throw HeapError(error) }
+        try onDevice { (device) throws(DeviceError) in try device.flush(address: at, length: count) }
     }
 
     /// Waits until earlier flushes and non-temporal copies are durable (pmem_drain).
-    public func drain() { arena.heap.device.drain() }
+    public func drain() { device._withUnsafeGuaranteedRef { $0.drain() } }
 
     /// Flushes and drains `[offset, offset + count)`.
     public func persist(at offset: UInt64, count: UInt64) throws(HeapError) {
@@ -135,14 +140,14 @@ public final class ArenaWindow: Sendable {
     public func memcpyNoDrain(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
         try checkWritable()
         guard let at = try locate(offset, source.count) else { return }
-        do throws(DeviceError) { try arena.heap.device.memcpyNoDrain(address: at, from: source) } catch { throw HeapError(error) }
+        try onDevice { (device) throws(DeviceError) in try device.memcpyNoDrain(address: at, from: source) }
     }
 
     /// Copies `source` to `offset` and makes it durable (pmem_memcpy_persist).
     public func memcpyPersist(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
         try checkWritable()
         guard let at = try locate(offset, source.count) else { return }
-        do throws(DeviceError) { try arena.heap.device.memcpyPersist(address: at, from: source) } catch { throw HeapError(error) }
+        try onDevice { (device) throws(DeviceError) in try device.memcpyPersist(address: at, from: source) }
     }
 
     /// Copies `bytes` to `offset` and makes them durable.
@@ -154,7 +159,29 @@ public final class ArenaWindow: Sendable {
     public func memsetPersist(at offset: UInt64, value: UInt8, count: UInt64) throws(HeapError) {
         try checkWritable()
         guard let at = try locate(offset, count) else { return }
-        do throws(DeviceError) { try arena.heap.device.memsetPersist(address: at, value: value, length: count) } catch { throw HeapError(error) }
+        try onDevice { (device) throws(DeviceError) in try device.memsetPersist(address: at, value: value, length: count) }
+    }
+
+    /// Fills the window's page tables for `[offset, offset + count)` now (madvise
+    /// MADV_POPULATE_WRITE, whole 4 KiB pages), so that first stores through the window do
+    /// not fault one page at a time; on a file the blocks are allocated, and a file system
+    /// without room fails here with an error instead of with SIGBUS at a store. A window
+    /// has page tables of its own: ``Arena/prefault(at:count:)`` does not fill them.
+    /// Returns false, having done nothing, on kernels before Linux 5.14.
+    @discardableResult
+    public func prefault(at offset: UInt64, count: UInt64) throws(HeapError) -> Bool {
+        try checkWritable()
+        guard let at = try locate(offset, count) else { return true }
+        return try onDevice { (device) throws(DeviceError) in try device.prefault(address: at, length: count) }
+    }
+
+    /// Runs a call on the unretained device (see ``device``), its error as a HeapError.
+    private func onDevice<R>(_ call: (MappedDevice) throws(DeviceError) -> R) throws(HeapError) -> R {
+        let result = device._withUnsafeGuaranteedRef { device in Result { () throws(DeviceError) in try call(device) } }
+        switch result {
+        case .success(let value): return value
+        case .failure(let error): throw HeapError(error)
+        }
     }
 
     // MARK: - References and addresses

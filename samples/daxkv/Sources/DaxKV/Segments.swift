@@ -168,18 +168,16 @@ extension KVStore {
     }
 }
 
-/// Maps data segment `segment` into `window` now, writable (MADV_POPULATE_WRITE, Linux
-/// 5.14): one call instead of a page fault per 4 KiB inside later puts, and a file system
+/// Maps data segment `segment` into `window` now, writable (`ArenaWindow.prefault`):
+/// one call instead of a page fault per 4 KiB inside later puts, and a file system
 /// without room for the pages says so here, with an error, instead of with SIGBUS at a
-/// store. A window is a mapping of its own: `Arena.prefault`, which fills the heap's
-/// whole-device mapping, does not reach its pages. Older kernels lack the call (EINVAL);
-/// their pages fault in as they are used.
+/// store. Older kernels lack the call; their pages fault in as they are used.
 func prefault(_ window: ArenaWindow, segment: Int, store: String) throws {
-    // On a read-only window madvise fails with EINVAL (taken below for an old kernel) or
-    // EFAULT (taken for a full file system): say what it is instead.
-    guard window.isWritable else { throw KVError.heap(.readOnly(path: window.arena.heap.path)) }
-    let start = window.base + Int(UInt64(segment) << Format.segmentShift)
-    guard madvise(start, Int(Format.segmentSize), MADV_POPULATE_WRITE) != 0, errno != EINVAL else { return }
-    let reason = String(cString: strerror(errno))
-    throw KVError.storeFull(store: store, needed: Format.segmentSize, detail: "the file system cannot back data segment \(segment) (\(reason))")
+    do throws(HeapError) {
+        try window.prefault(at: UInt64(segment) << Format.segmentShift, count: Format.segmentSize)
+    } catch {
+        guard case .io(_, _, _, let message) = error else { throw KVError.heap(error) }
+        throw KVError.storeFull(store: store, needed: Format.segmentSize, detail: "the file system cannot back data segment \(segment) (\(message))")
+    }
 }
+
