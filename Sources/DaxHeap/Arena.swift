@@ -11,6 +11,11 @@ import DaxDevice
 ///
 /// `Arena` is `Sendable`, but the bytes are shared memory: coordinating concurrent writes
 /// to the same bytes is the caller's business, as with any shared mapping.
+///
+/// A handle outlives what it names safely. Once its arena is destroyed, ``size`` reads 0
+/// (a live arena is never empty) and every other call throws
+/// ``HeapError/unknownArena(_:)``; the handle never reaches an arena that later takes the
+/// same name.
 public struct Arena: Sendable {
     /// The heap the arena lives on (kept alive by the handle).
     public let heap: Heap
@@ -25,13 +30,9 @@ public struct Arena: Sendable {
     /// The persistent id, stable across reopen.
     public var id: UInt64 { cell.id }
 
-    /// Current size in bytes.
-    public var size: UInt64 {
-        get throws(HeapError) {
-            guard let size = withLayout({ $0.size }) else { throw .unknownArena(name) }
-            return size
-        }
-    }
+    /// Current size in bytes: a positive multiple of 2 MiB, or 0 once the arena is
+    /// destroyed (then every data call throws; see ``Arena``).
+    public var size: UInt64 { withLayout({ $0.size }) ?? 0 }
 
     /// Size and extents now.
     public var info: ArenaInfo {
@@ -73,11 +74,12 @@ public struct Arena: Sendable {
 
     /// How many bytes from `offset` on lie in the same extent (0 at the end of the arena).
     public func contiguousBytes(at offset: UInt64) throws(HeapError) -> UInt64 {
-        guard let result = withLayout({ layout -> UInt64? in
-            if offset == layout.size { return 0 }
-            return layout.translate(offset)?.contiguous
+        guard let result = withLayout({ layout -> (size: UInt64, contiguous: UInt64?) in
+            (layout.size, offset == layout.size ? 0 : layout.translate(offset)?.contiguous)
         }) else { throw .unknownArena(name) }
-        guard let contiguous = result else { throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: try size) }
+        guard let contiguous = result.contiguous else {
+            throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: result.size)
+        }
         return contiguous
     }
 
@@ -124,7 +126,7 @@ public struct Arena: Sendable {
 
     /// `count` arena bytes from `offset`.
     public func read(at offset: UInt64, count: Int) throws(HeapError) -> [UInt8] {
-        let size = try self.size
+        guard let size = withLayout({ $0.size }) else { throw .unknownArena(name) }
         guard count >= 0, offset <= size, UInt64(count) <= size - offset else {
             throw .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: size)
         }

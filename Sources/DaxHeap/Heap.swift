@@ -287,7 +287,7 @@ public final class Heap: Sendable {
             guard let cell = s.cells[reference.arenaID] else { throw HeapError.unknownArena("#\(reference.arenaID)") }
             return Arena(heap: self, cell: cell)
         }
-        let size = try arena.size
+        guard let size = arena.withLayout({ $0.size }) else { throw .unknownArena(arena.name) }
         guard reference.offset <= size else {
             throw .outOfRange(arena: arena.name, offset: reference.offset, count: 0, arenaSize: size)
         }
@@ -324,7 +324,8 @@ public final class Heap: Sendable {
     }
 
     /// Destroys an arena, returning its space to the heap. Returns once no access can
-    /// still reach it; handles to it then fail with ``HeapError/unknownArena(_:)``.
+    /// still reach it; handles to it then fail with ``HeapError/unknownArena(_:)`` (and
+    /// their ``Arena/size`` is 0), even once another arena takes the name.
     public func destroyArena(named name: String) throws(HeapError) {
         _ = try change(arena: name) { table throws(ProvisionError) in
             try table.destroyInPlace(name: name)

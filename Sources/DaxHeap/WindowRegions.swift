@@ -106,7 +106,8 @@ extension Heap {
     func openWindow(arena: Arena, reserving requested: UInt64?) throws(HeapError) -> WindowRegion {
         let length = requested ?? usableSize
         guard length > 0, length % MappedDevice.granularity == 0 else {
-            throw .invalidReservation(arena: arena.name, reservation: length, arenaSize: try arena.size)
+            guard let size = arena.withLayout({ $0.size }) else { throw .unknownArena(arena.name) }
+            throw .invalidReservation(arena: arena.name, reservation: length, arenaSize: size)
         }
         let base: UnsafeMutableRawPointer
         do throws(DeviceError) { base = try device.reserveWindow(length: length) } catch { throw HeapError(error) }

@@ -626,7 +626,7 @@ import Glibc
         func check(sourceLocation: SourceLocation = #_sourceLocation) {
             let gone = HeapError.unknownArena("a")
             let facts = HeapFacts(heap)
-            #expect(throws: gone, sourceLocation: sourceLocation) { try a.size }
+            #expect(a.size == 0, "a destroyed arena's size reads 0", sourceLocation: sourceLocation)
             #expect(throws: gone, sourceLocation: sourceLocation) { try a.info }
             #expect(throws: gone, sourceLocation: sourceLocation) { try a.read(at: 0, count: 1) }
             #expect(throws: gone, sourceLocation: sourceLocation) { try a.read(at: 0, count: 0) }
@@ -669,7 +669,7 @@ import Glibc
         #expect(throws: HeapError.unknownArena("a"), "a handle to the destroyed arena resized the new arena \"a\"") {
             try stale.resize(to: 2 << 20)
         }
-        #expect(try again.size == 4 << 20)
+        #expect(again.size == 4 << 20)
         #expect(HeapFacts(heap) == facts)
     }
 
