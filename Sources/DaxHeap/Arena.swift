@@ -16,6 +16,16 @@ import DaxDevice
 /// (a live arena is never empty) and every other call throws
 /// ``HeapError/unknownArena(_:)``; the handle never reaches an arena that later takes the
 /// same name.
+///
+/// **Errors of access closures.** The calls that lend bytes or views to a closure
+/// (``withView(_:)``, ``withViews(_:_:_:)``, ``withUnsafeBytes(at:count:_:)``,
+/// ``withTranslator(_:)``, and the like on ``ArenaView`` and ``ArenaWindow``) come in two
+/// overloads. When the closure throws nothing, or only ``HeapError`` (write it
+/// `{ view throws(HeapError) in ... }`: Swift infers `any Error` for a closure that
+/// tries), the call throws `HeapError`, typed. Any other closure gets the untyped overload,
+/// which rethrows what the closure threw and throws `HeapError` for the heap's own
+/// failures, so `catch let error as HeapError` works either way. (One generic call with a
+/// wrapper error, `HeapError` or the closure's, would make every caller unwrap it.)
 public struct Arena: Sendable {
     /// The heap the arena lives on (kept alive by the handle).
     public let heap: Heap
@@ -56,7 +66,16 @@ public struct Arena: Sendable {
 
     /// Lends the bytes `[offset, offset + count)` for the duration of `body`; they must lie
     /// inside one extent (see ``contiguousBytes(at:)``). Do not let the pointer escape.
-    /// Stores are not durable until persisted (``persist(at:count:)``).
+    /// Stores are not durable until persisted (``persist(at:count:)``). Typed: for a body
+    /// that throws nothing or `HeapError` (see ``Arena``, "Errors of access closures").
+    public func withUnsafeMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        guard heap.device.mode == .readWrite else { throw .readOnly(path: heap.path) }
+        return try withView { view throws(HeapError) in try view.withUnsafeMutableBytes(at: offset, count: count, body) }
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withUnsafeMutableBytes<R>(
         at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
     ) throws -> R {
@@ -65,7 +84,15 @@ public struct Arena: Sendable {
     }
 
     /// Lends the bytes `[offset, offset + count)`, which must lie inside one extent, for
-    /// reading during `body`. Do not let the pointer escape.
+    /// reading during `body`. Do not let the pointer escape. Typed: for a body that throws
+    /// nothing or `HeapError` (see ``Arena``, "Errors of access closures").
+    public func withUnsafeBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        try withView { view throws(HeapError) in try view.withUnsafeBytes(at: offset, count: count, body) }
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withUnsafeBytes<R>(
         at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R
     ) throws -> R {
@@ -252,10 +279,20 @@ extension Arena {
     /// Runs `body` with a translator of the arena's current layout, inside one read
     /// section: a shrink or destroy waits until `body` returns, so the device offsets it
     /// hands out stay the arena's meanwhile. Do not keep the translator beyond `body`.
+    /// Typed: for a body that throws nothing or `HeapError` (see ``Arena``, "Errors of
+    /// access closures").
+    public func withTranslator<R>(_ body: (ArenaTranslator) throws(HeapError) -> R) throws(HeapError) -> R {
+        let token = ReadSections.enter(cell.readKey)
+        defer { ReadSections.exit(token) }
+        guard let snapshot = cell.load() else { throw .unknownArena(name) }
+        return try body(ArenaTranslator(layout: snapshot._withUnsafeGuaranteedRef { $0.layout }))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withTranslator<R>(_ body: (ArenaTranslator) throws -> R) throws -> R {
         let token = ReadSections.enter(cell.readKey)
         defer { ReadSections.exit(token) }
         guard let snapshot = cell.load() else { throw HeapError.unknownArena(name) }
-        return try snapshot._withUnsafeGuaranteedRef { try body(ArenaTranslator(layout: $0.layout)) }
+        return try body(ArenaTranslator(layout: snapshot._withUnsafeGuaranteedRef { $0.layout }))
     }
 }

@@ -57,9 +57,19 @@ public struct ArenaView: ~Escapable {
     public var name: String { cell._withUnsafeGuaranteedRef { $0.name } }
 
     // MARK: - Scoped access (one extent)
+    //
+    // Each comes typed, for a body that throws nothing or HeapError, and untyped, for any
+    // other body (see ``Arena``, "Errors of access closures").
 
     /// Lends `[offset, offset + count)`, which must lie inside one extent, for reading
     /// during `body`, as a bounds-checked span that cannot escape.
+    @inlinable
+    public func withBytes<R>(at offset: UInt64, count: Int, _ body: (RawSpan) throws(HeapError) -> R) throws(HeapError) -> R {
+        let bytes = UnsafeRawBufferPointer(start: try locate(offset, count), count: count)
+        return try body(RawSpan(_unsafeBytes: bytes))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     @inlinable
     public func withBytes<R>(at offset: UInt64, count: Int, _ body: (RawSpan) throws -> R) throws -> R {
         let bytes = UnsafeRawBufferPointer(start: try locate(offset, count), count: count)
@@ -69,6 +79,17 @@ public struct ArenaView: ~Escapable {
     /// Lends `[offset, offset + count)`, which must lie inside one extent, for writing
     /// during `body`, as a bounds-checked span that cannot escape. Stores are not durable
     /// until flushed and drained.
+    @inlinable
+    public func withMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (inout MutableRawSpan) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        guard writable else { throw readOnlyError() }
+        let bytes = UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count)
+        var span = MutableRawSpan(_unsafeBytes: bytes)
+        return try body(&span)
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     @inlinable
     public func withMutableBytes<R>(at offset: UInt64, count: Int, _ body: (inout MutableRawSpan) throws -> R) throws -> R {
         guard writable else { throw readOnlyError() }
@@ -80,6 +101,14 @@ public struct ArenaView: ~Escapable {
     /// Lends `[offset, offset + count)`, which must lie inside one extent, for reading
     /// during `body`. Do not let the pointer escape.
     @inlinable
+    public func withUnsafeBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        try body(UnsafeRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
+    @inlinable
     public func withUnsafeBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try body(UnsafeRawBufferPointer(start: try locate(offset, count), count: count))
     }
@@ -87,7 +116,18 @@ public struct ArenaView: ~Escapable {
     /// Lends `[offset, offset + count)`, which must lie inside one extent, for writing
     /// during `body`. Stores are not durable until flushed and drained.
     @inlinable
-    public func withUnsafeMutableBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
+    public func withUnsafeMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        guard writable else { throw readOnlyError() }
+        return try body(UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
+    @inlinable
+    public func withUnsafeMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
+    ) throws -> R {
         guard writable else { throw readOnlyError() }
         return try body(UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count))
     }
@@ -227,31 +267,3 @@ public struct ArenaView: ~Escapable {
 
 @available(*, unavailable, message: "an ArenaView lives only inside its closure, on its thread")
 extension ArenaView: Sendable {}
-
-extension Arena {
-    /// Runs `body` with a view of this arena's current layout, inside one read section
-    /// (see ``ArenaView``). Do not provision from inside `body`. The view cannot outlive
-    /// `body`: the compiler refuses to let it escape.
-    @inlinable
-    public func withView<R>(_ body: (ArenaView) throws -> R) throws -> R {
-        let token = enterSection()
-        defer { exitSection(token) }
-        return try body(try ArenaView(self))
-    }
-
-    /// Runs `body` with views of two arenas of the same heap under one read section: a
-    /// key-value store's index and log, for example.
-    @inlinable
-    public static func withViews<R>(_ first: Arena, _ second: Arena, _ body: (ArenaView, ArenaView) throws -> R) throws -> R {
-        guard first.heap === second.heap else { throw HeapError.foreignArena(arena: second.name, heap: first.heap.path) }
-        let outer = first.enterSection()
-        defer { first.exitSection(outer) }
-        let inner = second.enterSection()
-        defer { second.exitSection(inner) }
-        return try body(try ArenaView(first), try ArenaView(second))
-    }
-
-    /// A read section of this arena (``ReadSections``): two plain stores on the way in and out.
-    @usableFromInline func enterSection() -> ReadSections.Token { ReadSections.enter(cell.readKey) }
-    @usableFromInline func exitSection(_ token: ReadSections.Token) { ReadSections.exit(token) }
-}

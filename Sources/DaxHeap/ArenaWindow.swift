@@ -57,14 +57,33 @@ public final class ArenaWindow: Sendable {
 
     // MARK: - Scoped raw access (any range below the size)
 
+    //
+    // Each comes typed, for a body that throws nothing or HeapError, and untyped, for any
+    // other body (see ``Arena``, "Errors of access closures").
+
     /// Lends `[offset, offset + count)` for reading during `body`, across extents. Do not
     /// let the pointer escape the closure (``base`` is there for code that must).
+    public func withUnsafeBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        try body(UnsafeRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withUnsafeBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try body(UnsafeRawBufferPointer(start: try locate(offset, count), count: count))
     }
 
     /// Lends `[offset, offset + count)` for writing during `body`, across extents. Stores
     /// are not durable until persisted.
+    public func withUnsafeMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        try checkWritable()
+        return try body(UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withUnsafeMutableBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
         try checkWritable()
         return try body(UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count))

@@ -85,12 +85,12 @@ import DaxTestSupport
                     let zero = try a.withUnsafeBytes(at: offset, count: count) { b in b.allSatisfy { $0 == 0 } }
                     if !zero { fail("nonzero scoped tail bytes at \(offset)+\(count)") }
                     counts.add(.tail)
-                } catch let error as HeapError {
+                } catch {  // typed: both calls throw HeapError only
                     switch error {
                     case .outOfRange(arena: "a", _, _, _), .crossesExtent(arena: "a", _, _, _): counts.add(.outOfRange)
                     default: fail("scoped tail read at \(offset) threw \(error)")
                     }
-                } catch { fail("scoped tail read threw \(error)") }
+                }
             case 5:
                 // The layout as a whole is consistent.
                 do {
