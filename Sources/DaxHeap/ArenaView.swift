@@ -154,6 +154,28 @@ public struct ArenaView: ~Escapable {
         p.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(value, ordering: .releasing)
     }
 
+    /// Replaces the word at `offset` (a multiple of 8) with `desired` if it holds
+    /// `expected`, in one atomic step (sequentially consistent); returns whether it did and
+    /// the word found. As for ``store(_:at:)``, the word is not durable until flushed and
+    /// drained, and a power loss after the flush leaves the old word or the new one.
+    @inlinable
+    public func compareExchange(expected: UInt64, desired: UInt64, at offset: UInt64) throws(HeapError) -> (exchanged: Bool, original: UInt64) {
+        guard writable else { throw readOnlyError() }
+        let p = try word(offset)
+        return p.assumingMemoryBound(to: Atomic<UInt64>.self).pointee
+            .compareExchange(expected: expected, desired: desired, ordering: .sequentiallyConsistent)
+    }
+
+    /// Adds `value` to the word at `offset` (a multiple of 8), wrapping, in one atomic step
+    /// (sequentially consistent); returns the word before. Not durable until flushed and
+    /// drained.
+    @inlinable
+    public func wrappingAdd(_ value: UInt64, at offset: UInt64) throws(HeapError) -> UInt64 {
+        guard writable else { throw readOnlyError() }
+        let p = try word(offset)
+        return p.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.wrappingAdd(value, ordering: .sequentiallyConsistent).oldValue
+    }
+
     // MARK: - Durability
 
     /// Flushes `[offset, offset + count)` from the CPU caches without waiting
