@@ -18,7 +18,7 @@ import DaxDevice
 /// same name.
 ///
 /// **Errors of access closures.** The calls that lend bytes or views to a closure
-/// (``withView(_:)``, ``withViews(_:_:_:)``, ``withUnsafeBytes(at:count:_:)``,
+/// (``withView(_:)``, ``withViews(_:_:_:)``, ``withViews(_:_:)``, ``withUnsafeBytes(at:count:_:)``,
 /// ``withTranslator(_:)``, and the like on ``ArenaView`` and ``ArenaWindow``) come in two
 /// overloads. When the closure throws nothing, or only ``HeapError`` (write it
 /// `{ view throws(HeapError) in ... }`: Swift infers `any Error` for a closure that

@@ -42,6 +42,18 @@ public struct ArenaView: ~Escapable {
     @usableFromInline @inline(__always) @_lifetime(borrow arena)
     init(_ arena: borrowing Arena) throws(HeapError) {
         guard let snapshot = arena.cell.load() else { throw .unknownArena(arena.name) }
+        self.init(arena, snapshot)
+    }
+
+    /// The view of entry `index` of a set of views (``ArenaViews``), which pinned its layout.
+    @usableFromInline @inline(__always) @_lifetime(copy views)
+    init(_ views: borrowing ArenaViews, _ index: Int) {
+        self.init(views.arenas[index], views.snapshots[index])
+    }
+
+    /// Internal: the public entry points scope the view (the inits above, and closures).
+    @usableFromInline @inline(__always) @_lifetime(immortal)
+    init(_ arena: borrowing Arena, _ snapshot: Unmanaged<ArenaSnapshot>) {
         self.snapshot = snapshot
         self.device = Unmanaged.passUnretained(arena.heap.device)
         self.base = arena.heap.device.base

@@ -17,11 +17,12 @@ import Logging
 /// Inside an access closure (``Arena/withView(_:)``, ``Arena/withViews(_:_:_:)``,
 /// ``Arena/withUnsafeBytes(at:count:_:)`` and the like) every read-only query is allowed:
 /// ``availableSize``, ``usableSize``, ``generation``, ``metadataStatus``, ``arenas``,
-/// ``arena(named:)``, ``resolve(_:)``, ``check()``, ``badBlocks()``, an arena's `size`.
-/// Provisioning is not (``createArena(named:size:)``, ``resizeArena(named:to:)``,
-/// ``destroyArena(named:)``, ``Arena/resize(to:)``, ``repair()``): a shrink or destroy
-/// waits for the accesses of its arena open before it, so one started from inside such an
-/// access would wait for itself (it traps instead), and any change waits for the one before.
+/// ``arena(named:)``, ``findArena(named:)``, ``resolve(_:)``, ``check()``, ``badBlocks()``,
+/// an arena's `size`. Provisioning is not (``createArena(named:size:)``,
+/// ``resizeArena(named:to:)``, ``destroyArena(named:)``, ``Arena/resize(to:)``,
+/// ``repair()``): a shrink or destroy waits for the accesses of its arena open before it,
+/// so one started from inside such an access would wait for itself (it traps instead), and
+/// any change waits for the one before.
 public final class Heap: Sendable {
     let device: MappedDevice
     /// Serializes provisioning (and repairs), and is held across a grace period; taken
@@ -273,10 +274,17 @@ public final class Heap: Sendable {
 
     // MARK: - Arenas
 
-    /// The arena called `name`.
+    /// The arena called `name`; throws ``HeapError/unknownArena(_:)`` if there is none (see
+    /// ``findArena(named:)`` for a lookup that returns nil instead).
     public func arena(named name: String) throws(HeapError) -> Arena {
-        try state.withLock { s throws(HeapError) in
-            guard let id = s.table.ids[name], let cell = s.cells[id] else { throw .unknownArena(name) }
+        guard let arena = findArena(named: name) else { throw .unknownArena(name) }
+        return arena
+    }
+
+    /// The arena called `name`, or nil if there is none.
+    public func findArena(named name: String) -> Arena? {
+        state.withLock { s in
+            guard let id = s.table.ids[name], let cell = s.cells[id] else { return nil }
             return Arena(heap: self, cell: cell)
         }
     }

@@ -1,5 +1,6 @@
 // What a database engineer trying the API tripped over (issue 11 part 4): access closures
-// that lose HeapError, `try` on a live arena's size. Much of this file is checked by the compiler: the functions marked
+// that lose HeapError, `try` on a live arena's size, a lookup that must throw to say
+// "absent". Much of this file is checked by the compiler: the functions marked
 // `throws(HeapError)` compile only if the calls inside them throw HeapError, typed.
 
 import DaxHeap
@@ -22,6 +23,7 @@ import Testing
             try a.withView { view throws(HeapError) in try view.store(1, at: 0) }
             sum += try a.withView { view in view.size }  // a closure that throws nothing
             sum += try Arena.withViews(a, b) { x, y throws(HeapError) in try x.load(at: 0) + y.load(at: 0) }
+            sum += try Arena.withViews([a, b]) { views throws(HeapError) in try views[0].load(at: 0) }
             try a.withView { view throws(HeapError) in
                 try view.withBytes(at: 0, count: 8) { span throws(HeapError) in sum += UInt64(span.byteCount) }
                 try view.withMutableBytes(at: 8, count: 8) { span throws(HeapError) in span.storeBytes(of: 2, toByteOffset: 0, as: UInt64.self) }
@@ -38,8 +40,8 @@ import Testing
             try window.withUnsafeMutableBytes(at: 32, count: 8) { raw in raw.storeBytes(of: 5, as: UInt64.self) }
             return sum
         }
-        // size 2 MiB, loads 1 + 0, span 8, load 1, load 2, contiguous 2 MiB, load 3
-        #expect(try everything() == (4 << 20) + 15)
+        // size 2 MiB, loads 1 + 0, 1, span 8, load 1, load 2, contiguous 2 MiB, load 3
+        #expect(try everything() == (4 << 20) + 16)
         #expect(try a.read(at: 24, count: 16) == [4, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0])
 
         // The heap's own failure comes out typed too, and names what is wrong.
@@ -96,5 +98,25 @@ import Testing
         let again = try heap.createArena(named: "a", size: 2 << 20)
         #expect(a.size == 0)
         #expect(again.size == 2 << 20)
+    }
+
+    /// `findArena(named:)` says "absent" with nil; `arena(named:)` still throws.
+    @Test func findArenaReturnsNilForAMissingArena() throws {
+        let path = tempPath()
+        defer { removeFile(path) }
+        let heap = try Heap.create(path: path, size: 16 << 20)
+        #expect(heap.findArena(named: "a") == nil)
+        #expect(heap.findArena(named: "") == nil)
+        #expect(heap.findArena(named: "no\nsuch") == nil)
+        let a = try heap.createArena(named: "a", size: 2 << 20)
+        let found = try #require(heap.findArena(named: "a"))
+        #expect(found.id == a.id && found.name == "a")
+        #expect(heap.findArena(named: "A") == nil)
+        try heap.destroyArena(named: "a")
+        #expect(heap.findArena(named: "a") == nil)
+        #expect(throws: HeapError.unknownArena("a")) { try heap.arena(named: "a") }
+        // Inside a view, as any read-only query.
+        let b = try heap.createArena(named: "b", size: 2 << 20)
+        try b.withView { _ throws(HeapError) in #expect(heap.findArena(named: "b")?.id == b.id) }
     }
 }
