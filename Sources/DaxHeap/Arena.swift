@@ -15,7 +15,8 @@ import DaxDevice
 /// A handle outlives what it names safely. Once its arena is destroyed, ``size`` reads 0
 /// (a live arena is never empty) and every other call throws
 /// ``HeapError/unknownArena(_:)``; the handle never reaches an arena that later takes the
-/// same name.
+/// same name. Once its heap is closed (``Heap/close()``), the same, with
+/// ``HeapError/heapClosed(path:)``.
 ///
 /// **Errors of access closures.** The calls that lend bytes or views to a closure
 /// (``withView(_:)``, ``withViews(_:_:_:)``, ``withViews(_:_:)``, ``withUnsafeBytes(at:count:_:)``,
@@ -41,20 +42,20 @@ public struct Arena: Sendable {
     public var id: UInt64 { cell.id }
 
     /// Current size in bytes: a positive multiple of 2 MiB, or 0 once the arena is
-    /// destroyed (then every data call throws; see ``Arena``).
+    /// destroyed or its heap closed (then every data call throws; see ``Arena``).
     public var size: UInt64 { withLayout({ $0.size }) ?? 0 }
 
     /// Size and extents now.
     public var info: ArenaInfo {
         get throws(HeapError) {
-            guard let info = withLayout({ ArenaInfo($0) }) else { throw .unknownArena(name) }
+            guard let info = withLayout({ ArenaInfo($0) }) else { throw goneError() }
             return info
         }
     }
 
     /// A reference to `offset` (at most the arena's size) that survives reopening the heap.
     public func reference(at offset: UInt64) throws(HeapError) -> PersistentReference {
-        guard let size = withLayout({ $0.size }) else { throw .unknownArena(name) }
+        guard let size = withLayout({ $0.size }) else { throw goneError() }
         guard offset <= size else { throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: size) }
         return PersistentReference(arenaID: id, offset: offset)
     }
@@ -103,7 +104,7 @@ public struct Arena: Sendable {
     public func contiguousBytes(at offset: UInt64) throws(HeapError) -> UInt64 {
         guard let result = withLayout({ layout -> (size: UInt64, contiguous: UInt64?) in
             (layout.size, offset == layout.size ? 0 : layout.translate(offset)?.contiguous)
-        }) else { throw .unknownArena(name) }
+        }) else { throw goneError() }
         guard let contiguous = result.contiguous else {
             throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: result.size)
         }
@@ -153,7 +154,7 @@ public struct Arena: Sendable {
 
     /// `count` arena bytes from `offset`.
     public func read(at offset: UInt64, count: Int) throws(HeapError) -> [UInt8] {
-        guard let size = withLayout({ $0.size }) else { throw .unknownArena(name) }
+        guard let size = withLayout({ $0.size }) else { throw goneError() }
         guard count >= 0, offset <= size, UInt64(count) <= size - offset else {
             throw .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: size)
         }
@@ -232,7 +233,13 @@ public struct Arena: Sendable {
 
     // MARK: - Internals
 
-    /// Runs `body` on the current layout inside a read section; nil if destroyed.
+    /// What a call on a handle whose layout is gone throws: the heap was closed, or else
+    /// the arena destroyed. Out of line: the fast paths carry no String.
+    @usableFromInline func goneError() -> HeapError {
+        heap.isClosed ? .heapClosed(path: heap.path) : .unknownArena(name)
+    }
+
+    /// Runs `body` on the current layout inside a read section; nil if destroyed or closed.
     @inline(__always)
     func withLayout<R>(_ body: (ArenaLayout) -> R) -> R? {
         let token = ReadSections.enter(cell.readKey)
@@ -284,7 +291,7 @@ extension Arena {
     public func withTranslator<R>(_ body: (ArenaTranslator) throws(HeapError) -> R) throws(HeapError) -> R {
         let token = ReadSections.enter(cell.readKey)
         defer { ReadSections.exit(token) }
-        guard let snapshot = cell.load() else { throw .unknownArena(name) }
+        guard let snapshot = cell.load() else { throw goneError() }
         return try body(ArenaTranslator(layout: snapshot._withUnsafeGuaranteedRef { $0.layout }))
     }
 
@@ -292,7 +299,7 @@ extension Arena {
     public func withTranslator<R>(_ body: (ArenaTranslator) throws -> R) throws -> R {
         let token = ReadSections.enter(cell.readKey)
         defer { ReadSections.exit(token) }
-        guard let snapshot = cell.load() else { throw HeapError.unknownArena(name) }
+        guard let snapshot = cell.load() else { throw goneError() }
         return try body(ArenaTranslator(layout: snapshot._withUnsafeGuaranteedRef { $0.layout }))
     }
 }

@@ -41,7 +41,7 @@ public struct ArenaView: ~Escapable {
     /// Pins the current layout; call inside a read section, with `arena` kept alive.
     @usableFromInline @inline(__always) @_lifetime(borrow arena)
     init(_ arena: borrowing Arena) throws(HeapError) {
-        guard let snapshot = arena.cell.load() else { throw .unknownArena(arena.name) }
+        guard let snapshot = arena.cell.load() else { throw arena.goneError() }
         self.init(arena, snapshot)
     }
 

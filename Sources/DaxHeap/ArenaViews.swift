@@ -42,7 +42,7 @@ extension Arena {
     ///
     /// Typed: for a body that throws nothing or `HeapError` (`{ view throws(HeapError) in }`);
     /// see ``Arena``, "Errors of access closures". Throws ``HeapError/unknownArena(_:)``
-    /// if the arena was destroyed.
+    /// if the arena was destroyed, ``HeapError/heapClosed(path:)`` if its heap was closed.
     @inlinable
     public func withView<R>(_ body: (ArenaView) throws(HeapError) -> R) throws(HeapError) -> R {
         let token = enterSection()
@@ -92,7 +92,8 @@ extension Arena {
     ///
     /// Before `body` runs, every arena is checked: one of another heap throws
     /// ``HeapError/foreignArena(arena:heap:)``, a destroyed one
-    /// ``HeapError/unknownArena(_:)``, naming the first at fault. Each arena costs one nested read section (two plain stores); past
+    /// ``HeapError/unknownArena(_:)`` (or ``HeapError/heapClosed(path:)``), naming the
+    /// first at fault. Each arena costs one nested read section (two plain stores); past
     /// four nested sections on a thread, a shrink or destroy of any arena waits for the
     /// deeper ones as well (ReadSections.swift). Typed like ``withView(_:)``.
     @inlinable
@@ -124,7 +125,7 @@ extension Arena {
         return try withUnsafeTemporaryAllocation(of: Unmanaged<ArenaSnapshot>.self, capacity: arenas.count) {
             snapshots throws(HeapError) -> Result<R, E> in
             for (i, arena) in arenas.enumerated() {
-                guard let snapshot = arena.cell.load() else { throw .unknownArena(arena.name) }
+                guard let snapshot = arena.cell.load() else { throw arena.goneError() }
                 snapshots.initializeElement(at: i, to: snapshot)  // trivial: nothing to deinitialize
             }
             return Result { () throws(E) in try body(ArenaViews(arenas: arenas, snapshots: snapshots)) }

@@ -20,7 +20,9 @@ import Synchronization  // Atomic<UInt64> over the window's bytes: the 8-byte wo
 /// - **A pointer** into the window is valid until ``close()``, for the arena's bytes below
 ///   ``size``. Closing unmaps the whole reservation, so close only once no thread uses the
 ///   window's addresses any more: like munmap, closing under a running access is a bug
-///   that ends in SIGSEGV. Calls after close throw ``HeapError/windowClosed(arena:)``.
+///   that ends in SIGSEGV. Calls after close throw ``HeapError/windowClosed(arena:)``
+///   (``HeapError/heapClosed(path:)`` once the heap is closed as well).
+/// - **The heap** cannot be closed (``Heap/close()``) while one of its windows is open.
 ///
 /// A window keeps its heap open until it is closed (explicitly, or when the last reference
 /// to it goes). The calls below check bounds against the window's current size; `base`
@@ -221,8 +223,12 @@ public final class ArenaWindow: Sendable {
         return try locate(offset, 8)!.assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 
+    /// A closed window's calls fail with `windowClosed`, or `heapClosed` once the heap is
+    /// closed too (a heap closes only after its windows).
     func checkOpen() throws(HeapError) {
-        guard isOpen else { throw .windowClosed(arena: arena.name) }
+        guard isOpen else {
+            throw arena.heap.isClosed ? .heapClosed(path: arena.heap.path) : .windowClosed(arena: arena.name)
+        }
     }
 
     func checkWritable() throws(HeapError) {

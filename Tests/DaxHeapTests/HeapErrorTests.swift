@@ -639,6 +639,9 @@ import Glibc
             #expect(throws: gone, sourceLocation: sourceLocation) { try a.contiguousBytes(at: 0) }
             #expect(throws: gone, sourceLocation: sourceLocation) { try a.withUnsafeBytes(at: 0, count: 1) { _ in } }
             #expect(throws: gone, sourceLocation: sourceLocation) { try a.withUnsafeMutableBytes(at: 0, count: 1) { _ in } }
+            #expect(throws: gone, sourceLocation: sourceLocation) { try a.withView { _ in } }
+            #expect(throws: gone, sourceLocation: sourceLocation) { try a.withTranslator { _ in } }
+            #expect(throws: gone, sourceLocation: sourceLocation) { try a.mapWindow() }
             #expect(throws: gone, sourceLocation: sourceLocation) { try heap.arena(named: "a") }
             #expect(throws: HeapError.unknownArena("#\(oldID)"), sourceLocation: sourceLocation) { try heap.resolve(reference) }
             #expect(HeapFacts(heap) == facts, sourceLocation: sourceLocation)
@@ -696,6 +699,9 @@ import Glibc
         .windowClosed(arena: "a"),
         .foreignReference(arena: "a", referenceArenaID: 7),
         .addressOutsideWindow(arena: "a", address: 0x7f00_0000_0000, windowSize: 2 << 20),
+        .heapClosed(path: "/dev/shm/x"),
+        .windowsOpen(path: "/dev/shm/x", arenas: ["a", "a", "log"]),
+        .closeInsideReadSection(path: "/dev/shm/x"),
         .notFound(path: "/dev/shm/x"),
         .isDirectory(path: "/dev/shm"),
         .unsupportedFileType(path: "/dev/shm/f", kind: "neither a regular file nor a device-dax"),

@@ -105,18 +105,21 @@ import Testing
         let path = tempPath()
         defer { removeFile(path) }
         let heap = try Heap.create(path: path, size: 16 << 20)
-        #expect(heap.findArena(named: "a") == nil)
-        #expect(heap.findArena(named: "") == nil)
-        #expect(heap.findArena(named: "no\nsuch") == nil)
+        #expect(try heap.findArena(named: "a") == nil)
+        #expect(try heap.findArena(named: "") == nil)
+        #expect(try heap.findArena(named: "no\nsuch") == nil)
         let a = try heap.createArena(named: "a", size: 2 << 20)
-        let found = try #require(heap.findArena(named: "a"))
+        let found = try #require(try heap.findArena(named: "a"))
         #expect(found.id == a.id && found.name == "a")
-        #expect(heap.findArena(named: "A") == nil)
+        #expect(try heap.findArena(named: "A") == nil)
         try heap.destroyArena(named: "a")
-        #expect(heap.findArena(named: "a") == nil)
+        #expect(try heap.findArena(named: "a") == nil)
         #expect(throws: HeapError.unknownArena("a")) { try heap.arena(named: "a") }
         // Inside a view, as any read-only query.
         let b = try heap.createArena(named: "b", size: 2 << 20)
-        try b.withView { _ throws(HeapError) in #expect(heap.findArena(named: "b")?.id == b.id) }
+        try b.withView { _ throws(HeapError) in #expect(try heap.findArena(named: "b")?.id == b.id) }
+        // A closed heap does throw: "absent" would be a lie.
+        try heap.close()
+        #expect(throws: HeapError.heapClosed(path: path)) { try heap.findArena(named: "a") }
     }
 }
