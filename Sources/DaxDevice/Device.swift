@@ -54,10 +54,10 @@ public enum DeviceError: Error, Equatable, Sendable {
 }
 
 /// The whole device, mapped once, MAP_SHARED, at an address aligned to
-/// max(2 MiB, device alignment), and locked with flock for the mapping's lifetime.
+/// max(2 MiB, device alignment), and locked with flock until ``close()`` (or deinit).
 ///
-/// `@unchecked Sendable`: every stored property is immutable after `init`; the mapped
-/// bytes themselves are shared memory whose use the heap coordinates.
+/// `@unchecked Sendable`: every stored property is immutable after `init` but `isClosed`,
+/// an atomic; the mapped bytes themselves are shared memory whose use the heap coordinates.
 public final class MappedDevice: @unchecked Sendable {
     public let path: String
     public let kind: DeviceKind
@@ -74,6 +74,7 @@ public final class MappedDevice: @unchecked Sendable {
     let syscalls: SyscallTable
     /// Told of every flush and fence when ``persistence`` is `.simulated`; nil otherwise.
     let observer: (any DurabilityObserver)?
+    private let closed = Atomic<Bool>(false)
 
     /// The heap's granularity, and the least alignment of the mapping.
     public static let granularity: UInt64 = 2 << 20
@@ -95,7 +96,17 @@ public final class MappedDevice: @unchecked Sendable {
         observer?.deviceMapped(base: base, size: size)
     }
 
-    deinit {
+    deinit { close() }
+
+    /// Whether ``close()`` has run.
+    public var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    /// Unmaps the device, drops its lock and closes its descriptor now rather than at
+    /// deinit, so that the path can be opened again at once. Idempotent. The caller makes
+    /// sure nothing uses ``base``, or maps from the device, any more: every call that
+    /// touches the mapping is then a use of unmapped memory.
+    public func close() {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if mappedByLibpmem {
             Syscall.pmemUnmap(base, Int(size))
         } else {

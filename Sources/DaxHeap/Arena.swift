@@ -11,6 +11,22 @@ import DaxDevice
 ///
 /// `Arena` is `Sendable`, but the bytes are shared memory: coordinating concurrent writes
 /// to the same bytes is the caller's business, as with any shared mapping.
+///
+/// A handle outlives what it names safely. Once its arena is destroyed, ``size`` reads 0
+/// (a live arena is never empty) and every other call throws
+/// ``HeapError/unknownArena(_:)``; the handle never reaches an arena that later takes the
+/// same name. Once its heap is closed (``Heap/close()``), the same, with
+/// ``HeapError/heapClosed(path:)``.
+///
+/// **Errors of access closures.** The calls that lend bytes or views to a closure
+/// (``withView(_:)``, ``withViews(_:_:_:)``, ``withViews(_:_:)``, ``withUnsafeBytes(at:count:_:)``,
+/// ``withTranslator(_:)``, and the like on ``ArenaView`` and ``ArenaWindow``) come in two
+/// overloads. When the closure throws nothing, or only ``HeapError`` (write it
+/// `{ view throws(HeapError) in ... }`: Swift infers `any Error` for a closure that
+/// tries), the call throws `HeapError`, typed. Any other closure gets the untyped overload,
+/// which rethrows what the closure threw and throws `HeapError` for the heap's own
+/// failures, so `catch let error as HeapError` works either way. (One generic call with a
+/// wrapper error, `HeapError` or the closure's, would make every caller unwrap it.)
 public struct Arena: Sendable {
     /// The heap the arena lives on (kept alive by the handle).
     public let heap: Heap
@@ -25,25 +41,21 @@ public struct Arena: Sendable {
     /// The persistent id, stable across reopen.
     public var id: UInt64 { cell.id }
 
-    /// Current size in bytes.
-    public var size: UInt64 {
-        get throws(HeapError) {
-            guard let size = withLayout({ $0.size }) else { throw .unknownArena(name) }
-            return size
-        }
-    }
+    /// Current size in bytes: a positive multiple of 2 MiB, or 0 once the arena is
+    /// destroyed or its heap closed (then every data call throws; see ``Arena``).
+    public var size: UInt64 { withLayout({ $0.size }) ?? 0 }
 
     /// Size and extents now.
     public var info: ArenaInfo {
         get throws(HeapError) {
-            guard let info = withLayout({ ArenaInfo($0) }) else { throw .unknownArena(name) }
+            guard let info = withLayout({ ArenaInfo($0) }) else { throw goneError() }
             return info
         }
     }
 
     /// A reference to `offset` (at most the arena's size) that survives reopening the heap.
     public func reference(at offset: UInt64) throws(HeapError) -> PersistentReference {
-        guard let size = withLayout({ $0.size }) else { throw .unknownArena(name) }
+        guard let size = withLayout({ $0.size }) else { throw goneError() }
         guard offset <= size else { throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: size) }
         return PersistentReference(arenaID: id, offset: offset)
     }
@@ -55,7 +67,16 @@ public struct Arena: Sendable {
 
     /// Lends the bytes `[offset, offset + count)` for the duration of `body`; they must lie
     /// inside one extent (see ``contiguousBytes(at:)``). Do not let the pointer escape.
-    /// Stores are not durable until persisted (``persist(at:count:)``).
+    /// Stores are not durable until persisted (``persist(at:count:)``). Typed: for a body
+    /// that throws nothing or `HeapError` (see ``Arena``, "Errors of access closures").
+    public func withUnsafeMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        guard heap.device.mode == .readWrite else { throw .readOnly(path: heap.path) }
+        return try withView { view throws(HeapError) in try view.withUnsafeMutableBytes(at: offset, count: count, body) }
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withUnsafeMutableBytes<R>(
         at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
     ) throws -> R {
@@ -64,7 +85,15 @@ public struct Arena: Sendable {
     }
 
     /// Lends the bytes `[offset, offset + count)`, which must lie inside one extent, for
-    /// reading during `body`. Do not let the pointer escape.
+    /// reading during `body`. Do not let the pointer escape. Typed: for a body that throws
+    /// nothing or `HeapError` (see ``Arena``, "Errors of access closures").
+    public func withUnsafeBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        try withView { view throws(HeapError) in try view.withUnsafeBytes(at: offset, count: count, body) }
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withUnsafeBytes<R>(
         at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R
     ) throws -> R {
@@ -73,11 +102,12 @@ public struct Arena: Sendable {
 
     /// How many bytes from `offset` on lie in the same extent (0 at the end of the arena).
     public func contiguousBytes(at offset: UInt64) throws(HeapError) -> UInt64 {
-        guard let result = withLayout({ layout -> UInt64? in
-            if offset == layout.size { return 0 }
-            return layout.translate(offset)?.contiguous
-        }) else { throw .unknownArena(name) }
-        guard let contiguous = result else { throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: try size) }
+        guard let result = withLayout({ layout -> (size: UInt64, contiguous: UInt64?) in
+            (layout.size, offset == layout.size ? 0 : layout.translate(offset)?.contiguous)
+        }) else { throw goneError() }
+        guard let contiguous = result.contiguous else {
+            throw .outOfRange(arena: name, offset: offset, count: 0, arenaSize: result.size)
+        }
         return contiguous
     }
 
@@ -124,7 +154,7 @@ public struct Arena: Sendable {
 
     /// `count` arena bytes from `offset`.
     public func read(at offset: UInt64, count: Int) throws(HeapError) -> [UInt8] {
-        let size = try self.size
+        guard let size = withLayout({ $0.size }) else { throw goneError() }
         guard count >= 0, offset <= size, UInt64(count) <= size - offset else {
             throw .outOfRange(arena: name, offset: offset, count: UInt64(max(count, 0)), arenaSize: size)
         }
@@ -203,7 +233,13 @@ public struct Arena: Sendable {
 
     // MARK: - Internals
 
-    /// Runs `body` on the current layout inside a read section; nil if destroyed.
+    /// What a call on a handle whose layout is gone throws: the heap was closed, or else
+    /// the arena destroyed. Out of line: the fast paths carry no String.
+    @usableFromInline func goneError() -> HeapError {
+        heap.isClosed ? .heapClosed(path: heap.path) : .unknownArena(name)
+    }
+
+    /// Runs `body` on the current layout inside a read section; nil if destroyed or closed.
     @inline(__always)
     func withLayout<R>(_ body: (ArenaLayout) -> R) -> R? {
         let token = ReadSections.enter(cell.readKey)
@@ -250,10 +286,20 @@ extension Arena {
     /// Runs `body` with a translator of the arena's current layout, inside one read
     /// section: a shrink or destroy waits until `body` returns, so the device offsets it
     /// hands out stay the arena's meanwhile. Do not keep the translator beyond `body`.
+    /// Typed: for a body that throws nothing or `HeapError` (see ``Arena``, "Errors of
+    /// access closures").
+    public func withTranslator<R>(_ body: (ArenaTranslator) throws(HeapError) -> R) throws(HeapError) -> R {
+        let token = ReadSections.enter(cell.readKey)
+        defer { ReadSections.exit(token) }
+        guard let snapshot = cell.load() else { throw goneError() }
+        return try body(ArenaTranslator(layout: snapshot._withUnsafeGuaranteedRef { $0.layout }))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withTranslator<R>(_ body: (ArenaTranslator) throws -> R) throws -> R {
         let token = ReadSections.enter(cell.readKey)
         defer { ReadSections.exit(token) }
-        guard let snapshot = cell.load() else { throw HeapError.unknownArena(name) }
-        return try snapshot._withUnsafeGuaranteedRef { try body(ArenaTranslator(layout: $0.layout)) }
+        guard let snapshot = cell.load() else { throw goneError() }
+        return try body(ArenaTranslator(layout: snapshot._withUnsafeGuaranteedRef { $0.layout }))
     }
 }

@@ -41,7 +41,19 @@ public struct ArenaView: ~Escapable {
     /// Pins the current layout; call inside a read section, with `arena` kept alive.
     @usableFromInline @inline(__always) @_lifetime(borrow arena)
     init(_ arena: borrowing Arena) throws(HeapError) {
-        guard let snapshot = arena.cell.load() else { throw .unknownArena(arena.name) }
+        guard let snapshot = arena.cell.load() else { throw arena.goneError() }
+        self.init(arena, snapshot)
+    }
+
+    /// The view of entry `index` of a set of views (``ArenaViews``), which pinned its layout.
+    @usableFromInline @inline(__always) @_lifetime(copy views)
+    init(_ views: borrowing ArenaViews, _ index: Int) {
+        self.init(views.arenas[index], views.snapshots[index])
+    }
+
+    /// Internal: the public entry points scope the view (the inits above, and closures).
+    @usableFromInline @inline(__always) @_lifetime(immortal)
+    init(_ arena: borrowing Arena, _ snapshot: Unmanaged<ArenaSnapshot>) {
         self.snapshot = snapshot
         self.device = Unmanaged.passUnretained(arena.heap.device)
         self.base = arena.heap.device.base
@@ -57,9 +69,19 @@ public struct ArenaView: ~Escapable {
     public var name: String { cell._withUnsafeGuaranteedRef { $0.name } }
 
     // MARK: - Scoped access (one extent)
+    //
+    // Each comes typed, for a body that throws nothing or HeapError, and untyped, for any
+    // other body (see ``Arena``, "Errors of access closures").
 
     /// Lends `[offset, offset + count)`, which must lie inside one extent, for reading
     /// during `body`, as a bounds-checked span that cannot escape.
+    @inlinable
+    public func withBytes<R>(at offset: UInt64, count: Int, _ body: (RawSpan) throws(HeapError) -> R) throws(HeapError) -> R {
+        let bytes = UnsafeRawBufferPointer(start: try locate(offset, count), count: count)
+        return try body(RawSpan(_unsafeBytes: bytes))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     @inlinable
     public func withBytes<R>(at offset: UInt64, count: Int, _ body: (RawSpan) throws -> R) throws -> R {
         let bytes = UnsafeRawBufferPointer(start: try locate(offset, count), count: count)
@@ -69,6 +91,17 @@ public struct ArenaView: ~Escapable {
     /// Lends `[offset, offset + count)`, which must lie inside one extent, for writing
     /// during `body`, as a bounds-checked span that cannot escape. Stores are not durable
     /// until flushed and drained.
+    @inlinable
+    public func withMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (inout MutableRawSpan) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        guard writable else { throw readOnlyError() }
+        let bytes = UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count)
+        var span = MutableRawSpan(_unsafeBytes: bytes)
+        return try body(&span)
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     @inlinable
     public func withMutableBytes<R>(at offset: UInt64, count: Int, _ body: (inout MutableRawSpan) throws -> R) throws -> R {
         guard writable else { throw readOnlyError() }
@@ -80,6 +113,14 @@ public struct ArenaView: ~Escapable {
     /// Lends `[offset, offset + count)`, which must lie inside one extent, for reading
     /// during `body`. Do not let the pointer escape.
     @inlinable
+    public func withUnsafeBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        try body(UnsafeRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
+    @inlinable
     public func withUnsafeBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try body(UnsafeRawBufferPointer(start: try locate(offset, count), count: count))
     }
@@ -87,7 +128,18 @@ public struct ArenaView: ~Escapable {
     /// Lends `[offset, offset + count)`, which must lie inside one extent, for writing
     /// during `body`. Stores are not durable until flushed and drained.
     @inlinable
-    public func withUnsafeMutableBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
+    public func withUnsafeMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        guard writable else { throw readOnlyError() }
+        return try body(UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
+    @inlinable
+    public func withUnsafeMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R
+    ) throws -> R {
         guard writable else { throw readOnlyError() }
         return try body(UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count))
     }
@@ -112,6 +164,28 @@ public struct ArenaView: ~Escapable {
         guard writable else { throw readOnlyError() }
         let p = try word(offset)
         p.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(value, ordering: .releasing)
+    }
+
+    /// Replaces the word at `offset` (a multiple of 8) with `desired` if it holds
+    /// `expected`, in one atomic step (sequentially consistent); returns whether it did and
+    /// the word found. As for ``store(_:at:)``, the word is not durable until flushed and
+    /// drained, and a power loss after the flush leaves the old word or the new one.
+    @inlinable
+    public func compareExchange(expected: UInt64, desired: UInt64, at offset: UInt64) throws(HeapError) -> (exchanged: Bool, original: UInt64) {
+        guard writable else { throw readOnlyError() }
+        let p = try word(offset)
+        return p.assumingMemoryBound(to: Atomic<UInt64>.self).pointee
+            .compareExchange(expected: expected, desired: desired, ordering: .sequentiallyConsistent)
+    }
+
+    /// Adds `value` to the word at `offset` (a multiple of 8), wrapping, in one atomic step
+    /// (sequentially consistent); returns the word before. Not durable until flushed and
+    /// drained.
+    @inlinable
+    public func wrappingAdd(_ value: UInt64, at offset: UInt64) throws(HeapError) -> UInt64 {
+        guard writable else { throw readOnlyError() }
+        let p = try word(offset)
+        return p.assumingMemoryBound(to: Atomic<UInt64>.self).pointee.wrappingAdd(value, ordering: .sequentiallyConsistent).oldValue
     }
 
     // MARK: - Durability
@@ -227,31 +301,3 @@ public struct ArenaView: ~Escapable {
 
 @available(*, unavailable, message: "an ArenaView lives only inside its closure, on its thread")
 extension ArenaView: Sendable {}
-
-extension Arena {
-    /// Runs `body` with a view of this arena's current layout, inside one read section
-    /// (see ``ArenaView``). Do not provision from inside `body`. The view cannot outlive
-    /// `body`: the compiler refuses to let it escape.
-    @inlinable
-    public func withView<R>(_ body: (ArenaView) throws -> R) throws -> R {
-        let token = enterSection()
-        defer { exitSection(token) }
-        return try body(try ArenaView(self))
-    }
-
-    /// Runs `body` with views of two arenas of the same heap under one read section: a
-    /// key-value store's index and log, for example.
-    @inlinable
-    public static func withViews<R>(_ first: Arena, _ second: Arena, _ body: (ArenaView, ArenaView) throws -> R) throws -> R {
-        guard first.heap === second.heap else { throw HeapError.foreignArena(arena: second.name, heap: first.heap.path) }
-        let outer = first.enterSection()
-        defer { first.exitSection(outer) }
-        let inner = second.enterSection()
-        defer { second.exitSection(inner) }
-        return try body(try ArenaView(first), try ArenaView(second))
-    }
-
-    /// A read section of this arena (``ReadSections``): two plain stores on the way in and out.
-    @usableFromInline func enterSection() -> ReadSections.Token { ReadSections.enter(cell.readKey) }
-    @usableFromInline func exitSection(_ token: ReadSections.Token) { ReadSections.exit(token) }
-}

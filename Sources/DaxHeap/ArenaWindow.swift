@@ -20,7 +20,9 @@ import Synchronization  // Atomic<UInt64> over the window's bytes: the 8-byte wo
 /// - **A pointer** into the window is valid until ``close()``, for the arena's bytes below
 ///   ``size``. Closing unmaps the whole reservation, so close only once no thread uses the
 ///   window's addresses any more: like munmap, closing under a running access is a bug
-///   that ends in SIGSEGV. Calls after close throw ``HeapError/windowClosed(arena:)``.
+///   that ends in SIGSEGV. Calls after close throw ``HeapError/windowClosed(arena:)``
+///   (``HeapError/heapClosed(path:)`` once the heap is closed as well).
+/// - **The heap** cannot be closed (``Heap/close()``) while one of its windows is open.
 ///
 /// A window keeps its heap open until it is closed (explicitly, or when the last reference
 /// to it goes). The calls below check bounds against the window's current size; `base`
@@ -62,14 +64,33 @@ public final class ArenaWindow: Sendable {
 
     // MARK: - Scoped raw access (any range below the size)
 
+    //
+    // Each comes typed, for a body that throws nothing or HeapError, and untyped, for any
+    // other body (see ``Arena``, "Errors of access closures").
+
     /// Lends `[offset, offset + count)` for reading during `body`, across extents. Do not
     /// let the pointer escape the closure (``base`` is there for code that must).
+    public func withUnsafeBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        try body(UnsafeRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withUnsafeBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try body(UnsafeRawBufferPointer(start: try locate(offset, count), count: count))
     }
 
     /// Lends `[offset, offset + count)` for writing during `body`, across extents. Stores
     /// are not durable until persisted.
+    public func withUnsafeMutableBytes<R>(
+        at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws(HeapError) -> R
+    ) throws(HeapError) -> R {
+        try checkWritable()
+        return try body(UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count))
+    }
+
+    /// The same, for a body that throws other errors: rethrows them untyped.
     public func withUnsafeMutableBytes<R>(at offset: UInt64, count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
         try checkWritable()
         return try body(UnsafeMutableRawBufferPointer(start: try locate(offset, count), count: count))
@@ -229,8 +250,12 @@ public final class ArenaWindow: Sendable {
         return try locate(offset, 8)!.assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 
+    /// A closed window's calls fail with `windowClosed`, or `heapClosed` once the heap is
+    /// closed too (a heap closes only after its windows).
     func checkOpen() throws(HeapError) {
-        guard isOpen else { throw .windowClosed(arena: arena.name) }
+        guard isOpen else {
+            throw arena.heap.isClosed ? .heapClosed(path: arena.heap.path) : .windowClosed(arena: arena.name)
+        }
     }
 
     func checkWritable() throws(HeapError) {

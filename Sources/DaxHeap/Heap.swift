@@ -2,6 +2,7 @@ import DaxArenas
 import DaxDevice
 import DaxMetadata
 import Logging
+import Synchronization
 
 /// A whole device-dax (or a file emulating one) as a persistent heap of named arenas.
 ///
@@ -11,17 +12,20 @@ import Logging
 /// extents. Provisioning changes are serialized and persisted in both copies before they
 /// are visible; data-plane accesses run concurrently with them (see ``Arena``).
 ///
-/// A `Heap` is safe to share across threads. It closes (unmaps, drops its lock) when the
-/// last reference to it, to one of its ``Arena``s or to an open ``ArenaWindow``, goes away.
+/// A `Heap` is safe to share across threads. It closes (unmaps, drops its lock) when
+/// ``close()`` is called, or else when the last reference to it, to one of its ``Arena``s
+/// or to an open ``ArenaWindow``, goes away. After ``close()`` its handles stay safe to
+/// call and fail with ``HeapError/heapClosed(path:)``.
 ///
 /// Inside an access closure (``Arena/withView(_:)``, ``Arena/withViews(_:_:_:)``,
 /// ``Arena/withUnsafeBytes(at:count:_:)`` and the like) every read-only query is allowed:
 /// ``availableSize``, ``usableSize``, ``generation``, ``metadataStatus``, ``arenas``,
-/// ``arena(named:)``, ``resolve(_:)``, ``check()``, ``badBlocks()``, an arena's `size`.
-/// Provisioning is not (``createArena(named:size:)``, ``resizeArena(named:to:)``,
-/// ``destroyArena(named:)``, ``Arena/resize(to:)``, ``repair()``): a shrink or destroy
-/// waits for the accesses of its arena open before it, so one started from inside such an
-/// access would wait for itself (it traps instead), and any change waits for the one before.
+/// ``arena(named:)``, ``findArena(named:)``, ``resolve(_:)``, ``check()``, ``badBlocks()``,
+/// an arena's `size`. Provisioning is not (``createArena(named:size:)``,
+/// ``resizeArena(named:to:)``, ``destroyArena(named:)``, ``Arena/resize(to:)``,
+/// ``repair()``): a shrink or destroy waits for the accesses of its arena open before it,
+/// so one started from inside such an access would wait for itself (it traps instead), and
+/// any change waits for the one before. Nor is ``close()``, which refuses with an error.
 public final class Heap: Sendable {
     let device: MappedDevice
     /// Serializes provisioning (and repairs), and is held across a grace period; taken
@@ -33,6 +37,10 @@ public final class Heap: Sendable {
     let logger: Logger
     /// Test hook (package only): injected metadata write faults; nil in production.
     let faults: MetadataFaults?
+    /// Set once by ``close()``, holding both locks; read anywhere (see `HeapClose.swift`).
+    let closed = Atomic<Bool>(false)
+    /// Serializes ``close()`` calls, including the grace period and the unmapping.
+    let closing = Locked<Void>(())
 
     /// The heap's random identity, recorded in both metadata copies.
     public let uuid: String
@@ -177,6 +185,8 @@ public final class Heap: Sendable {
     }
 
     // MARK: - Facts
+    //
+    // They stay readable after close(): the heap as it was when closed.
 
     /// The path the heap was opened with.
     public var path: String { device.path }
@@ -213,9 +223,14 @@ public final class Heap: Sendable {
 
     /// Reads both metadata copies from the media again (through the guarded copy, so a
     /// media error marks a copy unreadable instead of killing the process), verifies the
-    /// arena table's invariants, and reports what it found. Never writes.
+    /// arena table's invariants, and reports what it found. Never writes. On a closed heap
+    /// it reads nothing and reports one problem, ``HeapError/heapClosed(path:)``.
     public func check() -> HeapCheckReport {
         state.withLock { s in
+            guard !isClosed else {
+                return HeapCheckReport(primary: s.primary, secondary: s.secondary, badBlocks: [],
+                                       problems: [HeapError.heapClosed(path: path).description])
+            }
             refreshStatuses(&s)
             var problems: [String] = []
             for (name, status) in [("primary", s.primary), ("secondary", s.secondary)] where status.state != .ok {
@@ -240,8 +255,11 @@ public final class Heap: Sendable {
     /// region's badblocks), each split by what it hits: a metadata copy, an arena at an
     /// arena offset, or free space.
     public func badBlocks() throws(HeapError) -> [BadBlock] {
-        let table = state.withLock { $0.table }
-        return try Self.badBlocks(on: device, table: table)
+        // Under the state lock, which close() holds to set the flag: the device stays open.
+        try state.withLock { s throws(HeapError) in
+            try ensureOpen()
+            return try Self.badBlocks(on: device, table: s.table)
+        }
     }
 
     private static func badBlocks(on device: MappedDevice, table: ArenaTable) throws(HeapError) -> [BadBlock] {
@@ -269,9 +287,10 @@ public final class Heap: Sendable {
     /// unreadable (see ``check()``), logged with what the operator must do.
     @discardableResult
     public func repair() throws(HeapError) -> [String] {
-        guard device.mode == .readWrite else { throw .readOnly(path: path) }
-        return try provisioning.withLock { _ throws(HeapError) -> [String] in
-            try state.withLock { s throws(HeapError) -> [String] in
+        try provisioning.withLock { _ throws(HeapError) -> [String] in
+            try ensureOpen()  // close() sets the flag under this lock: past here the device stays open
+            guard device.mode == .readWrite else { throw .readOnly(path: path) }
+            return try state.withLock { s throws(HeapError) -> [String] in
                 refreshStatuses(&s)
                 var statuses = (primary: s.primary, secondary: s.secondary)
                 let repaired = try Self.repairCopies(image: s.image, generation: s.generation, statuses: &statuses,
@@ -289,10 +308,19 @@ public final class Heap: Sendable {
 
     // MARK: - Arenas
 
-    /// The arena called `name`.
+    /// The arena called `name`; throws ``HeapError/unknownArena(_:)`` if there is none (see
+    /// ``findArena(named:)`` for a lookup that returns nil instead).
     public func arena(named name: String) throws(HeapError) -> Arena {
+        guard let arena = try findArena(named: name) else { throw .unknownArena(name) }
+        return arena
+    }
+
+    /// The arena called `name`, or nil if there is none. Throws only on a closed heap
+    /// (``HeapError/heapClosed(path:)``).
+    public func findArena(named name: String) throws(HeapError) -> Arena? {
         try state.withLock { s throws(HeapError) in
-            guard let id = s.table.ids[name], let cell = s.cells[id] else { throw .unknownArena(name) }
+            try ensureOpen()
+            guard let id = s.table.ids[name], let cell = s.cells[id] else { return nil }
             return Arena(heap: self, cell: cell)
         }
     }
@@ -300,10 +328,11 @@ public final class Heap: Sendable {
     /// The arena a reference points into, and the reference's offset checked against it.
     public func resolve(_ reference: PersistentReference) throws(HeapError) -> Arena {
         let arena = try state.withLock { s throws(HeapError) in
+            try ensureOpen()
             guard let cell = s.cells[reference.arenaID] else { throw HeapError.unknownArena("#\(reference.arenaID)") }
             return Arena(heap: self, cell: cell)
         }
-        let size = try arena.size
+        guard let size = arena.withLayout({ $0.size }) else { throw arena.goneError() }
         guard reference.offset <= size else {
             throw .outOfRange(arena: arena.name, offset: reference.offset, count: 0, arenaSize: size)
         }
@@ -340,7 +369,8 @@ public final class Heap: Sendable {
     }
 
     /// Destroys an arena, returning its space to the heap. Returns once no access can
-    /// still reach it; handles to it then fail with ``HeapError/unknownArena(_:)``.
+    /// still reach it; handles to it then fail with ``HeapError/unknownArena(_:)`` (and
+    /// their ``Arena/size`` is 0), even once another arena takes the name.
     public func destroyArena(named name: String) throws(HeapError) {
         _ = try change(arena: name) { table throws(ProvisionError) in
             try table.destroyInPlace(name: name)
@@ -367,8 +397,9 @@ public final class Heap: Sendable {
     private func change(
         arena name: String, _ body: (inout ArenaTable) throws(ProvisionError) -> ArenaTable.Undo
     ) throws(HeapError) -> UInt64 {
-        guard device.mode == .readWrite else { throw .readOnly(path: path) }
-        return try provisioning.withLock { _ throws(HeapError) -> UInt64 in
+        try provisioning.withLock { _ throws(HeapError) -> UInt64 in
+            try ensureOpen()  // close() sets the flag under this lock: past here the device stays open
+            guard device.mode == .readWrite else { throw .readOnly(path: path) }
             var cell: ArenaCell?  // the arena's cell as it was: what its readers' sections hold
             let (id, retired) = try state.withLock { s throws(HeapError) in
                 cell = s.table.ids[name].flatMap { s.cells[$0] }

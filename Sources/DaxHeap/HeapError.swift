@@ -28,6 +28,7 @@ import DaxMetadata
 ///   mapping behind. A grow refused because of a window, or failing for any reason with
 ///   windows open, leaves the windows as they were (the new range mapped, then unmapped).
 ///   A shrink or destroy of a mapped arena is refused before anything changes.
+/// - **Closing** (``Heap/close()``): a refused close leaves the heap open and unchanged.
 /// - **Scoped access** (`withUnsafeMutableBytes`, `withMutableBytes`): the range is checked
 ///   before `body` runs; what `body` stored before it threw stays stored.
 public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -61,6 +62,14 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     case foreignReference(arena: String, referenceArenaID: UInt64)
     /// An address below the window's base or past its current size.
     case addressOutsideWindow(arena: String, address: UInt, windowSize: UInt64)
+    // Closing (``Heap/close()``)
+    /// A call on a heap, or on one of its arenas, after ``Heap/close()``.
+    case heapClosed(path: String)
+    /// ``Heap/close()`` was refused: windows onto these arenas are open (one name per window).
+    case windowsOpen(path: String, arenas: [String])
+    /// ``Heap/close()`` was refused: it was called inside a read section (a view, an access
+    /// closure, ``Heap/withReadSection(_:)``), which it would wait for.
+    case closeInsideReadSection(path: String)
     // Device and metadata
     case notFound(path: String)
     case isDirectory(path: String)
@@ -128,6 +137,12 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
             "the reference points into arena #\(id), not into arena \(debugQuoted(arena)) of this window; resolve it (Heap.resolve) and use a window of that arena"
         case .addressOutsideWindow(let arena, let address, let windowSize):
             "address 0x\(String(address, radix: 16)) is not inside the window onto arena \(debugQuoted(arena)) (\(windowSize) bytes from its base); pass an address from this window"
+        case .heapClosed(let path):
+            "the heap on \(printable(path)) is closed; open it again (Heap.open) and take new handles from that heap"
+        case .windowsOpen(let path, let arenas):
+            "cannot close the heap on \(printable(path)): \(arenas.count) window\(arenas.count == 1 ? " is" : "s are") open onto \(Set(arenas).sorted().map(debugQuoted).joined(separator: ", ")); close \(arenas.count == 1 ? "it" : "them") first (ArenaWindow.close)"
+        case .closeInsideReadSection(let path):
+            "cannot close the heap on \(printable(path)) inside a view, access closure or read section, which the close would wait for; close it after the closure returns"
         case .notFound(let path):
             "\(printable(path)) does not exist; check the path"
         case .isDirectory(let path):

@@ -104,14 +104,17 @@ extension Heap {
     /// Reserves a window for the arena `id` and maps all of it there, registered in the
     /// state before the state lock is let go, so that no grow can fall between.
     func openWindow(arena: Arena, reserving requested: UInt64?) throws(HeapError) -> WindowRegion {
+        try ensureOpen()
         let length = requested ?? usableSize
         guard length > 0, length % MappedDevice.granularity == 0 else {
-            throw .invalidReservation(arena: arena.name, reservation: length, arenaSize: try arena.size)
+            guard let size = arena.withLayout({ $0.size }) else { throw arena.goneError() }
+            throw .invalidReservation(arena: arena.name, reservation: length, arenaSize: size)
         }
         let base: UnsafeMutableRawPointer
         do throws(DeviceError) { base = try device.reserveWindow(length: length) } catch { throw HeapError(error) }
         do throws(HeapError) {
             return try state.withLock { s throws(HeapError) -> WindowRegion in
+                try ensureOpen()  // the device is closed only after close() sets it under this lock
                 guard let layout = s.table.arenas[arena.id] else { throw .unknownArena(arena.name) }
                 guard layout.size <= length else {
                     throw .invalidReservation(arena: arena.name, reservation: length, arenaSize: layout.size)

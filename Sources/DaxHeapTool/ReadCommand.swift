@@ -25,7 +25,7 @@ struct ReadCommand: ParsableCommand {
         try reportingFailures {
             let heap = try HeapAccess.openReadOnly(path)
             let arena = try heap.arena(named: name)
-            let size = try arena.size
+            let size = arena.size
             let start = offset.value
             guard start <= size else {
                 throw HeapError.outOfRange(arena: name, offset: start, count: length?.value ?? 0, arenaSize: size)

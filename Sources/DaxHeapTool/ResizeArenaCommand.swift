@@ -20,7 +20,7 @@ struct ResizeArenaCommand: ParsableCommand {
         try reportingFailures {
             let heap = try HeapAccess.openReadWrite(path)
             let arena = try heap.arena(named: name)
-            let before = try arena.size
+            let before = arena.size
             try heap.resizeArena(named: name, to: size.value)
             let info = try arena.info
             let verb = info.size > before ? "grew" : info.size < before ? "shrank" : "kept"

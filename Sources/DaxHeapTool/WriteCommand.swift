@@ -21,7 +21,7 @@ struct WriteCommand: ParsableCommand {
         try reportingFailures {
             let heap = try HeapAccess.openReadWrite(path)
             let arena = try heap.arena(named: name)
-            let size = try arena.size
+            let size = arena.size
             guard offset.value <= size else {
                 throw HeapError.outOfRange(arena: name, offset: offset.value, count: 0, arenaSize: size)
             }

@@ -58,6 +58,17 @@ import Testing
                 _ = kept?.byteCount
             }
             """, error: "lifetime-dependent variable 'kept' escapes its scope"),
+        Client(name: "a view of several arenas kept outside the closure", source: setUp + """
+                var kept: ArenaView? = nil
+                try Arena.withViews([a, a]) { views in kept = views[1] }
+                try kept?.store(0xBAD, at: 0)
+            }
+            """, error: "lifetime-dependent variable 'kept' escapes its scope"),
+        Client(name: "the views of several arenas returned from the closure", source: setUp + """
+                let kept: ArenaViews = try Arena.withViews([a]) { $0 }
+                try kept[0].store(0xBAD, at: 0)
+            }
+            """, error: "requires that 'ArenaViews' conform to 'Escapable'"),
         // The control: the same client using the view inside the closure compiles, so the
         // cases above fail for the escape and not for a broken command line.
         Client(name: "used inside the closure", source: setUp + """
@@ -65,6 +76,10 @@ import Testing
                     try view.store(1, at: 0)
                     try view.withBytes(at: 0, count: 8) { _ = $0.byteCount }
                     try view.withMutableBytes(at: 8, count: 8) { $0.storeBytes(of: 2, toByteOffset: 0, as: UInt64.self) }
+                }
+                try Arena.withViews([a, a]) { views in
+                    let view = views[1]
+                    _ = try view.wrappingAdd(1, at: 0)
                 }
             }
             """, error: nil),

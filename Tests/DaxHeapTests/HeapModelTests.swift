@@ -250,7 +250,7 @@ struct HeapModel {
         for (name, arena) in model.arenas {
             let handle = try heap.arena(named: name)
             #expect(handle.id == arena.id, "\(context): id of \(name)")
-            #expect(try handle.size == arena.size, "\(context): size of \(name)")
+            #expect(handle.size == arena.size, "\(context): size of \(name)")
             let offsets = arena.bytes.keys.sorted()
             var i = 0
             while i < offsets.count {

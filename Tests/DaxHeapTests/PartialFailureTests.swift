@@ -20,7 +20,7 @@ import Glibc
         defer { removeFile(path) }
         let heap = try Heap.create(path: path, size: 64 << 20)
         let a = try makeDiscontiguousArena(on: heap, named: "frag", extents: 3)
-        let size = try a.size
+        let size = a.size
         let start = size - (5 << 20)  // three extent pieces, then 1 MiB past the end
         let bytes = [UInt8](repeating: 0xEE, count: 6 << 20)
         let refused = HeapError.outOfRange(arena: "frag", offset: start, count: 6 << 20, arenaSize: size)

@@ -40,7 +40,7 @@ import Glibc
                         _ = try heap.resolve(reference)
                         _ = heap.check()
                         _ = try heap.badBlocks()
-                        _ = try a.size
+                        _ = a.size
                         _ = try view.load(at: 0)
                     }
                     switch (change, changed.isSet) {

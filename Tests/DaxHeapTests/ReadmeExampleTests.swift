@@ -24,7 +24,15 @@ import Glibc
             window.base.storeBytes(of: UInt64(7), toByteOffset: 12 << 20, as: UInt64.self)
             try window.persist(at: 12 << 20, count: 8)
             window.close()
+            let index = try heap.findArena(named: "index") ?? heap.createArena(named: "index", size: 2 << 20)
+            try Arena.withViews([index, log]) { views throws(HeapError) in
+                let slot = try views[0].wrappingAdd(1, at: 0)
+                try views[1].store(slot, at: 8192)
+                try views[1].persist(at: 8192, count: 8)
+            }
             reference = try log.reference(at: 4096)
+            try heap.close()
+            #expect(throws: HeapError.heapClosed(path: path)) { try log.read(at: 0, count: 1) }
         }
         let reopened = try Heap.open(path: path)
         let arena = try reopened.resolve(reference)
@@ -32,9 +40,11 @@ import Glibc
         #expect(value == 42)
         #expect(arena.name == "log")
         #expect(try arena.read(at: 0, count: 23) == Array("hello, persistent world".utf8))
-        #expect(try arena.size == 16 << 20)
+        #expect(arena.size == 16 << 20)
         #expect(try arena.read(at: (2 << 20) - 4, count: 9) == Array("straddles".utf8))
         #expect(try arena.read(at: 12 << 20, count: 8) == [7, 0, 0, 0, 0, 0, 0, 0])
+        #expect(try reopened.arena(named: "index").read(at: 0, count: 8) == [1, 0, 0, 0, 0, 0, 0, 0])
+        #expect(try arena.read(at: 8192, count: 8) == [UInt8](repeating: 0, count: 8))  // the slot before the add
     }
 }
 

@@ -20,7 +20,7 @@ import Testing
         }
         let heap = try Heap.open(path: path)
         let a = try heap.arena(named: "a")
-        #expect(try a.size == 8 << 20)
+        #expect(a.size == 8 << 20)
         #expect(try a.read(at: 0, count: 100) == Array(repeating: 7, count: 100))
         #expect(heap.generation == 4)
         #expect(heap.check().isHealthy)

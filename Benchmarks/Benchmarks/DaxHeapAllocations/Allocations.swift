@@ -41,7 +41,7 @@ final class Fixture: Sendable {
             }
             fragmented = a
             var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-            let size = try a.size
+            let size = a.size
             offsets = (0 ..< 1024).map { _ in
                 state ^= state >> 12; state ^= state << 25; state ^= state >> 27
                 return (state &* 0x2545_F491_4F6C_DD1D) % size
@@ -137,7 +137,7 @@ let benchmarks: @Sendable () -> Void = {
         let offsets = f.offsets
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 64)
         defer { buffer.deallocate() }
-        let size = try f.fragmented.size
+        let size = f.fragmented.size
         benchmark.startMeasurement()
         for i in benchmark.scaledIterations {
             let offset = min(offsets[i & 1023], size - 4096)

@@ -304,7 +304,7 @@ func translateSuite(dir: String, reps: Int) throws {
 
     // Concurrent lookups: 2 reader threads on arena a (4096 extents), each lookup through
     // the public per-call path, while a third thread grows and shrinks a by one block.
-    let size = try a.size
+    let size = a.size
     func concurrent(resizing: Bool, seconds: Double) throws -> (lookupNS: Double, resizeUS: Double) {
         let stop = Stop()
         let done = DispatchSemaphore(value: 0)

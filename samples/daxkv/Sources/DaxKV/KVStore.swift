@@ -159,8 +159,8 @@ public final class KVStore: @unchecked Sendable {
             throw KVError.invalidStoreName(name)
         }
         do {
-            var index = try (try? heap.arena(named: "\(name).index"))?.mapWindow()
-            var data = try (try? heap.arena(named: "\(name).data"))?.mapWindow()
+            var index = try heap.findArena(named: "\(name).index")?.mapWindow()
+            var data = try heap.findArena(named: "\(name).data")?.mapWindow()
             let ready = try index.map { try $0.size >= Format.headerSize && $0.load(at: Format.magicOffset) == Format.indexMagic } ?? false
             if !ready || data == nil {
                 // Absent, or a creation that was interrupted (the index magic is written
@@ -221,7 +221,7 @@ public final class KVStore: @unchecked Sendable {
     /// Destroys a store's arenas (no-op for those absent). Fails while the store is open
     /// in this process: its windows keep the arenas mapped.
     public static func destroy(heap: Heap, name: String) throws {
-        for arena in ["\(name).index", "\(name).data"] where (try? heap.arena(named: arena)) != nil {
+        for arena in ["\(name).index", "\(name).data"] where try heap.findArena(named: arena) != nil {
             do { try heap.destroyArena(named: arena) } catch { throw KVError.heap(error) }
         }
     }

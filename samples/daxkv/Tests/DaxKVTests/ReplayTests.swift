@@ -15,7 +15,7 @@ import Testing
 struct ReplayTests {
     static func indexBytes(_ heap: Heap, store: String = "kv") throws -> [UInt8] {
         let index = try heap.arena(named: "\(store).index")
-        return try index.read(at: 0, count: Int(try index.size))
+        return try index.read(at: 0, count: Int(index.size))
     }
 
     /// Puts `bytes` back over the index arena and persists them (the emulated power loss).
@@ -221,7 +221,7 @@ struct ReplayTests {
 
     /// The first offset of `needle` in the arena's first 4 MiB.
     func findInArena(_ arena: Arena, _ needle: [UInt8]) throws -> UInt64? {
-        let bytes = try arena.read(at: 0, count: Int(min(try arena.size, 4 << 20)))
+        let bytes = try arena.read(at: 0, count: Int(min(arena.size, 4 << 20)))
         guard bytes.count >= needle.count else { return nil }
         for i in 0 ... bytes.count - needle.count where bytes[i] == needle[0] && Array(bytes[i ..< i + needle.count]) == needle {
             return UInt64(i)
