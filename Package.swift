@@ -10,11 +10,12 @@
 //   DaxRadix           multi-order radix tree: arena page offset -> extent
 //   DaxMetadata        the on-media format (docs/FORMAT.md): two checksummed copies
 //   DaxArenas          provisioning: arenas, extents, grow/shrink, no I/O
-//   DaxHeap            the public API: Heap, Arena, HeapError, PersistentReference
+//   DaxHeap            the public API: Heap, Arena, windows, HeapError, PersistentReference,
+//                      and the power-loss simulator (PowerLoss/)
 import PackageDescription
 
-/// `@_lifetime` on initializers of non-escapable types (ArenaView, and daxkv's pair of
-/// views). An experimental feature the release compiler accepts, not an unsafe flag, so
+/// `@_lifetime` on initializers of non-escapable types (ArenaView, ArenaViews). An
+/// experimental feature the release compiler accepts, not an unsafe flag, so
 /// the package stays usable as a dependency; clients that only use views need nothing.
 let lifetimes: [SwiftSetting] = [.enableExperimentalFeature("Lifetimes")]
 
@@ -65,7 +66,7 @@ let package = Package(
             ]
         ),
         // The sample key-value store (samples/daxkv): uses the public DaxHeap API only.
-        .target(name: "DaxKV", dependencies: ["DaxHeap"], path: "samples/daxkv/Sources/DaxKV", swiftSettings: lifetimes),
+        .target(name: "DaxKV", dependencies: ["DaxHeap"], path: "samples/daxkv/Sources/DaxKV"),
         .executableTarget(
             name: "DaxKVTool",
             dependencies: ["DaxKV", .product(name: "ArgumentParser", package: "swift-argument-parser")],
