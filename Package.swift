@@ -94,7 +94,8 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Drives the built `daxheap` executable as a user would.
-        .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxTestSupport"]),
+        .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxHeap", "DaxDevice", "DaxTestSupport",
+                                                             .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),
     ],
     swiftLanguageModes: [.v6]

@@ -15,22 +15,14 @@ public struct BadRange: Hashable, Sendable {
 }
 
 extension MappedDevice {
-    /// The test hook: `DAXHEAP_TEST_BADBLOCKS="OFFSET+LENGTH,..."` (bytes, decimal) makes
-    /// every device report these ranges instead of asking libpmem2. Only for tests on
-    /// emulated devices, which have no real bad blocks.
-    public static let testBadBlocksVariable = "DAXHEAP_TEST_BADBLOCKS"
-
     /// The device's known bad ranges, in bytes from the start of the device, merged and
     /// clipped to the device: from libpmem2's pmem2_badblock_* iterator (on device-dax it
     /// reads the region's badblocks list from sysfs; a regular file on tmpfs or a
-    /// non-DAX filesystem has none), or from the test hook.
-    public func badRanges() throws(DeviceError) -> [BadRange] {
+    /// non-DAX filesystem has none), or `reported` in its place (tests: an emulated device
+    /// has no bad blocks of its own).
+    public func badRanges(reported: [BadRange]? = nil) throws(DeviceError) -> [BadRange] {
         var ranges: [BadRange]
-        if let text = getenv(Self.testBadBlocksVariable) {
-            ranges = try Self.parseTestRanges(String(cString: text))
-        } else {
-            ranges = try libpmem2BadRanges()
-        }
+        if let reported { ranges = reported } else { ranges = try libpmem2BadRanges() }
         ranges = ranges.compactMap { r in
             guard r.offset < size, r.length > 0 else { return nil }
             return BadRange(offset: r.offset, length: min(r.length, size - r.offset))
@@ -45,18 +37,6 @@ extension MappedDevice {
             }
         }
         return merged
-    }
-
-    static func parseTestRanges(_ text: String) throws(DeviceError) -> [BadRange] {
-        var result: [BadRange] = []
-        for item in text.split(separator: ",") where !item.isEmpty {
-            let parts = item.split(separator: "+")
-            guard parts.count == 2, let offset = UInt64(parts[0]), let length = UInt64(parts[1]) else {
-                throw .badBlocksUnavailable(path: testBadBlocksVariable, reason: "\"\(item)\" is not OFFSET+LENGTH")
-            }
-            result.append(BadRange(offset: offset, length: length))
-        }
-        return result
     }
 
     func libpmem2BadRanges() throws(DeviceError) -> [BadRange] {

@@ -37,6 +37,9 @@ public final class Heap: Sendable {
     let logger: Logger
     /// Test hook (package only): injected metadata write faults; nil in production.
     let faults: MetadataFaults?
+    /// Test hook (package only): the bad ranges the platform is to report (emulated
+    /// devices have none); nil in production, where libpmem2 is asked.
+    let reportedBadRanges: [BadRange]?
     /// Set once by ``close()``, holding both locks; read anywhere (see `HeapClose.swift`).
     let closed = Atomic<Bool>(false)
     /// Serializes ``close()`` calls, including the grace period and the unmapping.
@@ -70,8 +73,10 @@ public final class Heap: Sendable {
         }
     }
 
-    private init(device: MappedDevice, state: HeapState, repairs: [String], logger: Logger, faults: MetadataFaults?) {
+    private init(device: MappedDevice, state: HeapState, repairs: [String], logger: Logger, faults: MetadataFaults?,
+                 reportedBadRanges: [BadRange]? = nil) {
         self.device = device
+        self.reportedBadRanges = reportedBadRanges
         self.uuid = state.uuid.description
         self.repairs = repairs
         self.logger = logger
@@ -144,10 +149,11 @@ public final class Heap: Sendable {
         try open(path: path, mode: mode, logger: logger, sysfsRoot: "/sys", faults: nil, simulator: simulator)
     }
 
-    /// `open` with the test hooks: a fake sysfs tree and injected metadata faults.
+    /// `open` with the test hooks: a fake sysfs tree, injected metadata faults, and the bad
+    /// ranges the platform is to report.
     package static func open(
         path: String, mode: HeapMode, logger: Logger, sysfsRoot: String, faults: MetadataFaults?,
-        simulator: PowerLossSimulator? = nil
+        simulator: PowerLossSimulator? = nil, reportedBadRanges: [BadRange]? = nil
     ) throws(HeapError) -> Heap {
         let device: MappedDevice
         do {
@@ -181,7 +187,8 @@ public final class Heap: Sendable {
         let state = HeapState(table: table, generation: metadata.generation, primary: statuses.primary,
                               secondary: statuses.secondary, cells: cells, image: choice.image, uuid: metadata.uuid,
                               highestGeneration: metadata.generation)
-        return Heap(device: device, state: state, repairs: repairs, logger: logger, faults: faults)
+        return Heap(device: device, state: state, repairs: repairs, logger: logger, faults: faults,
+                    reportedBadRanges: reportedBadRanges)
     }
 
     // MARK: - Facts
@@ -242,7 +249,7 @@ public final class Heap: Sendable {
             }
             var badBlocks: [BadBlock] = []
             do throws(HeapError) {
-                badBlocks = try Self.badBlocks(on: device, table: s.table)
+                badBlocks = try Self.badBlocks(on: device, reported: reportedBadRanges, table: s.table)
                 problems += badBlocks.map(\.description)
             } catch {
                 problems.append("\(error)")
@@ -258,14 +265,14 @@ public final class Heap: Sendable {
         // Under the state lock, which close() holds to set the flag: the device stays open.
         try state.withLock { s throws(HeapError) in
             try ensureOpen()
-            return try Self.badBlocks(on: device, table: s.table)
+            return try Self.badBlocks(on: device, reported: reportedBadRanges, table: s.table)
         }
     }
 
-    private static func badBlocks(on device: MappedDevice, table: ArenaTable) throws(HeapError) -> [BadBlock] {
+    private static func badBlocks(on device: MappedDevice, reported: [BadRange]?, table: ArenaTable) throws(HeapError) -> [BadBlock] {
         let ranges: [BadRange]
         do throws(DeviceError) {
-            ranges = try device.badRanges()
+            ranges = try device.badRanges(reported: reported)
         } catch {
             throw HeapError(error)
         }

@@ -36,6 +36,7 @@ struct CheckCommand: ParsableCommand {
         var repairable: Bool
     }
 
+
     func run() throws {
         var outcome: Outcome!
         try reportingFailures {
@@ -54,29 +55,27 @@ struct CheckCommand: ParsableCommand {
                 outcome.repaired = heap.repairs
                 outcome.healthy = heap.check().isHealthy
             }
-            if json {
-                try Console.out(JSON.object([
-                    "healthy": .bool(outcome.healthy),
-                    "metadata": Formatting.metadataJSON(primary: outcome.primary.state, secondary: outcome.secondary.state),
-                    "problems": .array(outcome.problems.map(JSON.string)),
-                    "badblocks": .array(outcome.badBlocks.map(Formatting.badBlockJSON)),
-                    "repaired": .array(outcome.repaired.map(JSON.string)),
-                ]).text)
-            } else {
-                try Console.out(lines: lines(outcome))
-            }
+            try Console.out(lines: output(outcome))
         }
         if !outcome.healthy { throw ExitCode(3) }
+    }
+
+    /// What the check prints: the JSON object, or the human report.
+    func output(_ outcome: Outcome) -> [String] {
+        guard json else { return lines(outcome) }
+        return [JSON.object([
+            "healthy": .bool(outcome.healthy),
+            "metadata": Formatting.metadataJSON(primary: outcome.primary.state, secondary: outcome.secondary.state),
+            "problems": .array(outcome.problems.map(JSON.string)),
+            "badblocks": .array(outcome.badBlocks.map(Formatting.badBlockJSON)),
+            "repaired": .array(outcome.repaired.map(JSON.string)),
+        ]).text]
     }
 
     /// Opens read-only and checks; both copies bad is a finding, not a failure.
     func examine() throws(HeapError) -> Outcome {
         do throws(HeapError) {
-            let heap = try HeapAccess.openReadOnly(path)
-            let report = heap.check()
-            return Outcome(primary: report.primary, secondary: report.secondary, problems: report.problems,
-                           badBlocks: report.badBlocks, healthy: report.isHealthy,
-                           repairable: report.primary.state == .ok || report.secondary.state == .ok)
+            return Outcome(try HeapAccess.openReadOnly(path).check())
         } catch {
             guard case .corruptMetadata(_, let primary, let secondary) = error else { throw error }
             return Outcome(primary: MetadataCopyStatus(state: .corrupt, detail: primary),
@@ -125,5 +124,14 @@ struct CheckCommand: ParsableCommand {
             lines.append("damaged: run `daxheap check --repair \(path)` to rewrite the bad copy from the good one")
         }
         return lines
+    }
+}
+
+extension CheckCommand.Outcome {
+    /// What a heap's own check found.
+    init(_ report: HeapCheckReport) {
+        self.init(primary: report.primary, secondary: report.secondary, problems: report.problems,
+                  badBlocks: report.badBlocks, healthy: report.isHealthy,
+                  repairable: report.primary.state == .ok || report.secondary.state == .ok)
     }
 }

@@ -1,4 +1,8 @@
+import DaxDevice
+import DaxHeap
+@testable import DaxHeapTool
 import Foundation
+import Logging
 import Testing
 import DaxTestSupport
 #if canImport(Glibc)
@@ -227,17 +231,26 @@ import Glibc
         expectSuccess(try Tool.run(["check", heap]))
     }
 
-    /// Bad blocks, injected through the library's test hook, are listed by what they hit.
+    /// Bad blocks, as the platform would report them (injected into an in-process open:
+    /// an emulated device has none), are listed by what they hit, in JSON and for humans,
+    /// and make the heap unhealthy (exit status 3).
     @Test func badBlocksAreTranslatedAndListed() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
-        let heap = try scratch.heap(arenas: [("a", "4M")])  // a: one extent at device offset 2 MiB
+        let path = try scratch.heap(arenas: [("a", "4M")])  // a: one extent at device offset 2 MiB
         // 4 KiB in the primary copy, 8 KiB straddling a's first 2 MiB boundary... and free space.
-        let hook = ["DAXHEAP_TEST_BADBLOCKS": "4096+4096,\((2 << 20) + (2 << 20) - 4096)+8192,\(10 << 20)+512"]
-        try expectUnchanged(heap) {
-            let run = try Tool.run(["check", heap, "--json"], environment: hook)
-            #expect(run.status == 3, "\(run)")
-            let json = try run.json()
+        let reported = [BadRange(offset: 4096, length: 4096), BadRange(offset: (2 << 20) + (2 << 20) - 4096, length: 8192),
+                        BadRange(offset: 10 << 20, length: 512)]
+        try expectUnchanged(path) {
+            let outcome: CheckCommand.Outcome
+            do {
+                let heap = try Heap.open(path: path, mode: .readOnly, logger: Logger(label: "test"), sysfsRoot: "/sys",
+                                         faults: nil, reportedBadRanges: reported)
+                outcome = CheckCommand.Outcome(heap.check())
+            }
+            #expect(!outcome.healthy)
+            let jsonLines = try CheckCommand.parse([path, "--json"]).output(outcome)
+            let json = try #require(JSONSerialization.jsonObject(with: Data(jsonLines.joined().utf8)) as? [String: Any])
             let blocks = try #require(json["badblocks"] as? [[String: Any]])
             #expect(blocks.count == 3)
             for block in blocks {
@@ -256,10 +269,9 @@ import Glibc
             #expect(arenaOffsets[1] == (2 << 20) - 4096)
             #expect(lengths == [4096, 8192, 512])
             #expect(json["healthy"] as? Bool == false)
-            let human = try Tool.run(["check", heap], environment: hook)
-            #expect(human.status == 3)
-            #expect(human.out.contains("bad block at device offset 4096, 4096 bytes, in the primary metadata copy"), "\(human.out)")
-            #expect(human.out.contains("in arena \"a\" at offset \((2 << 20) - 4096)"), "\(human.out)")
+            let human = try CheckCommand.parse([path]).output(outcome).joined(separator: "\n")
+            #expect(human.contains("bad block at device offset 4096, 4096 bytes, in the primary metadata copy"), "\(human)")
+            #expect(human.contains("in arena \"a\" at offset \((2 << 20) - 4096)"), "\(human)")
         }
     }
 }
