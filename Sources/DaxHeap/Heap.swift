@@ -350,7 +350,7 @@ public final class Heap: Sendable {
     /// zero. It is placed first-fit and may span several discontiguous extents.
     @discardableResult
     public func createArena(named name: String, size: UInt64) throws(HeapError) -> Arena {
-        let id = try change(arena: name) { table throws(ProvisionError) in try table.createInPlace(name: name, size: size) }
+        let id = try change([Step(.create(name: name, size: size))])[0]
         return try state.withLock { s throws(HeapError) in
             guard let cell = s.cells[id] else { throw .unknownArena(name) }
             return Arena(heap: self, cell: cell)
@@ -363,166 +363,19 @@ public final class Heap: Sendable {
     /// in the free gaps; the new bytes read as zero. Shrinking releases the highest arena
     /// offsets; it returns only once no access can still reach the released range.
     public func resizeArena(named name: String, to size: UInt64) throws(HeapError) {
-        _ = try change(arena: name) { table throws(ProvisionError) in try table.resizeInPlace(name: name, to: size) }
+        _ = try change([Step(.resize(name: name, size: size))])
     }
 
     /// Resizes the arena with this persistent id (what a handle holds: a handle to a
     /// destroyed arena must not reach a newer arena that took its name).
     func resizeArena(id: UInt64, name: String, to size: UInt64) throws(HeapError) {
-        _ = try change(arena: name) { table throws(ProvisionError) in
-            guard table.arenas[id] != nil else { throw .unknownArena(name) }
-            return try table.resizeInPlace(name: name, to: size)
-        }
+        _ = try change([Step(.resize(name: name, size: size), expectedID: id)])
     }
 
     /// Destroys an arena, returning its space to the heap. Returns once no access can
     /// still reach it; handles to it then fail with ``HeapError/unknownArena(_:)`` (and
     /// their ``Arena/size`` is 0), even once another arena takes the name.
     public func destroyArena(named name: String) throws(HeapError) {
-        _ = try change(arena: name) { table throws(ProvisionError) in
-            try table.destroyInPlace(name: name)
-        }
-    }
-
-    /// Applies one provisioning change: made in the table in place (and undone if anything
-    /// after it fails), new space zeroed, both metadata copies persisted (docs/FORMAT.md,
-    /// "Update protocol"), then published to readers.
-    ///
-    /// Nothing here is proportional to the whole table except moving bytes: the table is
-    /// not copied, and the new image is the current one with one arena entry changed
-    /// (`MetadataCopy.applying`), which equals a full encoding of the new table.
-    ///
-    /// Changes are serialized by `provisioning`; `state` is held only while the table and
-    /// the copies change, not while waiting for readers, so that a reader may query the
-    /// heap from inside its access while a shrink or destroy waits for it.
-    ///
-    /// After publishing, a change waits only if it released space: a shrink or destroy waits
-    /// for the sections of that arena open before it (``ReadSections``; `provisioning`
-    /// stays held, so the space is not handed out meanwhile). A grow waits for no one: the
-    /// old layout maps a prefix of the new one, so a reader still using it reaches only the
-    /// arena's bytes; it is freed on the reclaimer thread once those sections have ended.
-    private func change(
-        arena name: String, _ body: (inout ArenaTable) throws(ProvisionError) -> ArenaTable.Undo
-    ) throws(HeapError) -> UInt64 {
-        try provisioning.withLock { _ throws(HeapError) -> UInt64 in
-            try ensureOpen()  // close() sets the flag under this lock: past here the device stays open
-            guard device.mode == .readWrite else { throw .readOnly(path: path) }
-            var cell: ArenaCell?  // the arena's cell as it was: what its readers' sections hold
-            let (id, retired) = try state.withLock { s throws(HeapError) in
-                cell = s.table.ids[name].flatMap { s.cells[$0] }
-                return try apply(arena: name, body, state: &s)
-            }
-            guard let retired else { return id }
-            // The arena's own sections, or (should the name have led elsewhere) every section.
-            let key = cell.flatMap { $0.id == id ? $0.readKey : nil }
-            let current = state.withLock { $0.table.arenas[id] }
-            let waited = ReadSections.begin(holding: key)
-            if let current, Self.isPrefix(retired._withUnsafeGuaranteedRef { $0.layout }, of: current) {
-                ReadSections.retire(waited) { retired.release() }
-            } else {
-                ReadSections.wait(waited)
-                retired.release()
-            }
-            return id
-        }
-    }
-
-    /// Whether every arena offset `old` maps, `new` maps to the same device offset: the
-    /// extents are the same but for the last of `old`, which `new` may have lengthened.
-    static func isPrefix(_ old: ArenaLayout, of new: ArenaLayout) -> Bool {
-        guard old.extents.count <= new.extents.count else { return false }
-        for (i, e) in old.extents.enumerated() {
-            let n = new.extents[i]
-            guard n.deviceOffset == e.deviceOffset, n.arenaOffset == e.arenaOffset else { return false }
-            guard n.length == e.length || (i == old.extents.count - 1 && n.length > e.length) else { return false }
-        }
-        return true
-    }
-
-    /// The part of a change done under the state lock: returns the arena's id and the
-    /// layout it replaced, which the caller frees after a grace period.
-    private func apply(
-        arena name: String, _ body: (inout ArenaTable) throws(ProvisionError) -> ArenaTable.Undo,
-        state s: inout HeapState
-    ) throws(HeapError) -> (UInt64, Unmanaged<ArenaSnapshot>?) {
-        let undo: ArenaTable.Undo
-        do throws(ProvisionError) {
-            undo = try body(&s.table)
-        } catch {
-            throw HeapError(error)
-        }
-        let id = undo.id
-        let old = undo.before
-        let new = s.table.arenas[id]
-        if new == old { return (id, nil) }  // e.g. a resize to the same size
-        // A failed write may use up two numbers (the update's and the restore's).
-        guard s.highestGeneration < UInt64.max - 1 else {
-            s.table.undo(undo)
-            throw .generationExhausted(path: path)
-        }
-        // Open windows: a shrink or destroy is refused, a grow mapped into each (undone
-        // below if the change fails).
-        let windows: WindowGrowth
-        do throws(HeapError) {
-            windows = try mapGrowth(arena: name, old: old, new: new, regions: s.windows[id] ?? [])
-        } catch {
-            s.table.undo(undo)
-            throw error
-        }
-        do throws(DeviceError) {
-            // New space is zeroed while it is still free, so a crash leaves no arena
-            // holding stale bytes.
-            for range in Self.addedRanges(old: old, new: new) {
-                try device.zero(offset: range.lowerBound, length: Geometry.length(of: range))
-            }
-        } catch {
-            windows.undo()
-            s.table.undo(undo)
-            throw HeapError(error)
-        }
-        let generation = s.highestGeneration + 1
-        let index = s.table.position(of: id)
-        let record = new.map { ArenaRecord(id: id, name: $0.name, extents: $0.extents) }
-        let edit: MetadataCopy.ArenaChange = switch (old, record) {
-        case (nil, let record?): .insert(record, at: index)
-        case (_?, let record?): .replace(record, at: index)
-        default: .remove(at: index)
-        }
-        let image = MetadataCopy.applying(edit, to: s.image, generation: generation, nextArenaID: s.table.nextArenaID)
-        do throws(HeapError) {
-            try commit(image, generation: generation, state: &s)
-        } catch {
-            windows.undo()
-            s.table.undo(undo)
-            throw error
-        }
-        windows.publish()
-        s.image = image
-        s.generation = generation
-        logger.debug("arena table updated", metadata: ["arena": "\(name)", "generation": "\(generation)"])
-        // Publish; the caller waits out every access that could hold the old layout.
-        guard let new else {
-            let retired = s.cells[id]?.publish(nil)
-            s.cells[id] = nil
-            return (id, retired)
-        }
-        guard let cell = s.cells[id] else {
-            s.cells[id] = ArenaCell(new)
-            return (id, nil)
-        }
-        return (id, cell.publish(new))
-    }
-
-    /// Device ranges an arena holds in `new` and did not hold in `old`.
-    static func addedRanges(old: ArenaLayout?, new: ArenaLayout?) -> [Range<UInt64>] {
-        guard let new else { return [] }
-        var held: [UInt64: UInt64] = [:]
-        for e in old?.extents ?? [] { held[e.deviceOffset] = e.length }
-        var result: [Range<UInt64>] = []
-        for e in new.extents {
-            let before = held[e.deviceOffset] ?? 0
-            if e.length > before { result.append(e.deviceOffset + before ..< e.deviceOffset + e.length) }
-        }
-        return result
+        _ = try change([Step(.destroy(name: name))])
     }
 }

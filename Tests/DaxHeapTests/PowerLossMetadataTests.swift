@@ -1,6 +1,6 @@
 // Every fence of every metadata update, crashed under the power-loss simulator: heap
-// create, arena create, grow in place and into a gap, shrink, destroy, and the repair a
-// read-write open makes. Each crash image must open read-only to exactly the table before
+// create, arena create, grow in place and into a gap, shrink, destroy, several changes in
+// one update (`Heap.provision`), and the repair a read-write open makes. Each crash image must open read-only to exactly the table before
 // or after the interrupted operation, open read-write to the same table, and then be
 // healthy (what `daxheap check --repair` asks for). The only data ever written is a
 // pattern in arena "b" before it is destroyed; every other arena must read as zero in every
@@ -103,10 +103,14 @@ private func checkImage(_ image: CrashImage) throws {
             ("shrink a", { try $0.resizeArena(named: "a", to: 2 << 20) }),
             ("destroy c", { try $0.destroyArena(named: "c") }),
             ("create d", { _ = try $0.createArena(named: "d", size: 2 << 20) }),
+            ("provision: create e and f, destroy d, grow a", {
+                try $0.provision([.create(name: "e", size: 2 << 20), .create(name: "f", size: 4 << 20),
+                                  .destroy(name: "d"), .resize(name: "a", size: 4 << 20)])
+            }),
         ])
         try simulator.verify()
         // Two copies per update, and the zeroing of new space: at least 3 fences for each.
-        #expect(simulator.crashPointsTaken >= 2 + 11 * 2)
+        #expect(simulator.crashPointsTaken >= 2 + 12 * 2)
         #expect(simulator.imagesChecked > simulator.crashPointsTaken * 3)
     }
 
