@@ -20,7 +20,7 @@ struct DaxHeapCommand: ParsableCommand {
         """,
         subcommands: [
             CreateCommand.self, InfoCommand.self, ListCommand.self,
-            CreateArenaCommand.self, ResizeArenaCommand.self, DestroyArenaCommand.self,
+            CreateArenaCommand.self, ResizeArenaCommand.self, DestroyArenaCommand.self, ProvisionCommand.self,
             WriteCommand.self, ReadCommand.self, CheckCommand.self, DemoCommand.self,
         ]
     )

@@ -62,6 +62,27 @@ import Testing
         }
     }
 
+    @Test func provisionAppliesEveryChangeInOrderOrNone() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap(size: "32M", arenas: [("old", "4M")])
+        let run = expectSuccess(try Tool.run(["provision", heap, "create:index:8M", "create:a:b:2M", "destroy:old", "resize:index:10M"]))
+        #expect(run.out == "created \"index\" of 8 MiB, created \"a:b\" of 2 MiB, destroyed \"old\", resized \"index\" to 10 MiB in one update; 16 MiB available\n")
+        #expect(try arenas(heap) == ["index": UInt64(10 * MiB), "a:b": UInt64(2 * MiB)])
+        try expectUnchanged(heap) {
+            // A refused change anywhere in the list: none is applied.
+            expectFailure(try Tool.run(["provision", heap, "create:x:2M", "destroy:nope"]), "no arena named \"nope\"")
+            expectFailure(try Tool.run(["provision", heap, "create:x:2M", "create:x:2M"]), "\"x\" already exists")
+            expectFailure(try Tool.run(["provision", heap, "destroy:index", "create:y:3M"]), "not a positive multiple of 2 MiB")
+            expectFailure(try Tool.run(["provision", heap, "create:y:2M", "resize:index:64M"]), "not enough space")
+            // Changes that do not parse, or none at all: usage errors.
+            for change in ["bogus", "create:x", "create::2M", "resize:index:2X", "destroy:", "make:x:2M"] {
+                expectUsageError(try Tool.run(["provision", heap, change]))
+            }
+            expectUsageError(try Tool.run(["provision", heap]))
+        }
+    }
+
     @Test func spaceIsReturnedAndReused() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }

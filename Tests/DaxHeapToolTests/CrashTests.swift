@@ -83,6 +83,15 @@ import DaxTestSupport
         try sweepOperation(["destroy-arena", heap, "--name", "c"], name: "destroy", on: heap, scratch: scratch)
     }
 
+    /// Several changes in one update (`provision`): the table before all of them or after all.
+    @Test func aProvisionBatchIsAtomic() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap(size: "32M", arenas: [("a", "2M"), ("b", "2M"), ("c", "4M")])
+        try sweepOperation(["provision", heap, "create:index:4M", "destroy:b", "resize:a:6M", "create:log:2M"],
+                           name: "provision", on: heap, scratch: scratch)
+    }
+
     /// Creating the heap itself: until the primary is complete there is no heap (open fails
     /// and says so); from then on it is an empty, repairable heap.
     @Test func heapCreationIsAtomic() throws {
