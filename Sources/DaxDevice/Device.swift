@@ -384,6 +384,15 @@ public final class MappedDevice: @unchecked Sendable {
         drain()
     }
 
+    /// pmem_memcpy_persist at `offset`, for a caller that has checked that ``persistence``
+    /// is `.pmem`: the range check and the call, nothing else (the fast path of
+    /// `Arena.memcpyPersist`, inlined into its callers).
+    @inlinable
+    public func pmemMemcpyPersist(offset: UInt64, from source: UnsafeRawPointer, count: Int) {
+        precondition(persistence == .pmem && offset <= size && UInt64(count) <= size - offset)
+        pmem_memcpy_persist(base + Int(offset), source, count)
+    }
+
     /// Copies and flushes without waiting (pmem_memcpy_nodrain): several copies can then
     /// share one ``drain()``. With msync the copy is synced, which is already durable.
     public func memcpyNoDrain(offset: UInt64, from source: UnsafeRawBufferPointer) throws(DeviceError) {

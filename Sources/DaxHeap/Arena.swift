@@ -30,11 +30,15 @@ import DaxDevice
 public struct Arena: Sendable {
     /// The heap the arena lives on (kept alive by the handle).
     public let heap: Heap
-    let cell: ArenaCell
+    @usableFromInline let cell: ArenaCell
+    /// The heap's device, unretained (`heap` keeps it alive), for the inlined data paths:
+    /// no reference counting on them (a release is a locked instruction).
+    @usableFromInline let device: Unmanaged<MappedDevice>
 
     init(heap: Heap, cell: ArenaCell) {
         self.heap = heap
         self.cell = cell
+        self.device = Unmanaged.passUnretained(heap.device)
     }
 
     public var name: String { cell.name }
@@ -189,7 +193,29 @@ public struct Arena: Sendable {
     /// Copies `source` to `offset` and makes it durable (pmem_memcpy_persist per extent).
     /// The range is checked before the first byte is written; a failed msync (on a file)
     /// throws with the extent pieces before the failing one written and durable.
+    @inlinable @inline(__always)
     public func memcpyPersist(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
+        // Fast path, the common case: persistent memory, writable, the whole range in one
+        // extent. Inlined into the caller (DaxBench paired, 256 B: 1.056x the direct call
+        // as a call, 1.022x inlined): the section's stores, one translation, one libpmem
+        // call; nothing retained (a release is a locked instruction), no closure.
+        let token = ReadSections.enter(readKey)
+        if let snapshot = snapshotInSection(), let from = source.baseAddress,
+           let (at, contiguous) = snapshot._withUnsafeGuaranteedRef({ $0.layout.translate(offset) }),
+           UInt64(source.count) <= contiguous,  // the bounds check: translate ends at the size
+           device._withUnsafeGuaranteedRef({ $0.persistence == .pmem && $0.mode == .readWrite }) {
+            device._withUnsafeGuaranteedRef { $0.pmemMemcpyPersist(offset: at, from: from, count: source.count) }
+            ReadSections.exit(token)
+            return
+        }
+        ReadSections.exit(token)
+        try memcpyPersistPieces(at: offset, from: source)
+    }
+
+    /// ``memcpyPersist(at:from:)`` in every other case: several extents, msync, an empty
+    /// or bad range, a read-only heap, a destroyed arena.
+    @usableFromInline
+    func memcpyPersistPieces(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
         let mapped = heap.device
         guard mapped.mode == .readWrite else { throw .readOnly(path: heap.path) }
         try forEachPiece(offset: offset, count: UInt64(source.count)) { device, done, length throws(HeapError) in
@@ -238,6 +264,15 @@ public struct Arena: Sendable {
     @usableFromInline func goneError() -> HeapError {
         heap.isClosed ? .heapClosed(path: heap.path) : .unknownArena(name)
     }
+
+    /// What a read section of this arena records: the cell's address, as
+    /// `ArenaCell.readKey` (spelled out here for the inlined paths).
+    @inlinable
+    var readKey: UInt64 { UInt64(UInt(bitPattern: ObjectIdentifier(cell))) }
+
+    /// The current layout, for use inside a read section of this arena (``readKey``).
+    @usableFromInline
+    func snapshotInSection() -> Unmanaged<ArenaSnapshot>? { cell.load() }
 
     /// Runs `body` on the current layout inside a read section; nil if destroyed or closed.
     @inline(__always)
