@@ -2,6 +2,7 @@
 // Detail (per-repetition values, parameters) goes to stderr as `#` lines.
 //
 //   DaxBench [--dir DIR] [--bigdir DIR] [--reps N] [persist] [translate] [provision] [open] [window]
+//   DaxBench [--reps ROUNDS] paired     (a diagnostic of the persist paths: PairedBench.swift)
 //
 // Every figure is the median of `--reps` (default 3) repetitions taken in this process.
 // Heaps are sparse files under DIR (default /dev/shm); run with PMEM_IS_PMEM_FORCE=1 so
@@ -497,6 +498,7 @@ struct DaxBench {
             case "provision": try provisionSuite(dir: dir, reps: reps)
             case "open": try openSuite(dir: dir, bigDir: bigDir, reps: reps)
             case "window": try windowSuite(dir: dir, reps: reps)
+            case "paired": try pairedSuite(dir: dir, rounds: max(reps, 41))  // a diagnostic; run.sh does not run it
             default:
                 note("unknown suite \(suite)")
                 exit(64)
