@@ -363,7 +363,17 @@ public final class MappedDevice: @unchecked Sendable {
     }
 
     /// Waits for earlier flushes to reach the persistence domain (pmem_drain).
+    @inlinable  // a drain through DaxHeap is the fence and nothing else
     public func drain() {
+        if persistence == .pmem {
+            pmem_drain()
+        } else {
+            drainOther()
+        }
+    }
+
+    @usableFromInline
+    func drainOther() {
         switch persistence {
         case .pmem: pmem_drain()
         case .msync: break  // each msync was already durable
@@ -384,13 +394,40 @@ public final class MappedDevice: @unchecked Sendable {
         drain()
     }
 
-    /// pmem_memcpy_persist at `offset`, for a caller that has checked that ``persistence``
-    /// is `.pmem`: the range check and the call, nothing else (the fast path of
-    /// `Arena.memcpyPersist`, inlined into its callers).
+    // MARK: - The fast paths of DaxHeap's durability calls
+    //
+    // libpmem called directly, for a caller that has checked that ``persistence`` is `.pmem`
+    // (and, to store, that the mapping is writable): inlined into DaxHeap's fast paths
+    // (Arena, ArenaWindow), and with them into their callers, so that a persist through
+    // DaxHeap is one call to libpmem. At an offset, the range is checked against the
+    // device; at an address (a window's), the caller checked it against the window.
+
+    /// pmem_flush of `[offset, offset + length)`.
+    @inlinable
+    public func pmemFlush(offset: UInt64, length: UInt64) {
+        precondition(persistence == .pmem && offset <= size && length <= size - offset)
+        pmem_flush(base + Int(offset), Int(length))
+    }
+
+    /// pmem_memcpy_persist of `count` bytes from `source` to `offset`.
     @inlinable
     public func pmemMemcpyPersist(offset: UInt64, from source: UnsafeRawPointer, count: Int) {
         precondition(persistence == .pmem && offset <= size && UInt64(count) <= size - offset)
         pmem_memcpy_persist(base + Int(offset), source, count)
+    }
+
+    /// pmem_flush of `[address, address + length)`.
+    @inlinable
+    public func pmemFlush(address: UnsafeRawPointer, length: UInt64) {
+        precondition(persistence == .pmem)
+        pmem_flush(address, Int(length))
+    }
+
+    /// pmem_memcpy_persist of `count` bytes from `source` to `address`.
+    @inlinable
+    public func pmemMemcpyPersist(address: UnsafeMutableRawPointer, from source: UnsafeRawPointer, count: Int) {
+        precondition(persistence == .pmem)
+        pmem_memcpy_persist(address, source, count)
     }
 
     /// Copies and flushes without waiting (pmem_memcpy_nodrain): several copies can then

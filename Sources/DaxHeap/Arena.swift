@@ -173,6 +173,7 @@ public struct Arena: Sendable {
     // MARK: - Durability (libpmem; msync on a file that is not persistent memory)
 
     /// Makes `[offset, offset + count)` durable: flush every piece, then one drain.
+    @inlinable @inline(__always)
     public func persist(at offset: UInt64, count: UInt64) throws(HeapError) {
         try flush(at: offset, count: count)
         drain()
@@ -180,7 +181,25 @@ public struct Arena: Sendable {
 
     /// Flushes the range from the CPU caches without waiting (pmem_flush). Follow a batch
     /// of flushes with one ``drain()``.
+    @inlinable @inline(__always)
     public func flush(at offset: UInt64, count: UInt64) throws(HeapError) {
+        // Fast path, inlined into the caller as memcpyPersist's is: the section's stores,
+        // one translation, one pmem_flush. No locked instruction between a flush and the
+        // caller's drain (a locked instruction waits for the flush as a fence does).
+        let token = ReadSections.enter(readKey)
+        if isPersistentMemory(storing: false), let at = oneExtent(offset, count) {
+            device._withUnsafeGuaranteedRef { $0.pmemFlush(offset: at, length: count) }
+            ReadSections.exit(token)
+            return
+        }
+        ReadSections.exit(token)
+        try flushPieces(at: offset, count: count)
+    }
+
+    /// ``flush(at:count:)`` in every other case: several extents, msync, an empty or bad
+    /// range, a destroyed arena.
+    @usableFromInline
+    func flushPieces(at offset: UInt64, count: UInt64) throws(HeapError) {
         let mapped = heap.device
         try forEachPiece(offset: offset, count: count) { device, _, length throws(HeapError) in
             do throws(DeviceError) { try mapped.flush(offset: device, length: length) } catch { throw HeapError(error) }
@@ -188,7 +207,8 @@ public struct Arena: Sendable {
     }
 
     /// Waits for earlier flushes to be durable (pmem_drain).
-    public func drain() { heap.device.drain() }
+    @inlinable @inline(__always)
+    public func drain() { device._withUnsafeGuaranteedRef { $0.drain() } }
 
     /// Copies `source` to `offset` and makes it durable (pmem_memcpy_persist per extent).
     /// The range is checked before the first byte is written; a failed msync (on a file)
@@ -196,14 +216,13 @@ public struct Arena: Sendable {
     @inlinable @inline(__always)
     public func memcpyPersist(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
         // Fast path, the common case: persistent memory, writable, the whole range in one
-        // extent. Inlined into the caller (DaxBench paired, 256 B: 1.056x the direct call
-        // as a call, 1.022x inlined): the section's stores, one translation, one libpmem
-        // call; nothing retained (a release is a locked instruction), no closure.
+        // extent. Inlined into the caller, where the section's stores cost least (see
+        // ReadSections.enter): the stores, one translation, one libpmem call; nothing
+        // retained (a release is a locked instruction), no closure, no other call but
+        // the snapshot's load. Every other case takes the checked path, out of line.
         let token = ReadSections.enter(readKey)
-        if let snapshot = snapshotInSection(), let from = source.baseAddress,
-           let (at, contiguous) = snapshot._withUnsafeGuaranteedRef({ $0.layout.translate(offset) }),
-           UInt64(source.count) <= contiguous,  // the bounds check: translate ends at the size
-           device._withUnsafeGuaranteedRef({ $0.persistence == .pmem && $0.mode == .readWrite }) {
+        if isPersistentMemory(storing: true), let from = source.baseAddress,
+           let at = oneExtent(offset, UInt64(source.count)) {
             device._withUnsafeGuaranteedRef { $0.pmemMemcpyPersist(offset: at, from: from, count: source.count) }
             ReadSections.exit(token)
             return
@@ -273,6 +292,25 @@ public struct Arena: Sendable {
     /// The current layout, for use inside a read section of this arena (``readKey``).
     @usableFromInline
     func snapshotInSection() -> Unmanaged<ArenaSnapshot>? { cell.load() }
+
+    /// The device offset of `[offset, offset + count)` when the arena's current layout
+    /// holds all of it in one extent; nil when it spans extents, passes the end, or the
+    /// arena is gone. Inside a read section of this arena only. The bounds check of the
+    /// fast paths: `translate` is nil at and past the size, and its `contiguous` ends there.
+    @inlinable @inline(__always)
+    func oneExtent(_ offset: UInt64, _ count: UInt64) -> UInt64? {
+        guard let snapshot = snapshotInSection(),
+              let (at, contiguous) = snapshot._withUnsafeGuaranteedRef({ $0.layout.translate(offset) }),
+              count <= contiguous else { return nil }
+        return at
+    }
+
+    /// Whether the fast paths may call libpmem: the heap is on persistent memory, and
+    /// writable when the call stores.
+    @inlinable @inline(__always)
+    func isPersistentMemory(storing: Bool) -> Bool {
+        device._withUnsafeGuaranteedRef { $0.persistence == .pmem && (!storing || $0.mode == .readWrite) }
+    }
 
     /// Runs `body` on the current layout inside a read section; nil if destroyed or closed.
     @inline(__always)

@@ -142,6 +142,10 @@ public final class ArenaWindow: Sendable {
     /// Flushes `[offset, offset + count)` from the CPU caches without waiting (pmem_flush;
     /// msync of its pages on a file). Follow a batch of flushes with one ``drain()``.
     public func flush(at offset: UInt64, count: UInt64) throws(HeapError) {
+        if let at = pmemAddress(offset, count, storing: false) {
+            device._withUnsafeGuaranteedRef { $0.pmemFlush(address: at, length: count) }
+            return
+        }
         let at = try locate(offset, count)
         guard let at else { return }
         try onDevice { (device) throws(DeviceError) in try device.flush(address: at, length: count) }
@@ -166,6 +170,10 @@ public final class ArenaWindow: Sendable {
 
     /// Copies `source` to `offset` and makes it durable (pmem_memcpy_persist).
     public func memcpyPersist(at offset: UInt64, from source: UnsafeRawBufferPointer) throws(HeapError) {
+        if let from = source.baseAddress, let at = pmemAddress(offset, UInt64(source.count), storing: true) {
+            device._withUnsafeGuaranteedRef { $0.pmemMemcpyPersist(address: at, from: from, count: source.count) }
+            return
+        }
         try checkWritable()
         guard let at = try locate(offset, source.count) else { return }
         try onDevice { (device) throws(DeviceError) in try device.memcpyPersist(address: at, from: source) }
@@ -194,6 +202,21 @@ public final class ArenaWindow: Sendable {
         try checkWritable()
         guard let at = try locate(offset, count) else { return true }
         return try onDevice { (device) throws(DeviceError) in try device.prefault(address: at, length: count) }
+    }
+
+    /// The address of `[offset, offset + count)` when a durability call can go straight to
+    /// libpmem: the heap on persistent memory (and writable, to store), the window open,
+    /// the range not empty and below the size. Otherwise nil, and the call takes its
+    /// checked path, which throws or does nothing. The fast paths (`flush`, `persist`,
+    /// `memcpyPersist`) are the checks and one libpmem call inlined through the
+    /// unretained device: no closure, no call of DaxDevice, no reference counting.
+    @inline(__always)
+    private func pmemAddress(_ offset: UInt64, _ count: UInt64, storing: Bool) -> UnsafeMutableRawPointer? {
+        let pmem = device._withUnsafeGuaranteedRef { $0.persistence == .pmem && (!storing || $0.mode == .readWrite) }
+        guard pmem, count > 0, isOpen else { return nil }
+        let size = self.size
+        guard offset <= size, count <= size - offset else { return nil }
+        return base + Int(offset)
     }
 
     /// Runs a call on the unretained device (see ``device``), its error as a HeapError.
