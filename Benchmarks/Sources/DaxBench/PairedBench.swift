@@ -45,30 +45,32 @@ func pairedSuite(dir: String, rounds: Int) throws {
     for size in sizes {
         let src = UnsafeRawBufferPointer(start: source, count: size)
         let limit = Int(arenaSize) - size
-        /// ns for `ops` copies walking sequentially through the arena from where the
-        /// previous round of the same method stopped.
-        func walker(_ body: @escaping (Int) throws -> Void) -> (Int) throws -> UInt64 {
-            var offset = 0
-            return { ops in
-                let start = nowNS()
-                for _ in 0 ..< ops {
-                    try body(offset)
-                    offset += size
-                    if offset > limit { offset = 0 }
-                }
-                return nowNS() - start
+        /// ns for `ops` copies walking sequentially through the arena from `offset` on
+        /// (where the previous round of the same method stopped). Inlined with its body, so
+        /// that each method's loop calls what it measures directly, as the persist suite's do.
+        @inline(__always)
+        func walk(_ ops: Int, _ offset: inout Int, _ body: (Int) throws -> Void) rethrows -> UInt64 {
+            let start = nowNS()
+            for _ in 0 ..< ops {
+                try body(offset)
+                offset += size
+                if offset > limit { offset = 0 }
             }
+            return nowNS() - start
         }
-        let direct = walker { _ = c_pmem_memcpy_persist(base + $0, source, size) }
-        let windowDirect = walker { _ = c_pmem_memcpy_persist(window.base + $0, source, size) }
+        var offsets = [Int](repeating: 0, count: 5)
+        let direct = { (ops: Int) in walk(ops, &offsets[0]) { _ = c_pmem_memcpy_persist(base + $0, source, size) } }
+        let windowDirect = { (ops: Int) in walk(ops, &offsets[1]) { _ = c_pmem_memcpy_persist(window.base + $0, source, size) } }
         // (name, method, its reference)
         let pairs: [(String, (Int) throws -> UInt64, (Int) throws -> UInt64)] = [
-            ("arena", walker { try arena.memcpyPersist(at: UInt64($0), from: src) }, direct),
-            ("window", walker { try window.memcpyPersist(at: UInt64($0), from: src) }, windowDirect),
-            ("section", walker { offset in
-                word.store(word.load(ordering: .relaxed) &+ 1, ordering: .releasing)
-                _ = c_pmem_memcpy_persist(base + offset, source, size)
-                word.store(word.load(ordering: .relaxed) &- 1, ordering: .releasing)
+            ("arena", { ops in try walk(ops, &offsets[2]) { try arena.memcpyPersist(at: UInt64($0), from: src) } }, direct),
+            ("window", { ops in try walk(ops, &offsets[3]) { try window.memcpyPersist(at: UInt64($0), from: src) } }, windowDirect),
+            ("section", { ops in
+                walk(ops, &offsets[4]) { offset in
+                    word.store(word.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+                    _ = c_pmem_memcpy_persist(base + offset, source, size)
+                    word.store(word.load(ordering: .relaxed) &- 1, ordering: .releasing)
+                }
             }, direct),
         ]
         // ~5 ms per round for each.
