@@ -244,7 +244,7 @@ func check(_ image: CrashImage, against expected: Expectation, counts: Locked<Ch
                 if applied == 0 { c.notApplied += 1 } else if applied == operation.steps.count { c.applied += 1 } else { c.prefix += 1 }
             }
         }
-        let recovered = try FileBytes(image.path)
+        let recovered = try FilePages(image.path)
         do {
             let heap = try Heap.open(path: image.path)
             guard heap.repairs.isEmpty else {
@@ -259,7 +259,7 @@ func check(_ image: CrashImage, against expected: Expectation, counts: Locked<Ch
                 throw PowerLossCheckFailure("the first open found \(applied) of the operation's steps applied, the second \(again)")
             }
         }
-        if let offset = try FileBytes(image.path).firstDifference(from: recovered) {
+        if let offset = try FilePages(image.path).firstDifference(from: recovered) {
             throw PowerLossCheckFailure("the second open wrote to the image (first difference at byte \(offset))")
         }
     } catch {
@@ -337,41 +337,47 @@ func same(_ a: [UInt8]?, _ b: [UInt8]?) -> Bool {
     return b.withUnsafeBytes { same(a, $0) }
 }
 
-/// A file's bytes outside its holes (crash images are sparse: reading only what they hold
-/// is several times faster than reading 32 MiB), with the offset of each stretch.
-struct FileBytes {
-    var stretches: [(offset: Int, bytes: [UInt8])] = []
+/// A file's non-zero 4 KiB pages, by page number: what it holds, holes and zero pages alike
+/// left out. (Comparing which stretches are holes would not do: tmpfs fills a hole with a
+/// page when it is merely read through a shared mapping. And crash images are sparse:
+/// reading only their data is several times faster than reading 32 MiB.)
+struct FilePages {
+    static let pageSize = 4096
+    var pages: [Int: [UInt8]] = [:]
 
     init(_ path: String) throws {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw PowerLossCheckFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        let zero = [UInt8](repeating: 0, count: Self.pageSize)
         var at = 0
         while true {
             let start = lseek(fd, off_t(at), 3 /* SEEK_DATA */)
             if start < 0 { break }  // ENXIO: no data after `at`
             let end = lseek(fd, start, 4 /* SEEK_HOLE */)
+            // Stretches of data start and end on page boundaries (tmpfs allocates pages).
             let count = Int(end - start)
             let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-                initialized = pread(fd, buffer.baseAddress, count, start)
+                initialized = max(0, pread(fd, buffer.baseAddress, count, start))
             }
             guard bytes.count == count else { throw PowerLossCheckFailure("cannot read \(path)") }
-            stretches.append((Int(start), bytes))
+            for page in stride(from: 0, to: count, by: Self.pageSize) {
+                let piece = bytes[page ..< min(count, page + Self.pageSize)]
+                let isZero = piece.withUnsafeBytes { p in zero.withUnsafeBytes { memcmp(p.baseAddress!, $0.baseAddress!, p.count) == 0 } }
+                if !isZero { pages[(Int(start) + page) / Self.pageSize] = Array(piece) }
+            }
             at = Int(end)
         }
     }
 
-    /// The first offset at which `other` differs, or nil.
-    func firstDifference(from other: FileBytes) -> Int? {
-        for (a, b) in zip(stretches, other.stretches) {
-            guard a.offset == b.offset, a.bytes.count == b.bytes.count else { return min(a.offset, b.offset) }
-            let differs = a.bytes.withUnsafeBytes { x in b.bytes.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) != 0 } }
-            if differs {
-                return a.offset + zip(a.bytes, b.bytes).enumerated().first { $0.element.0 != $0.element.1 }!.offset
+    /// The first byte offset at which the two files differ, or nil.
+    func firstDifference(from other: FilePages) -> Int? {
+        let zero = [UInt8](repeating: 0, count: Self.pageSize)
+        for number in Set(pages.keys).union(other.pages.keys).sorted() {
+            let mine = pages[number] ?? zero, theirs = other.pages[number] ?? zero
+            if !same(mine, theirs) {
+                return number * Self.pageSize + (zip(mine, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0)
             }
-        }
-        if stretches.count != other.stretches.count {
-            return (stretches.count < other.stretches.count ? other : self).stretches[min(stretches.count, other.stretches.count)].offset
         }
         return nil
     }
