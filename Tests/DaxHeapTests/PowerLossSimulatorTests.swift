@@ -199,4 +199,29 @@ private func firstWord(of name: String, in image: CrashImage) throws -> UInt64 {
         _ = try heap.createArena(named: "a", size: twoMiB)
         #expect(simulator.crashPointsTaken == (simulator.fenceCount - fences) + (simulator.flushCount - flushes))
     }
+
+    /// A checker that opens its image read-write may change it (a recovery, a repair): the
+    /// image kept for a failure is the crash image itself, not what the checker left.
+    @Test func aKeptImageIsTheCrashImageNotWhatTheCheckerLeft() throws {
+        let directory = try tempDirectory(), path = tempPath()
+        defer { removeTree(directory); removeFile(path) }
+        let simulator = PowerLossSimulator(crashPoints: .marksOnly, mixedImages: 0, directory: directory) { image in
+            let heap = try Heap.open(path: image.path)
+            try heap.arena(named: "a").withView { view in
+                try view.store(99, at: 0)
+                try view.persist(at: 0, count: 8)
+            }
+            throw TestFailure("rejected after writing to the image")
+        }
+        let heap = try Heap.create(path: path, size: 8 << 20, simulator: simulator)
+        let window = try heap.createArena(named: "a", size: twoMiB).mapWindow()
+        defer { window.close() }
+        try window.store(5, at: 0)
+        try window.persist(at: 0, count: 8)
+        simulator.crashPoint("5 is durable")
+        let failure = try #require(simulator.failures.first)
+        let kept = try #require(failure.keptImage)
+        let word = try Heap.open(path: kept, mode: .readOnly).arena(named: "a").withView { try $0.load(at: 0) }
+        #expect(word == 5, "the kept image holds what the checker wrote, not the crash image")
+    }
 }

@@ -173,7 +173,7 @@ public final class PowerLossSimulator: DurabilityObserver, Sendable {
             guard let reason else { continue }
             let mixed = zip(words, choices).filter { $0.1 != .durable }.map { (UInt64($0.0.deviceOffset), $0.1) }
             s.failures.append(PowerLossFailure(point: point, kind: kind, seed: seed, reason: reason, mixedWords: mixed,
-                                               keptImage: keepImage(path, number: s.failures.count)))
+                                               keptImage: keepImage(media, overrides, number: s.failures.count)))
         }
     }
 
@@ -201,10 +201,12 @@ public final class PowerLossSimulator: DurabilityObserver, Sendable {
         return mixer.next()
     }
 
-    private func keepImage(_ path: String, number: Int) -> String? {
+    /// Writes the failing image again, as the checker got it: the checker may have opened
+    /// the one it was given read-write, and recovery or repair changed it.
+    private func keepImage(_ media: ShadowMedia, _ overrides: [(Int, UInt64)], number: Int) -> String? {
         guard number < Self.keptFailures else { return nil }
         let kept = "\(directory)/failure-\(number + 1).img"
-        return rename(path, kept) == 0 ? kept : nil
+        return media.writeImage(to: kept, overrides: overrides) == nil ? kept : nil
     }
 }
 
