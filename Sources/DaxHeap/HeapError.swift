@@ -89,6 +89,10 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A media error (poison) was met; `location` says what lives there ("the secondary
     /// metadata copy", "arena \"a\" at offset 4096").
     case mediaError(path: String, deviceOffset: UInt64, location: String)
+    // Device growth and shrink (``Heap/grow(path:logger:simulator:)``, ``Heap/shrink(path:to:logger:simulator:)``)
+    /// A read-write open of a device larger than its heap (grown, or not yet cut after a
+    /// shrink); it opens read-only.
+    case deviceLargerThanHeap(path: String, heapSize: UInt64, deviceSize: UInt64)
 
     public var description: String {
         switch self {
@@ -172,6 +176,8 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
             "media error on \(printable(path)) at device offset \(deviceOffset) (\(location)); clear the poison (e.g. ndctl clear-errors), then run `daxheap check --repair`"
         case .io(let path, let operation, let errno, let message):
             "I/O error on \(printable(path)) during \(operation): \(message) (errno \(errno)); check the device and its permissions"
+        case .deviceLargerThanHeap(let path, let heapSize, let deviceSize):
+            "\(printable(path)) is \(deviceSize) bytes but its heap spans only the first \(heapSize) (the device grew, or was not cut after a shrink); it opens read-only: run `daxheap grow \(printable(path))` to extend the heap over the whole device, or cut the device to \(heapSize) bytes"
         }
     }
 
