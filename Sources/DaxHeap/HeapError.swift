@@ -93,6 +93,13 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A read-write open of a device larger than its heap (grown, or not yet cut after a
     /// shrink); it opens read-only.
     case deviceLargerThanHeap(path: String, heapSize: UInt64, deviceSize: UInt64)
+    /// A shrink was refused: these arenas hold bytes at or past the new usable end.
+    case arenasPastNewEnd(path: String, size: UInt64, arenas: [ArenaPastEnd])
+    /// A shrink to a size above the heap's.
+    case sizeAboveHeap(path: String, requested: UInt64, heapSize: UInt64)
+    /// A grow or shrink was refused: a metadata copy is bad even after the open's repair
+    /// (a media error), and moving the heap's end needs both.
+    case resizeNeedsBothCopies(path: String, copy: String, detail: String)
 
     public var description: String {
         switch self {
@@ -178,6 +185,12 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
             "I/O error on \(printable(path)) during \(operation): \(message) (errno \(errno)); check the device and its permissions"
         case .deviceLargerThanHeap(let path, let heapSize, let deviceSize):
             "\(printable(path)) is \(deviceSize) bytes but its heap spans only the first \(heapSize) (the device grew, or was not cut after a shrink); it opens read-only: run `daxheap grow \(printable(path))` to extend the heap over the whole device, or cut the device to \(heapSize) bytes"
+        case .arenasPastNewEnd(let path, let size, let arenas):
+            "cannot shrink the heap on \(printable(path)) to \(bytes(size)): \(arenas.map(\.description).joined(separator: ", ")) past its new usable end (device offset \(bytes(size - Geometry.blockSize))); shrink, destroy or move \(arenas.count == 1 ? "that arena" : "those arenas") first (nothing was changed)"
+        case .sizeAboveHeap(let path, let requested, let heapSize):
+            "cannot shrink the heap on \(printable(path)) to \(bytes(requested)) (\(requested) bytes): it spans only \(bytes(heapSize)) (\(heapSize) bytes); give a smaller size, or run `daxheap grow \(printable(path))` to extend it over its whole device"
+        case .resizeNeedsBothCopies(let path, let copy, let detail):
+            "cannot move the end of the heap on \(printable(path)) while its \(copy) metadata copy is bad (\(detail)); clear the poison (e.g. ndctl clear-errors), run `daxheap check --repair`, then retry"
         }
     }
 

@@ -47,7 +47,7 @@ extension Heap {
     /// Writing the current table over it under a fresh generation, then over the other
     /// copy, makes sure a change reported as failed never comes back at the next open. If
     /// that write fails too, the copy stays marked bad (and is written first next time).
-    private func restoreCurrentTable(over failed: MetadataIO.Copy, state s: inout HeapState) {
+    func restoreCurrentTable(over failed: MetadataIO.Copy, state s: inout HeapState) {
         let generation = s.highestGeneration + 1  // `change` keeps this from overflowing
         s.highestGeneration = generation
         let restored = MetadataCopy.restamped(s.image, generation: generation)
