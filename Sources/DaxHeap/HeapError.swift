@@ -75,6 +75,7 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     case notADaxHeapDevice(path: String)
     case unsupportedVersion(path: String, version: UInt32)
     case corruptMetadata(path: String, primary: String, secondary: String)
+    /// The device is smaller than the heap its metadata records: it was cut short.
     case sizeMismatch(path: String, recorded: UInt64, actual: UInt64)
     case generationExhausted(path: String)
     /// A metadata copy could not be written, so an update was refused with the arena table
@@ -166,7 +167,7 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
         case .corruptMetadata(let path, let primary, let secondary):
             "both metadata copies of \(printable(path)) are bad (primary: \(primary); secondary: \(secondary)); nothing was written: restore the device from a backup"
         case .sizeMismatch(let path, let recorded, let actual):
-            "\(printable(path)) is \(actual) bytes but its heap was made for \(recorded) bytes (the file was cut short or grown); restore its size to \(recorded) bytes"
+            "\(printable(path)) is \(actual) bytes but its heap was made for \(recorded) bytes (the device was cut short); restore its size to \(recorded) bytes"
         case .generationExhausted(let path):
             "the metadata generation counter of \(printable(path)) is exhausted; copy the data to a new heap"
         case .metadataWriteFailed(let path, let copy, let reason):
