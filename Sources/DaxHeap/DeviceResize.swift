@@ -181,11 +181,12 @@ extension Heap {
         }.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
     }
 
-    /// A grow: the new secondary, in the device's last block, first; then the primary;
-    /// each durable before the next. Until the primary is written, a valid primary still
-    /// says the old size, and the new secondary wins over it by its higher generation; a
-    /// torn primary leaves the new secondary the only valid copy at the device's end.
-    /// Then the old secondary, free space of the grown heap now, is cleared.
+    /// A grow: the new secondary, in the device's last block, first; then the old secondary
+    /// is cleared (free space of the grown heap, it must not outlive the grow, where no open
+    /// would see it again); then the primary; each durable before the next. Until the
+    /// primary is written, a valid primary still says the old size, and the new secondary
+    /// wins over it by its higher generation; a torn primary leaves the new secondary the
+    /// only valid copy, in the device's last block.
     private func commitGrow(_ image: [UInt8], table: ArenaTable, generation: UInt64, state s: inout HeapState) throws(HeapError) -> [String] {
         let oldEnd = Geometry.secondaryOffset(deviceSize: s.table.deviceSize)
         let newSize = table.deviceSize
@@ -201,6 +202,7 @@ extension Heap {
         adopt(image, table: table, generation: generation, state: &s)
         s.secondary = MetadataCopyStatus(state: .ok, generation: generation)
         s.primary = MetadataCopyStatus(state: .stale, detail: "not yet rewritten by the grow", generation: nil)
+        clearCopy(at: oldEnd)
         var warnings: [String] = []
         do throws(DeviceError) {
             try MetadataIO.write(image, copy: .primary, heapSize: newSize, on: device, faults: faults)
@@ -209,7 +211,6 @@ extension Heap {
             s.primary = Self.failedWriteStatus(error)
             warnings.append(standsAlone(in: .secondary, failed: .primary, error))
         }
-        clearCopy(at: oldEnd)
         return warnings
     }
 
