@@ -37,6 +37,9 @@ public struct HeapResize: Equatable, Sendable {
     /// What failed without undoing the resize, one line each: a metadata copy that could
     /// not be written (the resize stands in the other; `daxheap check --repair` rewrites it).
     public var warnings: [String]
+
+    /// The usable region's size after: between the two metadata blocks.
+    public var usableSize: UInt64 { size - 2 * Geometry.blockSize }
 }
 
 extension Heap {

@@ -24,11 +24,7 @@ struct GrowCommand: ParsableCommand {
                 try Console.out("the heap on \(path) already spans its whole device (\(Formatting.bytes(result.size))); nothing to do")
                 return
             }
-            let usable = result.size - 2 * Self.block
-            try Console.out("grew the heap on \(path) from \(Formatting.bytes(result.previousSize)) to \(Formatting.bytes(result.size)): \(Formatting.bytes(usable)) usable, \(Formatting.bytes(result.size - result.previousSize)) more")
+            try Console.out("grew the heap on \(path) from \(Formatting.bytes(result.previousSize)) to \(Formatting.bytes(result.size)): \(Formatting.bytes(result.usableSize)) usable, \(Formatting.bytes(result.size - result.previousSize)) more")
         }
     }
-
-    /// A metadata block: the heap's granularity.
-    static let block: UInt64 = 2 << 20
 }

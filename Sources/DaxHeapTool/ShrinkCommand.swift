@@ -29,8 +29,7 @@ struct ShrinkCommand: ParsableCommand {
                 try Console.out("the heap on \(path) already spans \(Formatting.bytes(result.size)); nothing to do")
                 return
             }
-            let usable = result.size - 2 * GrowCommand.block
-            try Console.out("shrank the heap on \(path) from \(Formatting.bytes(result.previousSize)) to \(Formatting.bytes(result.size)): \(Formatting.bytes(usable)) usable; now cut the device to \(result.size) bytes (\(cutCommand(size: result.size))); until then the heap opens read-only")
+            try Console.out("shrank the heap on \(path) from \(Formatting.bytes(result.previousSize)) to \(Formatting.bytes(result.size)): \(Formatting.bytes(result.usableSize)) usable; now cut the device to \(result.size) bytes (\(cutCommand(size: result.size))); until then the heap opens read-only")
         }
     }
 
