@@ -120,8 +120,8 @@ public final class Heap: Sendable {
         let metadata = table.metadata(uuid: uuid, alignment: device.alignment, generation: 1)
         let image = MetadataCopy.encode(metadata)
         do {
-            try MetadataIO.write(image, copy: .primary, on: device)
-            try MetadataIO.write(image, copy: .secondary, on: device)
+            try MetadataIO.write(image, copy: .primary, heapSize: device.size, on: device)
+            try MetadataIO.write(image, copy: .secondary, heapSize: device.size, on: device)
         } catch {
             throw HeapError(error)
         }
@@ -137,8 +137,12 @@ public final class Heap: Sendable {
     /// Both metadata copies are read and validated; the valid one with the higher
     /// generation is used. Read-write, a corrupt, stale or unreadable copy is rewritten
     /// from the good one (logged as a warning and listed in ``repairs``). If neither
-    /// copy is valid, or the device's size is not the recorded one, open fails and
-    /// writes nothing.
+    /// copy is valid, or the device is smaller than the recorded size, open fails and
+    /// writes nothing. A device larger than its heap (grown, or not yet cut after
+    /// ``shrink(path:to:logger:simulator:)``) opens read-only, with ``unusedDeviceSize``
+    /// saying how much lies past the heap; read-write it is refused
+    /// (``HeapError/deviceLargerThanHeap(path:heapSize:deviceSize:)``): ``grow(path:logger:simulator:)``
+    /// first (docs/FORMAT.md, "Device growth and shrink").
     ///
     /// - Parameter simulator: for crash-consistency tests only: persistence is simulated,
     ///   and every flush and fence (the open-time repair's included) goes to the simulator.
@@ -150,10 +154,11 @@ public final class Heap: Sendable {
     }
 
     /// `open` with the test hooks: a fake sysfs tree, injected metadata faults, and the bad
-    /// ranges the platform is to report.
+    /// ranges the platform is to report. `resizing`: a read-write open of a device larger
+    /// than its heap is allowed (for a grow, a shrink or a repair).
     package static func open(
         path: String, mode: HeapMode, logger: Logger, sysfsRoot: String, faults: MetadataFaults?,
-        simulator: PowerLossSimulator? = nil, reportedBadRanges: [BadRange]? = nil
+        simulator: PowerLossSimulator? = nil, resizing: Bool = false, reportedBadRanges: [BadRange]? = nil
     ) throws(HeapError) -> Heap {
         let device: MappedDevice
         do {
@@ -162,12 +167,11 @@ public final class Heap: Sendable {
         } catch {
             throw HeapError(error)
         }
-        let primary = MetadataIO.read(.primary, on: device)
-        let secondary = MetadataIO.read(.secondary, on: device)
-        let choice = try MetadataIO.choose(primary: primary, secondary: secondary, path: path)
+        let found = try MetadataIO.locate(on: device, path: path)
+        let choice = found.choice
         let metadata = choice.metadata
-        guard metadata.deviceSize == device.size else {
-            throw .sizeMismatch(path: path, recorded: metadata.deviceSize, actual: device.size)
+        if mode == .readWrite, metadata.deviceSize < device.size, !resizing {
+            throw .deviceLargerThanHeap(path: path, heapSize: metadata.deviceSize, deviceSize: device.size)
         }
         let table: ArenaTable
         do {
@@ -179,14 +183,13 @@ public final class Heap: Sendable {
         var statuses = (primary: choice.primary, secondary: choice.secondary)
         var repairs: [String] = []
         if mode == .readWrite {
-            repairs = try repairCopies(image: choice.image, generation: metadata.generation, statuses: &statuses,
-                                       device: device, logger: logger, faults: faults)
+            repairs = try repairAtOpen(found, table: table, statuses: &statuses, device: device, logger: logger, faults: faults)
         }
         var cells: [UInt64: ArenaCell] = [:]
         for (id, layout) in table.arenas { cells[id] = ArenaCell(layout) }
         let state = HeapState(table: table, generation: metadata.generation, primary: statuses.primary,
                               secondary: statuses.secondary, cells: cells, image: choice.image, uuid: metadata.uuid,
-                              highestGeneration: metadata.generation)
+                              highestGeneration: found.highestGeneration)
         return Heap(device: device, state: state, repairs: repairs, logger: logger, faults: faults,
                     reportedBadRanges: reportedBadRanges)
     }
@@ -199,7 +202,7 @@ public final class Heap: Sendable {
     public var path: String { device.path }
     public var kind: HeapDeviceKind { device.kind == .deviceDax ? .deviceDax : .file }
     public var mode: HeapMode { device.mode == .readOnly ? .readOnly : .readWrite }
-    /// Size of the whole device in bytes.
+    /// Size of the whole device in bytes: at least ``heapSize``.
     public var deviceSize: UInt64 { device.size }
     /// The device's mapping alignment (sysfs `align`; 2 MiB for a file).
     public var alignment: UInt64 { device.alignment }
@@ -300,8 +303,8 @@ public final class Heap: Sendable {
             return try state.withLock { s throws(HeapError) -> [String] in
                 refreshStatuses(&s)
                 var statuses = (primary: s.primary, secondary: s.secondary)
-                let repaired = try Self.repairCopies(image: s.image, generation: s.generation, statuses: &statuses,
-                                                     device: device, logger: logger, faults: faults)
+                let repaired = try Self.repairCopies(image: s.image, generation: s.generation, heapSize: s.table.deviceSize,
+                                                     statuses: &statuses, device: device, logger: logger, faults: faults)
                 (s.primary, s.secondary) = statuses
                 return repaired
             }
@@ -309,8 +312,8 @@ public final class Heap: Sendable {
     }
 
     private func refreshStatuses(_ s: inout HeapState) {
-        s.primary = MetadataIO.status(of: MetadataIO.read(.primary, on: device), current: s.image, generation: s.generation)
-        s.secondary = MetadataIO.status(of: MetadataIO.read(.secondary, on: device), current: s.image, generation: s.generation)
+        s.primary = MetadataIO.status(of: MetadataIO.read(.primary, heapSize: s.table.deviceSize, on: device), current: s.image, generation: s.generation)
+        s.secondary = MetadataIO.status(of: MetadataIO.read(.secondary, heapSize: s.table.deviceSize, on: device), current: s.image, generation: s.generation)
     }
 
     // MARK: - Arenas

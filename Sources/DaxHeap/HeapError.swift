@@ -84,6 +84,7 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     case notADaxHeapDevice(path: String)
     case unsupportedVersion(path: String, version: UInt32)
     case corruptMetadata(path: String, primary: String, secondary: String)
+    /// The device is smaller than the heap its metadata records: it was cut short.
     case sizeMismatch(path: String, recorded: UInt64, actual: UInt64)
     case generationExhausted(path: String)
     /// A metadata copy could not be written, so an update was refused with the arena table
@@ -98,6 +99,17 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A media error (poison) was met; `location` says what lives there ("the secondary
     /// metadata copy", "arena \"a\" at offset 4096").
     case mediaError(path: String, deviceOffset: UInt64, location: String)
+    // Device growth and shrink (``Heap/grow(path:logger:simulator:)``, ``Heap/shrink(path:to:logger:simulator:)``)
+    /// A read-write open of a device larger than its heap (grown, or not yet cut after a
+    /// shrink); it opens read-only.
+    case deviceLargerThanHeap(path: String, heapSize: UInt64, deviceSize: UInt64)
+    /// A shrink was refused: these arenas hold bytes at or past the new usable end.
+    case arenasPastNewEnd(path: String, size: UInt64, arenas: [ArenaPastEnd])
+    /// A shrink to a size above the heap's.
+    case sizeAboveHeap(path: String, requested: UInt64, heapSize: UInt64)
+    /// A grow or shrink was refused: a metadata copy is bad even after the open's repair
+    /// (a media error), and moving the heap's end needs both.
+    case resizeNeedsBothCopies(path: String, copy: String, detail: String)
 
     public var description: String {
         switch self {
@@ -170,7 +182,7 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
         case .corruptMetadata(let path, let primary, let secondary):
             "both metadata copies of \(printable(path)) are bad (primary: \(primary); secondary: \(secondary)); nothing was written: restore the device from a backup"
         case .sizeMismatch(let path, let recorded, let actual):
-            "\(printable(path)) is \(actual) bytes but its heap was made for \(recorded) bytes (the file was cut short or grown); restore its size to \(recorded) bytes"
+            "\(printable(path)) is \(actual) bytes but its heap was made for \(recorded) bytes (the device was cut short); restore its size to \(recorded) bytes"
         case .generationExhausted(let path):
             "the metadata generation counter of \(printable(path)) is exhausted; copy the data to a new heap"
         case .metadataWriteFailed(let path, let copy, let reason):
@@ -187,6 +199,14 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
             "media error on \(printable(path)) at device offset \(deviceOffset) (\(location)); clear the poison (e.g. ndctl clear-errors), then run `daxheap check --repair`"
         case .io(let path, let operation, let errno, let message):
             "I/O error on \(printable(path)) during \(operation): \(message) (errno \(errno)); check the device and its permissions"
+        case .deviceLargerThanHeap(let path, let heapSize, let deviceSize):
+            "\(printable(path)) is \(deviceSize) bytes but its heap spans only the first \(heapSize) (the device grew, or was not cut after a shrink); it opens read-only: run `daxheap grow \(printable(path))` to extend the heap over the whole device, or cut the device to \(heapSize) bytes"
+        case .arenasPastNewEnd(let path, let size, let arenas):
+            "cannot shrink the heap on \(printable(path)) to \(bytes(size)): \(arenas.map(\.description).joined(separator: ", ")) past its new usable end (device offset \(bytes(size - Geometry.blockSize))); shrink, destroy or move \(arenas.count == 1 ? "that arena" : "those arenas") first (nothing was changed)"
+        case .sizeAboveHeap(let path, let requested, let heapSize):
+            "cannot shrink the heap on \(printable(path)) to \(bytes(requested)) (\(requested) bytes): it spans only \(bytes(heapSize)) (\(heapSize) bytes); give a smaller size, or run `daxheap grow \(printable(path))` to extend it over its whole device"
+        case .resizeNeedsBothCopies(let path, let copy, let detail):
+            "cannot move the end of the heap on \(printable(path)) while its \(copy) metadata copy is bad (\(detail)); clear the poison (e.g. ndctl clear-errors), run `daxheap check --repair`, then retry"
         }
     }
 

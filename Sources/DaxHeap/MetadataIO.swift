@@ -14,8 +14,10 @@ package enum MetadataIO {
         var other: Copy { self == .primary ? .secondary : .primary }
         package var description: String { self == .primary ? "primary" : "secondary" }
 
-        func offset(on device: MappedDevice) -> UInt64 {
-            self == .primary ? Geometry.primaryOffset : Geometry.secondaryOffset(deviceSize: device.size)
+        /// Where the copy lives in a heap of `heapSize` bytes (the size the metadata records,
+        /// which the device's may exceed: docs/FORMAT.md, "Device growth and shrink").
+        func offset(heapSize: UInt64) -> UInt64 {
+            self == .primary ? Geometry.primaryOffset : Geometry.secondaryOffset(deviceSize: heapSize)
         }
     }
 
@@ -27,10 +29,25 @@ package enum MetadataIO {
         case unreadable(deviceOffset: UInt64)
     }
 
-    /// Copies the header, then as much of the table as the header claims (bounded by the
-    /// block), out of the mapping through the guarded copy, and decodes it.
-    static func read(_ copy: Copy, on device: MappedDevice) -> ReadResult {
-        let offset = copy.offset(on: device)
+    /// Reads `copy` of a heap of `heapSize` bytes.
+    static func read(_ copy: Copy, heapSize: UInt64, on device: MappedDevice) -> ReadResult {
+        copy == .primary ? read(at: Geometry.primaryOffset, on: device) : readSecondary(at: copy.offset(heapSize: heapSize), on: device)
+    }
+
+    /// Reads a secondary copy at `offset`: valid only if the size it records puts its
+    /// secondary there (a copy is written nowhere else, so one found elsewhere is bytes
+    /// that moved, not this heap's copy).
+    static func readSecondary(at offset: UInt64, on device: MappedDevice) -> ReadResult {
+        let result = read(at: offset, on: device)
+        if case .valid(let metadata, _) = result, Geometry.secondaryOffset(deviceSize: metadata.deviceSize) != offset {
+            return .invalid(.corrupt("records a heap of \(metadata.deviceSize) bytes, whose secondary copy is not at device offset \(offset)"))
+        }
+        return result
+    }
+
+    /// Copies the header at `offset`, then as much of the table as the header claims
+    /// (bounded by the block), out of the mapping through the guarded copy, and decodes it.
+    static func read(at offset: UInt64, on device: MappedDevice) -> ReadResult {
         do throws(DeviceError) {
             var header = [UInt8](repeating: 0, count: MetadataCopy.headerSize)
             try guardedRead(device, offset: offset, into: &header)
@@ -53,29 +70,45 @@ package enum MetadataIO {
         }.get()
     }
 
-    /// Writes a whole copy through the guarded copy and makes it durable before returning.
-    /// `faults` (tests only) can make the write stop partway with an error.
-    static func write(_ image: [UInt8], copy: Copy, on device: MappedDevice, faults: MetadataFaults? = nil) throws(DeviceError) {
+    /// Writes a whole copy of a heap of `heapSize` bytes through the guarded copy and makes
+    /// it durable before returning. `faults` (tests only) can make the write stop partway
+    /// with an error.
+    static func write(
+        _ image: [UInt8], copy: Copy, heapSize: UInt64, on device: MappedDevice, faults: MetadataFaults? = nil
+    ) throws(DeviceError) {
+        let offset = copy.offset(heapSize: heapSize)
         if let faults, let fault = faults.take(copy) {
-            return try write(Array(image.prefix(fault.storedBytes)), copy: copy, on: device, then: fault)
+            return try write(Array(image.prefix(fault.storedBytes)), at: offset, on: device, then: fault)
         }
-        try CrashInjection.counted(image.count) { (count) throws(DeviceError) in
-            try image.withUnsafeBytes { bytes in
+        try store(image, at: offset, on: device)
+    }
+
+    /// Stores the part of a copy that an injected fault lets through, then fails as the
+    /// fault says (a media error at the first byte not stored, or an I/O error).
+    private static func write(_ prefix: [UInt8], at offset: UInt64, on device: MappedDevice, then fault: MetadataFaults.Fault) throws(DeviceError) {
+        try store(prefix, at: offset, on: device)
+        switch fault.kind {
+        case .media: throw .mediaError(path: device.path, deviceOffset: offset + UInt64(prefix.count))
+        case .io: throw .system(path: device.path, SystemCallError("msync", errno: EIO))
+        }
+    }
+
+    /// Stores bytes into a metadata block and makes them durable, counted for crash
+    /// injection (docs/FORMAT.md, "Crash injection").
+    private static func store(_ bytes: [UInt8], at offset: UInt64, on device: MappedDevice) throws(DeviceError) {
+        try CrashInjection.counted(bytes.count) { (count) throws(DeviceError) in
+            try bytes.withUnsafeBytes { raw in
                 Result { () throws(DeviceError) in
-                    try device.guardedMemcpyPersist(offset: copy.offset(on: device), from: UnsafeRawBufferPointer(rebasing: bytes.prefix(count)))
+                    try device.guardedMemcpyPersist(offset: offset, from: UnsafeRawBufferPointer(rebasing: raw.prefix(count)))
                 }
             }.get()
         }
     }
 
-    /// Stores the part of a copy that an injected fault lets through, then fails as the
-    /// fault says (a media error at the first byte not stored, or an I/O error).
-    private static func write(_ prefix: [UInt8], copy: Copy, on device: MappedDevice, then fault: MetadataFaults.Fault) throws(DeviceError) {
-        try write(prefix, copy: copy, on: device)
-        switch fault.kind {
-        case .media: throw .mediaError(path: device.path, deviceOffset: copy.offset(on: device) + UInt64(prefix.count))
-        case .io: throw .system(path: device.path, SystemCallError("msync", errno: EIO))
-        }
+    /// Clears the copy at `offset` so that no open takes it again: stores zero over its
+    /// magic, one aligned 8-byte word, which a crash leaves either whole or untouched.
+    static func clear(at offset: UInt64, on device: MappedDevice) throws(DeviceError) {
+        try store([UInt8](repeating: 0, count: MetadataCopy.magic.count), at: offset, on: device)
     }
 
     /// The state of a copy just read, judged against the heap's current image.

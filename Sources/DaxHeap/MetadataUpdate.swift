@@ -25,7 +25,7 @@ extension Heap {
         let (first, second) = Self.writeOrder(primary: s.primary, secondary: s.secondary)
         s.highestGeneration = generation  // used up even if the write fails
         do throws(DeviceError) {
-            try MetadataIO.write(image, copy: first, on: device, faults: faults)
+            try MetadataIO.write(image, copy: first, heapSize: s.table.deviceSize, on: device, faults: faults)
         } catch {
             s[status: first] = Self.failedWriteStatus(error)
             restoreCurrentTable(over: first, state: &s)
@@ -33,7 +33,7 @@ extension Heap {
         }
         s[status: first] = MetadataCopyStatus(state: .ok, generation: generation)
         do throws(DeviceError) {
-            try MetadataIO.write(image, copy: second, on: device, faults: faults)
+            try MetadataIO.write(image, copy: second, heapSize: s.table.deviceSize, on: device, faults: faults)
             s[status: second] = MetadataCopyStatus(state: .ok, generation: generation)
         } catch {
             s[status: second] = Self.failedWriteStatus(error)
@@ -47,12 +47,12 @@ extension Heap {
     /// Writing the current table over it under a fresh generation, then over the other
     /// copy, makes sure a change reported as failed never comes back at the next open. If
     /// that write fails too, the copy stays marked bad (and is written first next time).
-    private func restoreCurrentTable(over failed: MetadataIO.Copy, state s: inout HeapState) {
+    func restoreCurrentTable(over failed: MetadataIO.Copy, state s: inout HeapState) {
         let generation = s.highestGeneration + 1  // `change` keeps this from overflowing
         s.highestGeneration = generation
         let restored = MetadataCopy.restamped(s.image, generation: generation)
         do throws(DeviceError) {
-            try MetadataIO.write(restored, copy: failed, on: device, faults: faults)
+            try MetadataIO.write(restored, copy: failed, heapSize: s.table.deviceSize, on: device, faults: faults)
         } catch {
             return
         }
@@ -60,7 +60,7 @@ extension Heap {
         s.generation = generation
         s[status: failed] = MetadataCopyStatus(state: .ok, generation: generation)
         do throws(DeviceError) {
-            try MetadataIO.write(restored, copy: failed.other, on: device, faults: faults)
+            try MetadataIO.write(restored, copy: failed.other, heapSize: s.table.deviceSize, on: device, faults: faults)
             s[status: failed.other] = MetadataCopyStatus(state: .ok, generation: generation)
         } catch {
             s[status: failed.other] = Self.failedWriteStatus(error)
@@ -83,10 +83,11 @@ extension Heap {
         }
     }
 
-    /// Rewrites each copy whose status is not ok with `image`. A media error leaves that
-    /// copy unreadable and is logged as an error; any other failure is thrown.
+    /// Rewrites each copy (of a heap of `heapSize` bytes) whose status is not ok with
+    /// `image`. A media error leaves that copy unreadable and is logged as an error; any
+    /// other failure is thrown.
     static func repairCopies(
-        image: [UInt8], generation: UInt64,
+        image: [UInt8], generation: UInt64, heapSize: UInt64,
         statuses: inout (primary: MetadataCopyStatus, secondary: MetadataCopyStatus),
         device: MappedDevice, logger: Logger, faults: MetadataFaults?
     ) throws(HeapError) -> [String] {
@@ -96,7 +97,7 @@ extension Heap {
             guard status.state != .ok else { continue }
             var updated = MetadataCopyStatus(state: .ok, generation: generation)
             do throws(DeviceError) {
-                try MetadataIO.write(image, copy: copy, on: device, faults: faults)
+                try MetadataIO.write(image, copy: copy, heapSize: heapSize, on: device, faults: faults)
                 let line = "rewrote the \(copy) metadata copy from the \(copy.other) one (it was \(status.state.rawValue)\(status.detail.isEmpty ? "" : ": \(status.detail)"))"
                 logger.warning("\(line)", metadata: ["path": "\(device.path)"])
                 repairs.append(line)

@@ -8,12 +8,17 @@ struct CheckCommand: ParsableCommand {
         discussion: """
         Without --repair the heap is opened read-only and nothing is written. With --repair \
         a corrupt, stale or unreadable copy is rewritten from the good one.
+        A device larger than its heap (grown, or not cut yet after a shrink) is no damage: \
+        the bytes past the heap are reported as unused (`daxheap grow` extends the heap over \
+        them), and --repair works there too.
         Exit status: 0 healthy (also after a successful repair); 3 damage was found and not \
         repaired (including both copies bad, and a device cut short, which prints one \
         error line saying what to do instead of a report); 1 the check could not run (no \
-        such path, not a heap, a device larger than its heap, in use, ...).
+        such path, not a heap, in use, ...).
         JSON: {healthy, metadata: {primary, secondary}, problems: [..], repaired: [..], \
-        badblocks: [{device_offset, length, arena, arena_offset, location}]}: metadata, \
+        unused_device_size, badblocks: [{device_offset, length, arena, arena_offset, \
+        location}]}: unused_device_size is 0 unless the device is larger than its heap (and \
+        when both copies are bad); metadata, \
         problems and badblocks say what was found, repaired what --repair fixed, healthy the \
         state at exit. A bad block's arena and arena_offset are null outside arenas; its \
         location is "arena", "metadata primary", "metadata secondary" or "unallocated".
@@ -34,6 +39,9 @@ struct CheckCommand: ParsableCommand {
         var healthy: Bool
         /// Whether a repair could help (one copy is good).
         var repairable: Bool
+        /// The heap's size and the device's bytes past it (0 when both copies are bad).
+        var heapSize: UInt64 = 0
+        var unusedDeviceSize: UInt64 = 0
     }
 
 
@@ -51,9 +59,8 @@ struct CheckCommand: ParsableCommand {
             if repair, !outcome.healthy, outcome.repairable {
                 // The read-only heap is closed by now (examine returned): its shared lock
                 // would otherwise stop the exclusive one.
-                let heap = try HeapAccess.openReadWrite(path)
-                outcome.repaired = heap.repairs
-                outcome.healthy = heap.check().isHealthy
+                outcome.repaired = try HeapAccess.repair(path)
+                outcome.healthy = try HeapAccess.openReadOnly(path).check().isHealthy
             }
             try Console.out(lines: output(outcome))
         }
@@ -69,13 +76,15 @@ struct CheckCommand: ParsableCommand {
             "problems": .array(outcome.problems.map(JSON.string)),
             "badblocks": .array(outcome.badBlocks.map(Formatting.badBlockJSON)),
             "repaired": .array(outcome.repaired.map(JSON.string)),
+            "unused_device_size": .integer(outcome.unusedDeviceSize),
         ]).text]
     }
 
     /// Opens read-only and checks; both copies bad is a finding, not a failure.
     func examine() throws(HeapError) -> Outcome {
         do throws(HeapError) {
-            return Outcome(try HeapAccess.openReadOnly(path).check())
+            let heap = try HeapAccess.openReadOnly(path)
+            return Outcome(heap.check(), heapSize: heap.heapSize, unusedDeviceSize: heap.unusedDeviceSize)
         } catch {
             guard case .corruptMetadata(_, let primary, let secondary) = error else { throw error }
             return Outcome(primary: MetadataCopyStatus(state: .corrupt, detail: primary),
@@ -100,10 +109,14 @@ struct CheckCommand: ParsableCommand {
         func row(_ status: MetadataCopyStatus) -> String {
             Formatting.describe(status) + (fixed && status.state != .ok ? " -> repaired" : "")
         }
-        var lines = Formatting.table([
+        var rows = [
             ("primary metadata copy", row(outcome.primary)),
             ("secondary metadata copy", row(outcome.secondary)),
-        ])
+        ]
+        if outcome.unusedDeviceSize > 0 {
+            rows.append(("unused device size", Formatting.unusedDevice(outcome.unusedDeviceSize, path: path, heapSize: outcome.heapSize)))
+        }
+        var lines = Formatting.table(rows)
         if outcome.problems.isEmpty {
             lines.append("arena table: consistent")
         } else {
@@ -128,10 +141,11 @@ struct CheckCommand: ParsableCommand {
 }
 
 extension CheckCommand.Outcome {
-    /// What a heap's own check found.
-    init(_ report: HeapCheckReport) {
+    /// What a heap's own check found, on a heap of `heapSize` bytes.
+    init(_ report: HeapCheckReport, heapSize: UInt64, unusedDeviceSize: UInt64) {
         self.init(primary: report.primary, secondary: report.secondary, problems: report.problems,
                   badBlocks: report.badBlocks, healthy: report.isHealthy,
-                  repairable: report.primary.state == .ok || report.secondary.state == .ok)
+                  repairable: report.primary.state == .ok || report.secondary.state == .ok,
+                  heapSize: heapSize, unusedDeviceSize: unusedDeviceSize)
     }
 }

@@ -21,7 +21,8 @@ struct DaxHeapCommand: ParsableCommand {
         subcommands: [
             CreateCommand.self, InfoCommand.self, ListCommand.self,
             CreateArenaCommand.self, ResizeArenaCommand.self, DestroyArenaCommand.self, ProvisionCommand.self,
-            WriteCommand.self, ReadCommand.self, CheckCommand.self, DemoCommand.self,
+            WriteCommand.self, ReadCommand.self, CheckCommand.self, GrowCommand.self, ShrinkCommand.self,
+            DemoCommand.self,
         ]
     )
 

@@ -6,7 +6,8 @@ struct InfoCommand: ParsableCommand {
         commandName: "info",
         abstract: "Show a heap's size, space, generation, persistence and metadata copies (read-only).",
         discussion: """
-        JSON keys: path, kind ("devdax" or "file"), size, align, usable_size, available_size, \
+        JSON keys: path, kind ("devdax" or "file"), size (the device's), heap_size, \
+        unused_device_size (the device's bytes past the heap: see grow), align, usable_size, available_size, \
         generation, arena_count, persistence ("pmem" or "msync"), metadata {primary, secondary} \
         each "ok", "corrupt", "unreadable" or "stale".
         """

@@ -291,9 +291,18 @@ import Glibc
         let actual = UInt64(Int64(Self.heapSize) + change)
         try setFileSize(path, actual)
         let before = try FileImage(path)
-        for mode in [HeapMode.readWrite, .readOnly] {
-            #expect(throws: HeapError.sizeMismatch(path: path, recorded: Self.heapSize, actual: actual)) {
-                try Heap.open(path: path, mode: mode)
+        if change > 0 {
+            // Grown: read-only it opens, read-write it is refused (Heap.grow first).
+            #expect(throws: HeapError.deviceLargerThanHeap(path: path, heapSize: Self.heapSize, deviceSize: actual)) {
+                try Heap.open(path: path, mode: .readWrite)
+            }
+            let heap = try Heap.open(path: path, mode: .readOnly)
+            #expect(heap.heapSize == Self.heapSize && heap.unusedDeviceSize == actual - Self.heapSize)
+        } else {
+            for mode in [HeapMode.readWrite, .readOnly] {
+                #expect(throws: HeapError.sizeMismatch(path: path, recorded: Self.heapSize, actual: actual)) {
+                    try Heap.open(path: path, mode: mode)
+                }
             }
         }
         #expect(try FileImage(path) == before)
@@ -715,6 +724,11 @@ import Glibc
         .unsupportedVersion(path: "/dev/shm/x", version: 99),
         .corruptMetadata(path: "/dev/shm/x", primary: "bad checksum", secondary: "no magic"),
         .sizeMismatch(path: "/dev/shm/x", recorded: 32 << 20, actual: 30 << 20),
+        .deviceLargerThanHeap(path: "/dev/shm/x", heapSize: 32 << 20, deviceSize: 64 << 20),
+        .arenasPastNewEnd(path: "/dev/shm/x", size: 16 << 20, arenas: [ArenaPastEnd(name: "a\nb", bytesPastEnd: 4 << 20),
+                                                                      ArenaPastEnd(name: "c", bytesPastEnd: 2 << 20)]),
+        .sizeAboveHeap(path: "/dev/shm/x", requested: 64 << 20, heapSize: 32 << 20),
+        .resizeNeedsBothCopies(path: "/dev/shm/x", copy: "primary", detail: "unreadable: media error at device offset 4096"),
         .generationExhausted(path: "/dev/shm/x"),
         .metadataWriteFailed(path: "/dev/shm/x", copy: "secondary", reason: "media error at device offset 31457280"),
         .inUse(path: "/dev/shm/x"),

@@ -536,9 +536,18 @@ private let mdrecTableOffsets = [64, 68, 72, 80, 88, 96, 104, 105, 120, 176, 272
         _ = try mdrecMakeHeap(path)
         try mdrecTruncate(path, to: newSize)
         let resized = try mdrecRead(path)
+        let actual = UInt64(newSize)
         for mode in [HeapMode.readWrite, .readOnly] {
-            #expect(throws: HeapError.sizeMismatch(path: path, recorded: mdrecHeapSize, actual: UInt64(newSize)), "\(mode)") {
-                _ = try Heap.open(path: path, mode: mode)
+            if actual > mdrecHeapSize, mode == .readOnly {
+                // A grown file: read-only, the heap as it was, and the bytes past it.
+                let heap = try Heap.open(path: path, mode: mode)
+                #expect(heap.unusedDeviceSize == actual - mdrecHeapSize)
+                try mdrecExpectPayload(heap)
+            } else {
+                let expected: HeapError = actual > mdrecHeapSize
+                    ? .deviceLargerThanHeap(path: path, heapSize: mdrecHeapSize, deviceSize: actual)
+                    : .sizeMismatch(path: path, recorded: mdrecHeapSize, actual: actual)
+                #expect(throws: expected, "\(mode)") { _ = try Heap.open(path: path, mode: mode) }
             }
             #expect(mdrecSame(try mdrecRead(path), resized), "open \(mode) wrote to a resized heap")
         }

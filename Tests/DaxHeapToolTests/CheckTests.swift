@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 @Suite struct CheckTests {
-    static let checkKeys: Set<String> = ["healthy", "metadata", "problems", "repaired", "badblocks"]
+    static let checkKeys: Set<String> = ["healthy", "metadata", "problems", "repaired", "badblocks", "unused_device_size"]
 
     struct Report {
         var healthy: Bool
@@ -30,6 +30,7 @@ import Glibc
         let problems = try #require(json["problems"] as? [String], sourceLocation: sourceLocation)
         let repaired = try #require(json["repaired"] as? [String], sourceLocation: sourceLocation)
         #expect(json["badblocks"] is [Any], sourceLocation: sourceLocation)
+        #expect(isInteger(json["unused_device_size"]), sourceLocation: sourceLocation)
         return Report(healthy: (json["healthy"] as? Bool) ?? false, primary: metadata["primary"] as? String ?? "?",
                       secondary: metadata["secondary"] as? String ?? "?", problems: problems, repaired: repaired)
     }
@@ -188,15 +189,23 @@ import Glibc
         #expect(expectSuccess(try Tool.run(["read", heap, "--name", "a", "--length", "7"])).stdout == Data("payload".utf8))
     }
 
-    /// A device larger than its heap is not damage: check fails plainly (exit 1).
+    /// A device larger than its heap is not damage: check reports the unused bytes, healthy
+    /// (exit 0), and --repair has nothing to do (grow is what uses them).
     @Test func deviceGrownIsNotDamage() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let heap = try scratch.heap(size: "16M")
         #expect(truncate(heap, off_t(18 * MiB)) == 0)
         try expectUnchanged(heap) {
-            for arguments in [["check", heap], ["check", heap, "--json"], ["check", heap, "--repair"]] {
-                expectFailure(try Tool.run(arguments), "is \(18 * MiB) bytes but its heap was made for \(16 * MiB) bytes")
+            let human = expectSuccess(try Tool.run(["check", heap]))
+            for fragment in ["unused device size:", "2 MiB (\(2 * MiB) bytes) past the heap's end", "daxheap grow \(heap)", "healthy"] {
+                #expect(human.out.contains(fragment), "check lacks \(fragment): \(human.out)")
+            }
+            for arguments in [["check", heap, "--json"], ["check", heap, "--repair", "--json"]] {
+                let run = expectSuccess(try Tool.run(arguments))
+                let found = try report(run)
+                #expect(found.healthy && found.repaired.isEmpty, "\(run)")
+                #expect(integer(try run.json()["unused_device_size"]) == UInt64(2 * MiB))
             }
         }
     }
@@ -246,7 +255,7 @@ import Glibc
             do {
                 let heap = try Heap.open(path: path, mode: .readOnly, logger: Logger(label: "test"), sysfsRoot: "/sys",
                                          faults: nil, reportedBadRanges: reported)
-                outcome = CheckCommand.Outcome(heap.check())
+                outcome = CheckCommand.Outcome(heap.check(), heapSize: heap.heapSize, unusedDeviceSize: heap.unusedDeviceSize)
             }
             #expect(!outcome.healthy)
             let jsonLines = try CheckCommand.parse([path, "--json"]).output(outcome)

@@ -3,8 +3,8 @@ import Testing
 import DaxTestSupport
 
 @Suite struct InfoListTests {
-    static let infoKeys: Set<String> = ["path", "kind", "size", "align", "usable_size", "available_size",
-                                         "generation", "arena_count", "persistence", "metadata"]
+    static let infoKeys: Set<String> = ["path", "kind", "size", "heap_size", "unused_device_size", "align", "usable_size",
+                                         "available_size", "generation", "arena_count", "persistence", "metadata"]
 
     @Test func infoJSONShape() throws {
         let scratch = try Scratch()
@@ -18,12 +18,14 @@ import DaxTestSupport
         #expect(info["kind"] as? String == "file")
         #expect(["pmem", "msync"].contains(info["persistence"] as? String))
         #expect((integer(info["size"]) ?? .max) == UInt64(32 * MiB))
+        #expect((integer(info["heap_size"]) ?? .max) == UInt64(32 * MiB))
+        #expect((integer(info["unused_device_size"]) ?? .max) == 0)
         #expect((integer(info["align"]) ?? .max) == UInt64(2 * MiB))
         #expect((integer(info["usable_size"]) ?? .max) == UInt64(28 * MiB))
         #expect((integer(info["available_size"]) ?? .max) == UInt64(22 * MiB))
         #expect((integer(info["generation"]) ?? .max) == 3)
         #expect((integer(info["arena_count"]) ?? .max) == 2)
-        for key in ["size", "align", "usable_size", "available_size", "generation", "arena_count"] {
+        for key in ["size", "heap_size", "unused_device_size", "align", "usable_size", "available_size", "generation", "arena_count"] {
             #expect(isInteger(info[key]), "\(key) is not an integer")
         }
         let metadata = try #require(info["metadata"] as? [String: Any])

@@ -45,6 +45,8 @@ enum Formatting {
             "path": .string(heap.path),
             "kind": .string(heap.kind.rawValue),
             "size": .integer(heap.deviceSize),
+            "heap_size": .integer(heap.heapSize),
+            "unused_device_size": .integer(heap.unusedDeviceSize),
             "align": .integer(heap.alignment),
             "usable_size": .integer(heap.usableSize),
             "available_size": .integer(heap.availableSize),
@@ -57,10 +59,18 @@ enum Formatting {
 
     static func infoLines(_ heap: Heap) -> [String] {
         let status = heap.metadataStatus
-        let rows: [(String, String)] = [
+        var rows: [(String, String)] = [
             ("path", heap.path),
             ("kind", heap.kind == .deviceDax ? "devdax (device-dax)" : "file (emulated device)"),
             ("size", "\(bytes(heap.deviceSize)) (\(heap.deviceSize) bytes)"),
+        ]
+        if heap.unusedDeviceSize > 0 {
+            rows += [
+                ("heap size", "\(bytes(heap.heapSize)) (\(heap.heapSize) bytes)"),
+                ("unused device size", unusedDevice(heap.unusedDeviceSize, path: heap.path, heapSize: heap.heapSize)),
+            ]
+        }
+        rows += [
             ("alignment", bytes(heap.alignment)),
             ("usable size", bytes(heap.usableSize)),
             ("available size", bytes(heap.availableSize)),
@@ -72,6 +82,11 @@ enum Formatting {
             ("secondary copy", describe(status.secondary)),
         ]
         return table(rows)
+    }
+
+    /// The device's bytes past the heap, and what to do about them.
+    static func unusedDevice(_ unused: UInt64, path: String, heapSize: UInt64) -> String {
+        "\(bytes(unused)) (\(unused) bytes) past the heap's end: run `daxheap grow \(path)` to extend the heap over them (until then it opens read-only), or cut the device to \(heapSize) bytes"
     }
 
     /// `key:` padded so the values line up.

@@ -25,6 +25,26 @@ enum HeapAccess {
         return heap
     }
 
+    /// Rewrites every bad or stale metadata copy (on a device larger than its heap too),
+    /// reporting each repair as a `note:` line; returns them.
+    static func repair(_ path: String) throws(HeapError) -> [String] {
+        let repairs = try Heap.repair(path: path, logger: quietLogger)
+        for line in repairs { Console.note(line) }
+        return repairs
+    }
+
+    /// Grows (`size` nil) or shrinks the heap; what the open repaired first and what went
+    /// wrong without undoing the resize are `note:` lines.
+    static func resize(_ path: String, to size: UInt64?) throws(HeapError) -> HeapResize {
+        let result = if let size {
+            try Heap.shrink(path: path, to: size, logger: quietLogger)
+        } else {
+            try Heap.grow(path: path, logger: quietLogger)
+        }
+        for line in result.repairs + result.warnings { Console.note(line) }
+        return result
+    }
+
     /// Creates a heap.
     static func create(path: String, size: UInt64?, overwrite: Bool) throws -> Heap {
         try Heap.create(path: path, size: size, overwrite: overwrite, logger: quietLogger)
