@@ -70,6 +70,10 @@ fi
 } | tee "$out/machine.txt"
 
 # 1. Build (release).
+# SwiftPM keeps this package's build plan while only the root package (a path dependency
+# here) changes; a source file added there is then missing from the build ("type
+# 'MetadataIO' has no member 'locate'"). A newer manifest makes it plan again (seconds).
+touch "$here/Package.swift"
 say "# building DaxBench (release)"
 swift build -c release --package-path "$here" --scratch-path "$here/.build" --product DaxBench >"$out/build.log" 2>&1 \
 	|| { say "# build of DaxBench failed; see $out/build.log"; tail -20 "$out/build.log" >&2; exit 1; }

@@ -86,6 +86,8 @@ func sizeName(_ bytes: Int) -> String {
 /// the cost of the API from that of the mapping. Linked with -lpmem (Package.swift).
 @_silgen_name("pmem_memcpy_persist")
 func c_pmem_memcpy_persist(_ dest: UnsafeMutableRawPointer, _ src: UnsafeRawPointer, _ len: Int) -> UnsafeMutableRawPointer?
+@_silgen_name("pmem_persist")
+func c_pmem_persist(_ addr: UnsafeRawPointer, _ len: Int)
 
 func removeHeapFile(_ path: String) { unlink(path) }
 

@@ -12,9 +12,10 @@ func windowSuite(dir: String, reps: Int) throws {
     try windowGrow(dir: dir, reps: reps)
 }
 
-/// `daxheap.window.persist.<size>[.write_persist|.libpmem_direct].bw|lat`: the window's
-/// memcpyPersist, a memcpy through `base` then the window's persist, and
-/// pmem_memcpy_persist called directly on the window's addresses.
+/// `daxheap.window.persist.<size>[.write_persist|.libpmem_direct|.libpmem_direct_persist].bw|lat`:
+/// the window's memcpyPersist, a memcpy through `base` then the window's persist, and their
+/// controls, libpmem called directly on the window's addresses: pmem_memcpy_persist, and
+/// the same memcpy then pmem_persist.
 func windowPersist(dir: String, reps: Int) throws {
     let arenaSize: UInt64 = 256 * MiB
     let path = dir + "/daxbench.\(getpid()).window-persist"
@@ -53,6 +54,12 @@ func windowPersist(dir: String, reps: Int) throws {
                 }
             }),
             ("daxheap.window.persist.\(sizeName(size)).libpmem_direct", { ops in walk(ops) { _ = c_pmem_memcpy_persist(window.base + $0, source, size) } }),
+            ("daxheap.window.persist.\(sizeName(size)).libpmem_direct_persist", { ops in
+                walk(ops) { offset in
+                    memcpy(window.base + offset, source, size)
+                    c_pmem_persist(window.base + offset, size)
+                }
+            }),
         ]
         try measureBandwidth(methods, size: size, reps: reps)
     }
