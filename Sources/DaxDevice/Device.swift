@@ -107,6 +107,7 @@ public final class MappedDevice: @unchecked Sendable {
     /// touches the mapping is then a use of unmapped memory.
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        observer?.deviceUnmapped()
         if mappedByLibpmem {
             Syscall.pmemUnmap(base, Int(size))
         } else {

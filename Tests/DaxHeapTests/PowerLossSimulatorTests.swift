@@ -19,6 +19,18 @@ private func firstWord(of name: String, in image: CrashImage) throws -> UInt64 {
     return try heap.arena(named: name).withView { try $0.load(at: 0) }
 }
 
+/// A simulator that crashes only at marked points and records, for each, the first word of
+/// arena "a" in the all-old image.
+private func recordingFirstWordOfAllOldImages(directory: String) -> (PowerLossSimulator, Locked<[UInt64]>) {
+    let old = Locked<[UInt64]>([])
+    let simulator = PowerLossSimulator(crashPoints: .marksOnly, directory: directory) { image in
+        guard image.kind == .allOld else { return }
+        let value = try firstWord(of: "a", in: image)
+        old.withLock { $0.append(value) }
+    }
+    return (simulator, old)
+}
+
 @Suite struct PowerLossSimulatorTests {
     @Test func aWordTakesItsDurableFlushedOrLiveValueAndNothingElse() throws {
         let directory = try tempDirectory(), path = tempPath()
@@ -142,12 +154,7 @@ private func firstWord(of name: String, in image: CrashImage) throws -> UInt64 {
     @Test func aReopenedHeapKeepsWhatWasDurableAndNothingElse() throws {
         let directory = try tempDirectory(), path = tempPath()
         defer { removeTree(directory); removeFile(path) }
-        let old = Locked<[UInt64]>([])
-        let simulator = PowerLossSimulator(crashPoints: .marksOnly, directory: directory) { image in
-            guard image.kind == .allOld else { return }
-            let value = try firstWord(of: "a", in: image)
-            old.withLock { $0.append(value) }
-        }
+        let (simulator, old) = recordingFirstWordOfAllOldImages(directory: directory)
         do {
             let heap = try Heap.create(path: path, size: 8 << 20, simulator: simulator)
             let window = try heap.createArena(named: "a", size: twoMiB).mapWindow()
@@ -162,15 +169,29 @@ private func firstWord(of name: String, in image: CrashImage) throws -> UInt64 {
         #expect(try heap.arena(named: "a").withView { try $0.load(at: 0) } == 5)
     }
 
+    /// The device was unmapped (the heap closed) before the crash point: the images are
+    /// still built from what memory held, not read from the unmapped range.
+    @Test func aCrashPointAfterTheHeapIsClosedUsesWhatMemoryHeld() throws {
+        let directory = try tempDirectory(), path = tempPath()
+        defer { removeTree(directory); removeFile(path) }
+        let (simulator, old) = recordingFirstWordOfAllOldImages(directory: directory)
+        do {
+            let heap = try Heap.create(path: path, size: 8 << 20, simulator: simulator)
+            let window = try heap.createArena(named: "a", size: twoMiB).mapWindow()
+            try window.store(7, at: 0)  // never flushed
+            window.close()
+            try heap.close()
+        }
+        simulator.crashPoint("after close")
+        try simulator.verify()
+        #expect(old.withLock { $0 } == [0])
+        #expect(simulator.imagesChecked > 1, "the unflushed word is undetermined: all-new and mixed images too")
+    }
+
     @Test func aFenceMakesDurableOnlyItsOwnThreadsFlushes() throws {
         let directory = try tempDirectory(), path = tempPath()
         defer { removeTree(directory); removeFile(path) }
-        let old = Locked<[UInt64]>([])
-        let simulator = PowerLossSimulator(crashPoints: .marksOnly, directory: directory) { image in
-            guard image.kind == .allOld else { return }
-            let value = try firstWord(of: "a", in: image)
-            old.withLock { $0.append(value) }
-        }
+        let (simulator, old) = recordingFirstWordOfAllOldImages(directory: directory)
         let heap = try Heap.create(path: path, size: 8 << 20, simulator: simulator)
         let window = try heap.createArena(named: "a", size: twoMiB).mapWindow()
         defer { window.close() }

@@ -118,6 +118,10 @@ public final class PowerLossSimulator: DurabilityObserver, Sendable {
         }
     }
 
+    public func deviceUnmapped() {
+        state.withLock { $0.media?.unmap() }
+    }
+
     public func windowMapped(at address: UnsafeRawPointer, deviceOffset: UInt64, length: UInt64) {
         state.withLock { $0.media?.mapWindow(at: address, deviceOffset: deviceOffset, length: length) }
     }

@@ -46,8 +46,11 @@ struct ShadowMedia {
     let size: Int
     /// What the media holds for sure: the device at attach time plus every fenced flush.
     let durable: UnsafeMutableRawBufferPointer
-    /// The whole-device mapping.
+    /// The whole-device mapping, or, once it is gone, ``unmappedLive``.
     private(set) var live: UnsafeRawPointer
+    /// What memory held when the device was unmapped (the heap closed): the live side of
+    /// crash points taken before it is mapped again.
+    private var unmappedLive: UnsafeMutableRawBufferPointer?
     /// Window mappings, by 2 MiB chunk: chunk address -> device offset.
     var windowChunks: [UInt: Int] = [:]
     /// Per thread (pthread_self): device line index -> the line as it was flushed.
@@ -61,11 +64,26 @@ struct ShadowMedia {
         durable.copyMemory(from: UnsafeRawBufferPointer(start: base, count: size))
     }
 
-    func release() { durable.deallocate() }
+    func release() {
+        durable.deallocate()
+        unmappedLive?.deallocate()
+    }
+
+    /// The device mapping is about to go: keep what it holds as the live side.
+    mutating func unmap() {
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: Self.lineSize)
+        copy.copyMemory(from: UnsafeRawBufferPointer(start: live, count: size))
+        unmappedLive?.deallocate()
+        unmappedLive = copy
+        live = UnsafeRawPointer(copy.baseAddress!)
+        windowChunks = [:]
+    }
 
     /// The device was mapped again (the heap reopened): what was durable stays so, and
     /// lines flushed but not fenced stay pending.
     mutating func remap(base: UnsafeRawPointer) {
+        unmappedLive?.deallocate()
+        unmappedLive = nil
         live = base
         windowChunks = [:]
     }
