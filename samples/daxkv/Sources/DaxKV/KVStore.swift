@@ -70,10 +70,10 @@ public final class KVStore: @unchecked Sendable {
     /// The same arenas, for flushes and fences only: bytes are stored through the windows,
     /// made durable through `Arena.flush`, `drain` and `persist`. Those flush the same
     /// cache lines through the heap's whole-device mapping (and, on a file, msync the same
-    /// pages). The window's own `flush` and `drain` would do as well, but they retain and
-    /// release the heap's device around `pmem_flush`, and on x86 a locked instruction
-    /// waits for earlier flushes as a fence does: an extra fence's wait per flush, the
-    /// fill 15 % slower when measured. (README, "What windows bought".)
+    /// pages). They were chosen when the window's own `flush` and `drain` retained and
+    /// released the heap's device around `pmem_flush` (a locked instruction waits for
+    /// earlier flushes as a fence does: the fill was 15 % slower). The window's calls no
+    /// longer do, so these fields could go; not measured yet. (README, "What windows bought".)
     let indexArena: Arena
     let dataArena: Arena
     let lock = Locked<Void>(())  // DaxHeap's pthread mutex: visible to ThreadSanitizer
