@@ -12,6 +12,7 @@
 //   DaxArenas          provisioning: arenas, extents, grow/shrink, no I/O
 //   DaxHeap            the public API: Heap, Arena, windows, HeapError, PersistentReference,
 //                      and the power-loss simulator (PowerLoss/)
+//   DaxObjects         persistent objects in an arena: allocation, roots, transactions
 import PackageDescription
 
 /// `@_lifetime` on initializers of non-escapable types (ArenaView, ArenaViews). An
@@ -23,6 +24,7 @@ let package = Package(
     name: "DaxHeap",
     products: [
         .library(name: "DaxHeap", targets: ["DaxHeap"]),
+        .library(name: "DaxObjects", targets: ["DaxObjects"]),
         .executable(name: "daxheap", targets: ["DaxHeapTool"]),
         .library(name: "DaxKV", targets: ["DaxKV"]),
         .executable(name: "daxkv", targets: ["DaxKVTool"]),
@@ -56,6 +58,8 @@ let package = Package(
             ],
             swiftSettings: lifetimes
         ),
+        // Persistent objects inside an arena (docs/OBJECTS.md): over the public DaxHeap API.
+        .target(name: "DaxObjects", dependencies: ["DaxHeap", "CDaxShims"]),
         // The operator's tool: thin over the public DaxHeap API.
         .executableTarget(
             name: "DaxHeapTool",
