@@ -13,7 +13,7 @@ INSTALL_STEPS = scripts/install-capi.sh
 # Tests of the installed files, run by `make test` after `swift test` against one fresh
 # install into a temporary PREFIX (scripts/test-installed.sh); each script gets that
 # PREFIX as its argument. Kept out of `swift test`: the release build takes minutes.
-INSTALLED_TESTS =
+INSTALLED_TESTS = samples/c/test.sh
 
 deps:
 	@scripts/ensure-deps.sh
