@@ -1,5 +1,14 @@
 import DaxHeap
 
+/// An object a transaction allocated: where, what kind, and which bytes of it the
+/// transaction wrote (flushed at commit, before the slot that publishes it).
+struct CreatedObject {
+    var offset: UInt64
+    var kind: ObjectKind
+    var dirtyStart: UInt64 = .max
+    var dirtyEnd: UInt64 = 0
+}
+
 /// A transaction's redo log in memory, laid out as the lane's log on the media
 /// (Layout, "Lane logs"), plus the objects it allocated and the slots it frees.
 struct RedoBuffer {
@@ -9,8 +18,8 @@ struct RedoBuffer {
     /// Bytes of entries after the log header.
     var used = 0
     var entries = 0
-    /// New objects (offset, kind raw value), written in place: unreachable until commit.
-    let created: UnsafeMutablePointer<(UInt64, UInt8)>
+    /// New objects, written in place (unreachable until commit).
+    let created: UnsafeMutablePointer<CreatedObject>
     var createdCount = 0
     /// Objects to free after the commit (offset).
     let freed: UnsafeMutablePointer<UInt64>
@@ -65,7 +74,11 @@ struct RedoBuffer {
 ///   of those bytes see them as they were. Writes into an object this transaction
 ///   allocated go straight to it (nothing reaches it before the commit).
 /// - **Allocation and freeing** into and from slots: the object is usable at once; the
-///   slot changes at commit; a freed object is reused only after the commit.
+///   slot changes at commit; a freed object is reused only after the commit. A new
+///   object's bytes written with ``write(_:at:)`` or ``store(_:at:)``, or by the body of
+///   ``allocate(_:kind:alignment:into:initializingWith:)``, are durable before the slot
+///   that publishes it; bytes stored through its address otherwise are the caller's to
+///   persist (as after ``ObjectContext/allocate(_:kind:alignment:into:)``).
 /// - **Cost**: nothing logged, or one logged 8-byte word (the common "allocate into a
 ///   slot", "free from a slot"): the single store is atomic, one fence (two if the
 ///   transaction allocated: its objects are durable before the slot). Otherwise three:
@@ -81,11 +94,14 @@ public struct Transaction: ~Copyable {
     public mutating func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(ObjectError) {
         guard !bytes.isEmpty else { return }
         let heap = context.heap
-        if let block = heap.block(at: offset), context.isCreated(block.start) {
-            guard offset + UInt64(bytes.count) <= block.start + block.size else {
+        if let block = heap.block(at: offset), let created = context.created(block.start) {
+            let end = offset + UInt64(bytes.count)
+            guard end <= block.start + block.size else {
                 throw .invalidSlot(offset: offset, reason: "the write passes the end of its object")
             }
             (heap.base + Int(offset)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            created.pointee.dirtyStart = min(created.pointee.dirtyStart, offset)
+            created.pointee.dirtyEnd = max(created.pointee.dirtyEnd, end)
             return
         }
         try heap.checkWritable(offset, UInt64(bytes.count))
@@ -125,10 +141,25 @@ public struct Transaction: ~Copyable {
             throw .transactionTooLarge(bytes: RedoBuffer.maximumObjects, capacity: RedoBuffer.maximumObjects)
         }
         let offset = try context.take(size, kind, alignment)
-        context.log.created[context.log.createdCount] = (offset, kind.rawValue)
+        context.log.created[context.log.createdCount] = CreatedObject(offset: offset, kind: kind)
         context.log.createdCount += 1
         let reference = ObjectReference(arenaTag: heap.tag, offset: offset)
         try store(reference.rawValue, at: slot.offset)
+        return reference
+    }
+
+    /// Allocates an object, lets `body` fill it (its bytes are durable before the slot),
+    /// and stores its reference into `slot` at commit.
+    @discardableResult
+    public mutating func allocate(
+        _ size: UInt64, kind: ObjectKind = .data, alignment: UInt64 = 16, into slot: ObjectSlot,
+        initializingWith body: (UnsafeMutableRawBufferPointer) throws -> Void
+    ) throws -> ObjectReference {
+        let reference = try allocate(size, kind: kind, alignment: alignment, into: slot)
+        try body(UnsafeMutableRawBufferPointer(start: context.heap.base + Int(reference.offset), count: Int(size)))
+        let created = context.created(reference.offset)!
+        created.pointee.dirtyStart = reference.offset
+        created.pointee.dirtyEnd = reference.offset + size
         return reference
     }
 
@@ -169,29 +200,31 @@ extension ObjectContext {
         return result
     }
 
-    func isCreated(_ offset: UInt64) -> Bool {
-        for i in 0..<log.createdCount where log.created[i].0 == offset { return true }
-        return false
+    /// The object this transaction allocated at `offset`, if any.
+    func created(_ offset: UInt64) -> UnsafeMutablePointer<CreatedObject>? {
+        for i in 0..<log.createdCount where log.created[i].offset == offset { return log.created + i }
+        return nil
     }
 
     private func abort() {
         for i in 0..<log.createdCount {
-            let (offset, kind) = log.created[i]
-            guard let block = heap.block(at: offset), heap.tables.clearLive(block.chunk, block.index) else { continue }
-            try? release(offset, kind: ObjectKind(rawValue: kind)!, dirty: true, block: block)
+            let created = log.created[i]
+            guard let block = heap.block(at: created.offset), heap.tables.clearLive(block.chunk, block.index) else { continue }
+            try? release(created.offset, kind: created.kind, dirty: true, block: block)
         }
         log.reset()
     }
 
     private func commit() throws(ObjectError) {
-        for i in 0..<log.createdCount {
-            let offset = log.created[i].0
-            if let block = heap.block(at: offset) { try heap.flush(block.start, block.size) }
+        var written = false
+        for i in 0..<log.createdCount where log.created[i].dirtyEnd > log.created[i].dirtyStart {
+            try heap.flush(log.created[i].dirtyStart, log.created[i].dirtyEnd - log.created[i].dirtyStart)
+            written = true
         }
         if log.entries == 0 {
-            if log.createdCount > 0 { heap.window.drain() }
+            if written { heap.window.drain() }
         } else if let (target, value) = log.singleWord, target >> ObjectReference.offsetBits == heap.tag {
-            if log.createdCount > 0 { heap.window.drain() }
+            if written { heap.window.drain() }
             let offset = target & ObjectReference.offsetMask
             heap.word(offset).pointee.store(value, ordering: .releasing)
             try heap.persist(offset, 8)

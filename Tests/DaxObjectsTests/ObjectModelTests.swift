@@ -40,9 +40,6 @@ import Testing
             let candidates = (0..<Self.slots).filter { (model.objects[$0] != nil) == occupied }
             return candidates.isEmpty ? nil : candidates[random.below(candidates.count)]
         }
-        func stampObject(_ reference: ObjectReference, _ stamp: UInt64) throws {
-            try fixture.objects.address(of: reference).storeBytes(of: stamp, as: UInt64.self)
-        }
 
         for step in 0..<steps {
             let stamp = seed &+ UInt64(step) &* 31 | 1
@@ -79,8 +76,15 @@ import Testing
                 do {
                     try context.transaction { tx in
                         if let i = pick(false, &random) {
-                            let reference = try tx.allocate(size(&random), kind: kind, into: slot(i))
-                            try stampObject(reference, stamp)  // a new object: written in place
+                            let reference: ObjectReference
+                            if random.below(2) == 0 {
+                                reference = try tx.allocate(size(&random), kind: kind, into: slot(i))
+                                try tx.store(stamp, at: reference.offset)  // a new object: written in place
+                            } else {
+                                reference = try tx.allocate(size(&random), kind: kind, into: slot(i)) { bytes in
+                                    bytes.storeBytes(of: stamp, as: UInt64.self)
+                                }
+                            }
                             objects.append(reference)
                             next.objects[i] = reference
                             next.stamps[i] = stamp

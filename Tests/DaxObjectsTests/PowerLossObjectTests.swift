@@ -109,7 +109,7 @@ import Testing
                             try tx.free(from: slot(i))
                             if let j = empty.first {
                                 let object = try tx.allocate(size, into: slot(j))
-                                try objects.address(of: object).storeBytes(of: stamp, as: UInt64.self)
+                                try tx.store(stamp, at: object.offset)
                             }
                         } else {
                             try tx.allocate(size, into: slot(i))
