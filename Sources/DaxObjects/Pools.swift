@@ -25,10 +25,7 @@ extension ObjectHeap {
                 }
                 let chunk = pool.head - 1
                 got += claim(chunk, blocks: blocks, size: size, into: out + got, want: want - got)
-                if tables.claimedCount[chunk] == UInt32(blocks) {
-                    pool.head = Int(tables.nextPartial[chunk])
-                    tables.inPartial[chunk] = 0
-                }
+                if tables.claimedCount[chunk] == UInt32(blocks) { removePartial(&pool, chunk) }
             }
             return got
         }
@@ -58,7 +55,10 @@ extension ObjectHeap {
         return got
     }
 
-    /// Returns claimed blocks (not live) to their chunks.
+    /// Returns claimed blocks (not live) to their chunks. A chunk left with no claimed
+    /// block goes back to the free chunks, unless it is its class's only chunk with room
+    /// (kept, so that a class that frees and allocates around one chunk does not carve it
+    /// again and again).
     func giveBack(_ sizeClass: Int, _ kind: ObjectKind, _ offsets: UnsafeMutablePointer<UInt64>, count: Int) {
         let size = SizeClasses.sizes[sizeClass]
         pools[Self.poolIndex(sizeClass, kind)].withLock { pool in
@@ -71,14 +71,29 @@ extension ObjectHeap {
                 tables.claimedCount[chunk] -= 1
                 tables.cursor[chunk] = min(tables.cursor[chunk], UInt32(index & ~63))
                 if tables.inPartial[chunk] == 0 { pushPartial(&pool, chunk) }
+                if tables.claimedCount[chunk] == 0, pool.head != chunk + 1 || tables.nextPartial[chunk] != 0 {
+                    removePartial(&pool, chunk)
+                    // No block of it is claimed: nothing reaches it. (A class lock, then the
+                    // chunk lock, as refill takes them.)
+                    try? giveBackChunks(chunk, 1)
+                }
             }
         }
     }
 
     func pushPartial(_ pool: inout ClassPool, _ chunk: Int) {
         tables.nextPartial[chunk] = UInt32(pool.head)
+        tables.previousPartial[chunk] = 0
+        if pool.head != 0 { tables.previousPartial[pool.head - 1] = UInt32(chunk + 1) }
         tables.inPartial[chunk] = 1
         pool.head = chunk + 1
+    }
+
+    func removePartial(_ pool: inout ClassPool, _ chunk: Int) {
+        let next = Int(tables.nextPartial[chunk]), previous = Int(tables.previousPartial[chunk])
+        if previous == 0 { pool.head = next } else { tables.nextPartial[previous - 1] = UInt32(next) }
+        if next != 0 { tables.previousPartial[next - 1] = UInt32(previous) }
+        tables.inPartial[chunk] = 0
     }
 
     // MARK: - Large objects

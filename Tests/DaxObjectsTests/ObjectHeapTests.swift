@@ -121,3 +121,30 @@ import Testing
         #expect(SizeClasses.index(size: (1 << 20) + 1) == nil)
     }
 }
+
+@Suite struct ChunkReuseTests {
+    @Test func emptiedChunksGoBackAndServeOtherClasses() throws {
+        let fixture = try Fixture(heapSize: 64 << 20, arenaSize: 16 << 20)
+        defer { fixture.remove() }
+        let objects = fixture.objects
+        let context = try objects.makeContext()
+        let table = try context.allocate(8192 * 8, kind: .references, into: objects.root(named: "t"))
+        func slot(_ i: Int) -> ObjectSlot { ObjectSlot(in: table, at: UInt64(i) * 8) }
+        // Three chunks of 256 KiB blocks (8 per chunk), then all freed.
+        for i in 0..<24 { try context.allocate(256 << 10, into: slot(i)) }
+        let filled = objects.statistics()
+        for i in 0..<24 { try context.free(from: slot(i)) }
+        context.close()  // its cache goes back: the chunks empty
+        let emptied = objects.statistics()
+        #expect(emptied.objects == 1)
+        #expect(emptied.largestFreeBlock > filled.largestFreeBlock, "\(emptied.largestFreeBlock) vs \(filled.largestFreeBlock)")
+        #expect(emptied.classes.first { $0.blockSize == 256 << 10 }.map { $0.chunks <= 1 } ?? true)
+        objects.checkInvariants()
+        // The room serves a large object without growing the arena.
+        let size = objects.arena.size
+        let again = try objects.makeContext()
+        try again.allocate(4 << 20, into: slot(0))
+        #expect(objects.arena.size == size)
+        objects.checkInvariants()
+    }
+}
