@@ -159,7 +159,7 @@ public final class ObjectContext {
         let pool = ObjectHeap.poolIndex(sizeClass, kind)
         let slots = cache + pool * Self.cacheCapacity
         if cached[pool] == 0 {
-            cached[pool] = try heap.refill(sizeClass, kind, into: slots, want: Self.cacheCapacity / 2)
+            cached[pool] = try heap.refill(sizeClass, kind, lane: lane, into: slots, want: Self.cacheCapacity / 2)
         }
         cached[pool] -= 1
         let offset = slots[cached[pool]]

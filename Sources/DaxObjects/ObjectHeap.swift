@@ -102,8 +102,13 @@ public final class ObjectHeap: Sendable {
         recoveryReport.withLock { $0 = report }
     }
 
-    /// Unmaps the window. Contexts and addresses of this object heap must not be used after.
-    public func close() { window.close() }
+    /// Unmaps the window; addresses of this object heap must not be used after. Refused
+    /// while contexts are open (close them first): they would write to unmapped memory.
+    public func close() throws(ObjectError) {
+        let open = lanes.withLock { taken in taken.count { $0 } }
+        guard open == 0 else { throw .misuse("\(open) contexts of object heap \"\(arena.name)\" are open; close them first") }
+        window.close()
+    }
 
     /// A context for allocating, freeing and transactions from one thread at a time; it
     /// holds a lane until it is closed (or released).

@@ -26,14 +26,14 @@ struct Fixture {
 
     /// Closes everything and opens it again, as a new process would.
     mutating func reopen() throws {
-        objects.close()
+        try objects.close()
         try heap.close()
         heap = try Heap.open(path: path)
         objects = try ObjectHeap.open(in: heap, arena: "objects")
     }
 
     func remove() {
-        objects.close()
+        try? objects.close()
         try? heap.close()
         removeFile(path)
     }
