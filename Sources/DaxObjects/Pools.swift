@@ -15,17 +15,17 @@ extension ObjectHeap {
         return try pools[Self.poolIndex(sizeClass, kind)].withLock { pool throws(ObjectError) -> Int in
             var got = 0
             while got < want {
+                // A chunk of this context's; else a new one if the arena has room without
+                // growing; else another context's; else a new one, growing the arena.
                 var found = ownChunk(pool, mine)
+                if found == nil { found = try? carve(&pool, sizeClass, kind, grow: false) }
+                if found == nil, pool.head != 0 { found = pool.head - 1 }
                 if found == nil {
                     do throws(ObjectError) {
-                        let carved = try takeChunks(1, for: size)
-                        try commitChunks(carved, [ChunkDescriptor(kind: .small, sizeClass: sizeClass, objectKind: kind)])
-                        pushPartial(&pool, carved)
-                        found = carved
+                        found = try carve(&pool, sizeClass, kind, grow: true)
                     } catch {
                         if got > 0 { return got }
-                        guard pool.head != 0 else { throw error }
-                        found = pool.head - 1  // out of room: share another context's chunk
+                        throw error
                     }
                 }
                 let chunk = found!
@@ -35,6 +35,14 @@ extension ObjectHeap {
             }
             return got
         }
+    }
+
+    /// Carves a free chunk for a class and puts it on the class's list.
+    private func carve(_ pool: inout ClassPool, _ sizeClass: Int, _ kind: ObjectKind, grow: Bool) throws(ObjectError) -> Int {
+        let chunk = try takeChunks(1, for: SizeClasses.sizes[sizeClass], grow: grow)
+        try commitChunks(chunk, [ChunkDescriptor(kind: .small, sizeClass: sizeClass, objectKind: kind)])
+        pushPartial(&pool, chunk)
+        return chunk
     }
 
     /// A chunk with room that `mine` claimed from last, or nobody: among the first few of
