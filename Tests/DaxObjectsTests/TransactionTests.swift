@@ -73,7 +73,7 @@ import Testing
         let context = try fixture.objects.makeContext()
         let object = try context.allocate(64, into: fixture.objects.root(named: "r"))
         let size = try fixture.objects.size(of: object)
-        for offset in [UInt64(0), 4096 + 8, object.offset + size - 4, fixture.objects.window.size - 8] {
+        for offset: UInt64 in [0, 4096 + 8, object.offset + size - 4, fixture.objects.window.size - 8] {
             #expect(throws: ObjectError.self, "offset \(offset)") {
                 try context.transaction { tx in
                     try [UInt8](repeating: 9, count: 8).withUnsafeBytes { try tx.write($0, at: offset) }
