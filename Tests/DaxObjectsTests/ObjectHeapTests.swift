@@ -162,3 +162,14 @@ import Testing
         #expect(!fixture.objects.window.isOpen)
     }
 }
+
+@Suite struct ObjectHeapOpenTwiceTests {
+    @Test func aSecondOpenOfTheSameArenaIsRefusedUntilTheFirstCloses() throws {
+        let fixture = try Fixture()
+        defer { fixture.remove() }
+        #expect(throws: ObjectError.self) { try ObjectHeap.open(in: fixture.heap, arena: "objects") }
+        try fixture.objects.close()
+        let again = try ObjectHeap.open(in: fixture.heap, arena: "objects")
+        try again.close()
+    }
+}
