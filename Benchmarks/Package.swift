@@ -28,6 +28,7 @@ let package = Package(
             name: "DaxHeapAllocations",
             dependencies: [
                 .product(name: "DaxHeap", package: "DaxHeap"),
+                .product(name: "DaxObjects", package: "DaxHeap"),
                 .product(name: "Benchmark", package: "package-benchmark"),
             ],
             path: "Benchmarks/DaxHeapAllocations",

@@ -121,15 +121,16 @@ struct ClassPool {
 }
 
 extension ObjectHeap {
-    /// Takes `length` consecutive free chunks, growing the arena when it has none; the
-    /// caller writes their chunk-table entries.
-    func takeChunks(_ length: Int, for bytes: UInt64) throws(ObjectError) -> Int {
+    /// Takes `length` consecutive free chunks, growing the arena when it has none (and
+    /// `grow` allows); the caller writes their chunk-table entries.
+    func takeChunks(_ length: Int, for bytes: UInt64, grow mayGrow: Bool = true) throws(ObjectError) -> Int {
         try chunks.withLock { pool throws(ObjectError) -> Int in
             let first = Int(geometry.metadataChunks)
             if let run = pool.findRun(length, from: first) {
                 for chunk in run..<(run + length) { pool.setFree(chunk, false) }
                 return run
             }
+            guard mayGrow else { throw .outOfSpace(arena: arena.name, requested: bytes, reason: "no free chunk without growing") }
             try grow(&pool, toFit: length, bytes: bytes)
             guard let run = pool.findRun(length, from: first) else {
                 throw .outOfSpace(arena: arena.name, requested: bytes, reason: "no run of \(length) chunks after growing")

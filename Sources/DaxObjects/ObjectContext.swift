@@ -127,17 +127,18 @@ public final class ObjectContext {
 
     /// Makes the reserved object's contents durable, then publishes it into `slot` (which
     /// must hold null). Two fences.
-    public func publish(_ reservation: consuming Reservation, into slot: ObjectSlot) throws(ObjectError) {
+    public func publish(_ reservation: Reservation, into slot: ObjectSlot) throws(ObjectError) {
         let word = try heap.checkSlot(slot)
         let found = word.pointee.load(ordering: .relaxed)
         guard found == 0 else { throw .slotOccupied(offset: slot.offset, holding: ObjectReference(rawValue: found)) }
         let offset = reservation.reference.offset
+        _ = try heap.object(reservation.reference)  // not cancelled
         try heap.persist(offset, reservation.size)
         _ = try store(reservation.reference, into: word, slot: slot)
     }
 
     /// Frees a reserved object.
-    public func cancel(_ reservation: consuming Reservation) {
+    public func cancel(_ reservation: Reservation) {
         let offset = reservation.reference.offset
         guard let block = heap.block(at: offset), heap.tables.clearLive(block.chunk, block.index) else { return }
         try? release(offset, kind: reservation.kind, dirty: true, block: block)
@@ -159,7 +160,7 @@ public final class ObjectContext {
         let pool = ObjectHeap.poolIndex(sizeClass, kind)
         let slots = cache + pool * Self.cacheCapacity
         if cached[pool] == 0 {
-            cached[pool] = try heap.refill(sizeClass, kind, into: slots, want: Self.cacheCapacity / 2)
+            cached[pool] = try heap.refill(sizeClass, kind, lane: lane, into: slots, want: Self.cacheCapacity / 2)
         }
         cached[pool] -= 1
         let offset = slots[cached[pool]]
@@ -224,11 +225,13 @@ public final class ObjectContext {
 
 /// An object allocated but reachable from nothing yet (``ObjectContext/reserve(_:kind:alignment:)``).
 /// Publish or cancel it once; dropped, it stays allocated until the heap is next opened.
-public struct Reservation: ~Copyable {
+/// Publishing a cancelled reservation is an error (``ObjectError/notAnObject(_:reason:)``).
+public struct Reservation: Sendable {
     /// The object's reference (what ``ObjectContext/publish(_:into:)`` will store).
     public let reference: ObjectReference
-    /// The object's first byte, to fill before publishing.
-    public let address: UnsafeMutableRawPointer
+    /// The object's first byte, to fill before publishing (nonisolated(unsafe): an
+    /// address in the object heap's window, as ``ObjectHeap/address(of:)`` returns).
+    public nonisolated(unsafe) let address: UnsafeMutableRawPointer
     /// The size asked for.
     public let size: UInt64
     public let kind: ObjectKind

@@ -86,7 +86,27 @@ public final class ObjectHeap: Sendable {
         return try ObjectHeap(arena: arena, window: window, header: header)
     }
 
-    private init(arena: Arena, window: ArenaWindow, header: HeaderFields) throws(ObjectError) {
+    /// The object heaps open in this process, by heap (the `Heap` object: a heap file can be
+    /// open read-write only once) and arena: a second ObjectHeap over the same arena would
+    /// keep its own free lists and hand out the same blocks.
+    private static let open = Locked(Set<String>())
+    private var openKey: String { Self.key(arena) }
+    private static func key(_ arena: Arena) -> String { "\(ObjectIdentifier(arena.heap))/\(arena.id)" }
+
+    private convenience init(arena: Arena, window: ArenaWindow, header: HeaderFields) throws(ObjectError) {
+        let key = Self.key(arena)
+        guard Self.open.withLock({ $0.insert(key).inserted }) else {
+            throw .misuse("the object heap in arena \"\(arena.name)\" is open already in this process; share that ObjectHeap")
+        }
+        do throws(ObjectError) {
+            try self.init(registered: arena, window: window, header: header)
+        } catch {
+            Self.open.withLock { _ = $0.remove(key) }
+            throw error
+        }
+    }
+
+    private init(registered arena: Arena, window: ArenaWindow, header: HeaderFields) throws(ObjectError) {
         self.arena = arena
         self.window = window
         base = window.base
@@ -102,8 +122,18 @@ public final class ObjectHeap: Sendable {
         recoveryReport.withLock { $0 = report }
     }
 
-    /// Unmaps the window. Contexts and addresses of this object heap must not be used after.
-    public func close() { window.close() }
+    /// Unmaps the window; addresses of this object heap must not be used after. Refused
+    /// while contexts are open (close them first): they would write to unmapped memory.
+    public func close() throws(ObjectError) {
+        let open = lanes.withLock { taken in taken.count { $0 } }
+        guard open == 0 else { throw .misuse("\(open) contexts of object heap \"\(arena.name)\" are open; close them first") }
+        if window.isOpen { Self.open.withLock { _ = $0.remove(openKey) } }
+        window.close()
+    }
+
+    deinit {
+        if window.isOpen { Self.open.withLock { _ = $0.remove(openKey) } }
+    }
 
     /// A context for allocating, freeing and transactions from one thread at a time; it
     /// holds a lane until it is closed (or released).

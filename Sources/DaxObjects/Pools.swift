@@ -5,30 +5,56 @@ extension ObjectHeap {
     @inline(__always)
     static func poolIndex(_ sizeClass: Int, _ kind: ObjectKind) -> Int { 2 * sizeClass + Int(kind.rawValue) }
 
-    /// Claims up to `want` unclaimed blocks of `sizeClass` and `kind` into `out`, carving a
-    /// chunk if needed; returns how many (at least one, or it throws).
-    func refill(_ sizeClass: Int, _ kind: ObjectKind, into out: UnsafeMutablePointer<UInt64>, want: Int) throws(ObjectError) -> Int {
+    /// Claims up to `want` unclaimed blocks of `sizeClass` and `kind` into `out` for the
+    /// context on `lane`, from a chunk of its own when it can (carving one if every chunk
+    /// with room is another context's); returns how many (at least one, or it throws).
+    func refill(_ sizeClass: Int, _ kind: ObjectKind, lane: Int, into out: UnsafeMutablePointer<UInt64>, want: Int) throws(ObjectError) -> Int {
         let size = SizeClasses.sizes[sizeClass]
         let blocks = Int(Layout.chunkSize / size)
+        let mine = UInt16(lane + 1)
         return try pools[Self.poolIndex(sizeClass, kind)].withLock { pool throws(ObjectError) -> Int in
             var got = 0
             while got < want {
-                if pool.head == 0 {
+                // A chunk of this context's; else a new one if the arena has room without
+                // growing; else another context's; else a new one, growing the arena.
+                var found = ownChunk(pool, mine)
+                if found == nil { found = try? carve(&pool, sizeClass, kind, grow: false) }
+                if found == nil, pool.head != 0 { found = pool.head - 1 }
+                if found == nil {
                     do throws(ObjectError) {
-                        let chunk = try takeChunks(1, for: size)
-                        try commitChunks(chunk, [ChunkDescriptor(kind: .small, sizeClass: sizeClass, objectKind: kind)])
-                        pushPartial(&pool, chunk)
+                        found = try carve(&pool, sizeClass, kind, grow: true)
                     } catch {
                         if got > 0 { return got }
                         throw error
                     }
                 }
-                let chunk = pool.head - 1
+                let chunk = found!
+                tables.owner[chunk] = mine
                 got += claim(chunk, blocks: blocks, size: size, into: out + got, want: want - got)
                 if tables.claimedCount[chunk] == UInt32(blocks) { removePartial(&pool, chunk) }
             }
             return got
         }
+    }
+
+    /// Carves a free chunk for a class and puts it on the class's list.
+    private func carve(_ pool: inout ClassPool, _ sizeClass: Int, _ kind: ObjectKind, grow: Bool) throws(ObjectError) -> Int {
+        let chunk = try takeChunks(1, for: SizeClasses.sizes[sizeClass], grow: grow)
+        try commitChunks(chunk, [ChunkDescriptor(kind: .small, sizeClass: sizeClass, objectKind: kind)])
+        pushPartial(&pool, chunk)
+        return chunk
+    }
+
+    /// A chunk with room that `mine` claimed from last, or nobody: among the first few of
+    /// the class's list.
+    private func ownChunk(_ pool: ClassPool, _ mine: UInt16) -> Int? {
+        var next = pool.head
+        for _ in 0..<8 where next != 0 {
+            let chunk = next - 1
+            if tables.owner[chunk] == mine || tables.owner[chunk] == 0 { return chunk }
+            next = Int(tables.nextPartial[chunk])
+        }
+        return nil
     }
 
     /// Claims unclaimed blocks of one chunk from its cursor on (under its class's lock).

@@ -1,4 +1,7 @@
 import DaxHeap
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What opening an object heap found and did.
 public struct RecoveryReport: Sendable, Equatable {
@@ -148,6 +151,21 @@ struct Recovery {
         if cleared { heap.window.drain() }
     }
 
+    /// Whether `count` bytes at `bytes` are all zero (memcmp against zeroes: fast in every
+    /// build, as recovery reads every free block of `.references` chunks).
+    private func isZero(_ bytes: UnsafeRawPointer, _ count: Int) -> Bool {
+        var at = 0
+        while at < count {
+            let piece = min(count - at, Self.zeroes.count)
+            if memcmp(bytes + at, Self.zeroes.baseAddress!, piece) != 0 { return false }
+            at += piece
+        }
+        return true
+    }
+
+    /// Zeroes, never written (nonisolated(unsafe): read-only after initialization).
+    nonisolated(unsafe) private static let zeroes = UnsafeRawBufferPointer(UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 64).initializeMemory(as: UInt8.self, repeating: 0))
+
     private func clearEntries(_ chunk: Int, _ length: Int) {
         for i in chunk..<(chunk + length) { heap.word(heap.chunkEntryOffset(i)).pointee.store(0, ordering: .relaxed) }
         try? heap.flush(heap.chunkEntryOffset(chunk), UInt64(length) * 8)
@@ -169,8 +187,7 @@ struct Recovery {
         if info.objectKind == .references, writable {
             for index in 0..<blocks where !heap.tables.isLive(chunk, index) {
                 let start = UInt64(chunk) << Layout.chunkShift + UInt64(index) * size
-                let words = UnsafeBufferPointer(start: (heap.base + Int(start)).assumingMemoryBound(to: UInt64.self), count: Int(size / 8))
-                if words.contains(where: { $0 != 0 }) {
+                if !isZero(heap.base + Int(start), Int(size)) {
                     (heap.base + Int(start)).initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
                     try heap.flush(start, size)
                 }

@@ -163,6 +163,24 @@ public struct Transaction: ~Copyable {
         return reference
     }
 
+    /// Makes a reservation part of this transaction: its bytes are durable before the
+    /// commit's stores, so storing its reference (``store(_:at:)``) publishes it whole. If
+    /// the transaction aborts, the object is freed. Store its reference somewhere in this
+    /// transaction: an object nothing reaches stays allocated until the heap is next opened.
+    @discardableResult
+    public mutating func publish(_ reservation: Reservation) throws(ObjectError) -> ObjectReference {
+        guard reservation.lane == context.lane else { throw .misuse("a reservation is published by the context that made it") }
+        _ = try context.heap.object(reservation.reference)  // not cancelled
+        guard context.log.createdCount < RedoBuffer.maximumObjects else {
+            throw .transactionTooLarge(bytes: RedoBuffer.maximumObjects, capacity: RedoBuffer.maximumObjects)
+        }
+        let offset = reservation.reference.offset
+        context.log.created[context.log.createdCount] = CreatedObject(
+            offset: offset, kind: reservation.kind, dirtyStart: offset, dirtyEnd: offset + reservation.size)
+        context.log.createdCount += 1
+        return reservation.reference
+    }
+
     /// Empties `slot` at commit and frees the object it reaches after the commit.
     public mutating func free(from slot: ObjectSlot) throws(ObjectError) {
         let heap = context.heap

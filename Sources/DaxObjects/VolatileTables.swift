@@ -28,12 +28,15 @@ final class VolatileTables: @unchecked Sendable {
     let cursor: UnsafeMutablePointer<UInt32>
     let nextPartial: UnsafeMutablePointer<UInt32>
     let previousPartial: UnsafeMutablePointer<UInt32>
+    /// The lane (plus one) of the context that last claimed from the chunk: a hint that
+    /// keeps each context on chunks of its own, so that threads do not share bitmap words.
+    let owner: UnsafeMutablePointer<UInt16>
     let inPartial: UnsafeMutablePointer<UInt8>
 
     init(capacity: Int) throws(ObjectError) {
         self.capacity = capacity
         let bitmapBytes = capacity * Self.bitmapWords * 8
-        let sizes = [capacity * 8, bitmapBytes, bitmapBytes, capacity * 4, capacity * 4, capacity * 4, capacity * 4, capacity]
+        let sizes = [capacity * 8, bitmapBytes, bitmapBytes, capacity * 4, capacity * 4, capacity * 4, capacity * 4, capacity * 2, capacity]
         mappingBytes = sizes.reduce(0) { $0 + ($1 + 63) / 64 * 64 }
         let address = mmap(nil, mappingBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let address, address != MAP_FAILED else {
@@ -53,7 +56,8 @@ final class VolatileTables: @unchecked Sendable {
         cursor = take(sizes[4]).assumingMemoryBound(to: UInt32.self)
         nextPartial = take(sizes[5]).assumingMemoryBound(to: UInt32.self)
         previousPartial = take(sizes[6]).assumingMemoryBound(to: UInt32.self)
-        inPartial = take(sizes[7]).assumingMemoryBound(to: UInt8.self)
+        owner = take(sizes[7]).assumingMemoryBound(to: UInt16.self)
+        inPartial = take(sizes[8]).assumingMemoryBound(to: UInt8.self)
     }
 
     deinit { munmap(mapping, mappingBytes) }

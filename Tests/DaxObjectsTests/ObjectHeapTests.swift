@@ -148,3 +148,28 @@ import Testing
         objects.checkInvariants()
     }
 }
+
+@Suite struct ObjectHeapCloseTests {
+    @Test func closeIsRefusedWhileAContextIsOpen() throws {
+        let fixture = try Fixture()
+        defer { fixture.remove() }
+        let context = try fixture.objects.makeContext()
+        try context.allocate(64, into: fixture.objects.root(named: "r"))
+        #expect(throws: ObjectError.self) { try fixture.objects.close() }
+        #expect(fixture.objects.window.isOpen)
+        context.close()
+        try fixture.objects.close()
+        #expect(!fixture.objects.window.isOpen)
+    }
+}
+
+@Suite struct ObjectHeapOpenTwiceTests {
+    @Test func aSecondOpenOfTheSameArenaIsRefusedUntilTheFirstCloses() throws {
+        let fixture = try Fixture()
+        defer { fixture.remove() }
+        #expect(throws: ObjectError.self) { try ObjectHeap.open(in: fixture.heap, arena: "objects") }
+        try fixture.objects.close()
+        let again = try ObjectHeap.open(in: fixture.heap, arena: "objects")
+        try again.close()
+    }
+}

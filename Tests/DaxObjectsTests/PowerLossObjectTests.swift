@@ -125,7 +125,7 @@ import Testing
         }
         simulator.isArmed = false
         context.close()
-        objects.close()
+        try objects.close()
         try heap.close()
 
         let failures = simulator.failures
@@ -157,7 +157,7 @@ import Testing
         let heap = try Heap.open(path: path)
         defer { try? heap.close() }
         let objects = try ObjectHeap.open(in: heap, arena: "objects")
-        defer { objects.close() }
+        defer { try? objects.close() }
         var state = State()
         let table = try objects.load(#require(objects.findRoot(named: "table")))
         var reached = Set<ObjectReference>()

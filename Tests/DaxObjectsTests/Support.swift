@@ -26,14 +26,14 @@ struct Fixture {
 
     /// Closes everything and opens it again, as a new process would.
     mutating func reopen() throws {
-        objects.close()
+        try objects.close()
         try heap.close()
         heap = try Heap.open(path: path)
         objects = try ObjectHeap.open(in: heap, arena: "objects")
     }
 
     func remove() {
-        objects.close()
+        try? objects.close()
         try? heap.close()
         removeFile(path)
     }
@@ -51,12 +51,14 @@ extension ObjectHeap {
                 guard info.kind == .small else { continue }
                 let blocks = Int(Layout.chunkSize / SizeClasses.sizes[info.sizeClass])
                 pools[ObjectHeap.poolIndex(info.sizeClass, info.objectKind)].withLock { _ in
+                    // Word by word: live is a subset of claimed; the count is the claimed bits.
                     var claimed = 0
-                    for index in 0..<blocks {
-                        let (word, bit) = tables.claimedWord(chunk, index)
-                        let isClaimed = word.pointee & bit != 0
-                        if isClaimed { claimed += 1 }
-                        precondition(!tables.isLive(chunk, index) || isClaimed, "chunk \(chunk) block \(index): live but not claimed")
+                    for w in 0..<((blocks + 63) / 64) {
+                        let at = chunk * VolatileTables.bitmapWords + w
+                        let claimedBits = tables.claimed[at], liveBits = tables.live[at].load(ordering: .relaxed)
+                        precondition(liveBits & ~claimedBits == 0, "chunk \(chunk) word \(w): live but not claimed")
+                        precondition(w < blocks / 64 || claimedBits >> UInt64(blocks % 64) == 0, "chunk \(chunk): bits past the last block")
+                        claimed += claimedBits.nonzeroBitCount
                     }
                     precondition(claimed == Int(tables.claimedCount[chunk]), "chunk \(chunk): claimed count")
                     precondition(tables.inPartial[chunk] == 1 || claimed == blocks, "chunk \(chunk): has room but is on no list")

@@ -58,11 +58,12 @@ func allocationRounds(dir: String, size: Int, threads: Int, transactional: Bool,
     let barrier = Barrier(threads + 1)
     let timings = Timings()
     let failures = Locked<[String]>([])
-    let rounds = reps + 1
+    let rounds = max(reps, 5) + 1  // the anchor times 5 rounds after its warm-up
     let arraysCopy = arrays
     var workers: [Thread] = []
     for t in 0..<threads {
         let worker = Thread {
+            defer { barrier.wait() }  // joined: the heap closes after every context
             do {
                 let context = try objects.makeContext()
                 defer { context.close() }
@@ -106,6 +107,7 @@ func allocationRounds(dir: String, size: Int, threads: Int, transactional: Bool,
         timings.alloc.append(ops / (Double(a1 - a0) / 1e9))
         timings.free.append(ops / (Double(f1 - f0) / 1e9))
     }
+    barrier.wait()
     let errors = failures.withLock { $0 }
     guard errors.isEmpty else {
         note("objects \(size)B t\(threads): failed: \(errors.first!)")
@@ -116,7 +118,7 @@ func allocationRounds(dir: String, size: Int, threads: Int, transactional: Bool,
     note("\(name).free rounds: \(timings.free.map(format).joined(separator: " ")) ops/s")
     emit("\(name).alloc", median(timings.alloc), "ops/s")
     emit("\(name).free", median(timings.free), "ops/s")
-    objects.close()
+    try objects.close()
 }
 
 /// Fills an object heap with `count` live 64 B objects in a child (this program, run as
@@ -146,7 +148,7 @@ func recoveryAfterKill(dir: String, name: String, count: Int, reps: Int) throws 
             return .nan
         }
         note("recovery \(name): \(objects.recovery.milliseconds) ms inside ObjectHeap.open")
-        objects.close()
+        try objects.close()
         try heap.close()
         return elapsed
     }
