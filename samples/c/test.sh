@@ -26,10 +26,15 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# The system's C compiler, or the Swift toolchain's clang where there is none.
+cc="${CC:-cc}"
+command -v "$cc" >/dev/null 2>&1 || cc=clang
+command -v "$cc" >/dev/null 2>&1 || fail "no C compiler: install gcc, or put the Swift toolchain's clang on PATH"
+
 # The README's build command, as is.
-cc "$here/example.c" $(pkg-config --cflags --libs daxheap) -o "$work/example"
+"$cc" "$here/example.c" $(pkg-config --cflags --libs daxheap) -o "$work/example"
 # Strict: warnings are errors.
-cc -std=c11 -Wall -Wextra -Werror -pedantic "$here/example.c" $(pkg-config --cflags --libs daxheap) -o "$work/example-strict"
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic "$here/example.c" $(pkg-config --cflags --libs daxheap) -o "$work/example-strict"
 if command -v c++ >/dev/null 2>&1; then
     echo '#include <daxheap.h>' | c++ -x c++ -Wall -Wextra -Werror -pedantic $(pkg-config --cflags daxheap) -fsyntax-only -
 fi
