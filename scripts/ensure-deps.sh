@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building DaxHeap needs and a fresh Debian machine may lack:
-# libpmem's and libpmem2's headers (libpmem-dev, libpmem2-dev, found through pkg-config). Swift itself must be on PATH.
+# libpmem's and libpmem2's headers (libpmem-dev, libpmem2-dev, found through pkg-config), and
+# pkg-config itself, which the tests of the installed C API also build the C sample with
+# (samples/c/test.sh). Swift itself must be on PATH.
 set -euo pipefail
 
 missing=()

@@ -32,14 +32,14 @@ final class HeapHandle: Sendable {
     /// `daxheap_close`: closes the heap now if no window of this handle is open, else
     /// when the last one closes; then drops the C side's reference.
     static func release(_ pointer: OpaquePointer) {
-        let handle = Unmanaged<HeapHandle>.fromOpaque(UnsafeRawPointer(pointer))
-        let self_ = handle.takeUnretainedValue()
-        let closeNow = self_.state.withLock { s in
+        let unmanaged = Unmanaged<HeapHandle>.fromOpaque(UnsafeRawPointer(pointer))
+        let handle = unmanaged.takeUnretainedValue()
+        let closeNow = handle.state.withLock { s in
             s.released = true
             return s.openWindows == 0
         }
-        if closeNow { try? self_.closeHeap() }
-        handle.release()
+        if closeNow { try? handle.closeHeap() }  // the message says why it could not
+        unmanaged.release()
     }
 
     /// Counts a window about to be mapped; `windowClosed` undoes it.

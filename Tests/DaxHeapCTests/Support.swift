@@ -2,6 +2,7 @@
 // Swift strings, and reading this thread's message.
 
 import CDaxHeap
+@testable import DaxHeapC
 import DaxHeap
 import Synchronization
 import Testing
@@ -81,4 +82,52 @@ func writeBytes(_ heap: OpaquePointer, _ arena: String, at offset: UInt64, _ byt
 /// Deterministic bytes for a test pattern.
 func pattern(_ count: Int, seed: UInt8) -> [UInt8] {
     (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
+}
+
+/// Every byte of a file, for checking that a failed call changed nothing.
+func fileImage(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY)
+    try #require(fd >= 0, "cannot open \(path)")
+    defer { close(fd) }
+    var st = stat()
+    try #require(fstat(fd, &st) == 0)
+    var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+    let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+    try #require(got == Int(st.st_size))
+    return bytes
+}
+
+/// Overwrites bytes of a file (to damage a heap for the error paths).
+func patchFile(_ path: String, at offset: UInt64, _ bytes: [UInt8]) throws {
+    let fd = open(path, O_WRONLY)
+    try #require(fd >= 0, "cannot open \(path)")
+    defer { close(fd) }
+    let wrote = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+    try #require(wrote == bytes.count)
+}
+
+/// The Swift heap behind a C handle (what the tests compare the C view with).
+func swiftHeap(_ handle: OpaquePointer) -> Heap { HeapHandle.from(handle).heap }
+
+/// Runs `body` on `count` threads at once (pthreads: each its own thread, for the
+/// per-thread message) and waits for all of them.
+func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    final class Job: @unchecked Sendable {
+        let index: Int
+        let body: @Sendable (Int) -> Void
+        init(_ index: Int, _ body: @escaping @Sendable (Int) -> Void) { self.index = index; self.body = body }
+    }
+    var threads: [pthread_t] = []
+    for i in 0..<count {
+        var thread = pthread_t()
+        let job = Unmanaged.passRetained(Job(i, body)).toOpaque()
+        let rc = pthread_create(&thread, nil, { raw in
+            let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
+            job.body(job.index)
+            return nil
+        }, job)
+        precondition(rc == 0, "pthread_create: \(rc)")
+        threads.append(thread)
+    }
+    for thread in threads { pthread_join(thread, nil) }
 }

@@ -8,7 +8,8 @@
 # Checks: the two-line build works; the program runs with an empty environment (the
 # library is found through the .pc file's rpath, the Swift runtime is inside it); data
 # persists between runs; the error paths print their codes and messages; a path that holds
-# no heap fails cleanly; the library needs no Swift library at run time; the sample and the header compile with -Wall -Wextra -Werror
+# no heap fails cleanly; the library needs no Swift library at run time and loads with
+# dlopen; the sample and the header compile with -Wall -Wextra -Werror
 # -pedantic as C11 (and the header as C++ when a C++ compiler is there).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -26,10 +27,15 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# The system's C compiler, or the Swift toolchain's clang where there is none.
+cc="${CC:-cc}"
+command -v "$cc" >/dev/null 2>&1 || cc=clang
+command -v "$cc" >/dev/null 2>&1 || fail "no C compiler: install gcc, or put the Swift toolchain's clang on PATH"
+
 # The README's build command, as is.
-cc "$here/example.c" $(pkg-config --cflags --libs daxheap) -o "$work/example"
+"$cc" "$here/example.c" $(pkg-config --cflags --libs daxheap) -o "$work/example"
 # Strict: warnings are errors.
-cc -std=c11 -Wall -Wextra -Werror -pedantic "$here/example.c" $(pkg-config --cflags --libs daxheap) -o "$work/example-strict"
+"$cc" -std=c11 -Wall -Wextra -Werror -pedantic "$here/example.c" $(pkg-config --cflags --libs daxheap) -o "$work/example-strict"
 if command -v c++ >/dev/null 2>&1; then
     echo '#include <daxheap.h>' | c++ -x c++ -Wall -Wextra -Werror -pedantic $(pkg-config --cflags daxheap) -fsyntax-only -
 fi
@@ -53,6 +59,25 @@ grep -q "^destroy while mapped: status -5 .*mapped by 1 window" "$work/run2.out"
 grep -q "^a 3 MiB arena: status -1: size 3145728 is not a positive multiple of 2 MiB" "$work/run2.out" || fail "EINVAL size"
 grep -q "^a NULL name: status -1: the arena name is NULL" "$work/run2.out" || fail "EINVAL NULL"
 grep -q "^reading past the end: status -9" "$work/run2.out" || fail "ERANGE"
+
+# Loaded with dlopen, as SQLite's and Python's extension loading load libraries (the Swift
+# runtime's thread-local storage inside must not need the static TLS block).
+cat > "$work/dlopen.c" <<'C'
+#include <dlfcn.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    void *library = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (!library) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 1; }
+    int (*open_heap)(const char *, int, void **) = (int (*)(const char *, int, void **))dlsym(library, "daxheap_open");
+    const char *(*errmsg)(void) = (const char *(*)(void))dlsym(library, "daxheap_errmsg");
+    void *heap;
+    if (!open_heap || !errmsg || open_heap("/nonexistent/heap", 0, &heap) != -4) return 1;
+    printf("dlopen: %s\n", errmsg());
+    return 0;
+}
+C
+"$cc" "$work/dlopen.c" -o "$work/dlopen" -ldl
+env -i "$work/dlopen" "$prefix/lib/libdaxheap.so" | grep -q '^dlopen: /nonexistent/heap does not exist' || fail "loading with dlopen"
 
 # A path that holds no heap: a clean error, exit status 1, the file untouched.
 head -c $((8 << 20)) /dev/urandom > "$work/not-a-heap"
