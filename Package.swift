@@ -12,6 +12,7 @@
 //   DaxArenas          provisioning: arenas, extents, grow/shrink, no I/O
 //   DaxHeap            the public API: Heap, Arena, windows, HeapError, PersistentReference,
 //                      and the power-loss simulator (PowerLoss/)
+//   CDaxHeap, DaxHeapC the C API (libdaxheap.so): the header daxheap.h, and its Swift implementation
 import PackageDescription
 
 /// `@_lifetime` on initializers of non-escapable types (ArenaView, ArenaViews). An
@@ -26,6 +27,9 @@ let package = Package(
         .executable(name: "daxheap", targets: ["DaxHeapTool"]),
         .library(name: "DaxKV", targets: ["DaxKV"]),
         .executable(name: "daxkv", targets: ["DaxKVTool"]),
+        // The C API: libDaxHeapC.so, which `make install` installs as libdaxheap.so with the
+        // header Sources/CDaxHeap/include/daxheap.h (the name "daxheap" is the tool's).
+        .library(name: "DaxHeapC", type: .dynamic, targets: ["DaxHeapC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -65,6 +69,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The C API (docs/C-API.md): the hand-written header in a header-only C target, and
+        // its implementation in Swift over the public DaxHeap API, checked against the header.
+        .target(name: "CDaxHeap"),
+        .target(
+            name: "DaxHeapC",
+            dependencies: ["CDaxHeap", "DaxHeap", .product(name: "Logging", package: "swift-log")]
+        ),
         // The sample key-value store (samples/daxkv): uses the public DaxHeap API only.
         .target(name: "DaxKV", dependencies: ["DaxHeap"], path: "samples/daxkv/Sources/DaxKV"),
         .executableTarget(
@@ -96,6 +107,7 @@ let package = Package(
         // Drives the built `daxheap` executable as a user would.
         .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxHeap", "DaxDevice", "DaxTestSupport",
                                                              .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "DaxHeapCTests", dependencies: ["DaxHeapC", "CDaxHeap", "DaxHeap", "DaxTestSupport"]),
         .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),
     ],
     swiftLanguageModes: [.v6]
