@@ -9,11 +9,13 @@ PREFIX ?= /usr/local
 # What `make install` runs, in order, each with PREFIX (and DESTDIR) in its environment.
 # A component with files to install appends its script here.
 INSTALL_STEPS = scripts/install-capi.sh
+INSTALL_STEPS += samples/sqlite/install.sh
 
 # Tests of the installed files, run by `make test` after `swift test` against one fresh
 # install into a temporary PREFIX (scripts/test-installed.sh); each script gets that
 # PREFIX as its argument. Kept out of `swift test`: the release build takes minutes.
 INSTALLED_TESTS = samples/c/test.sh
+INSTALLED_TESTS += samples/sqlite/test.sh
 
 deps:
 	@scripts/ensure-deps.sh

@@ -51,17 +51,15 @@ static int dxh_heap_open(const char *path, daxheap **out, int *readonly) {
         *readonly = 1;
         return SQLITE_OK;
     }
+    /* SQLite's error log keeps about 200 bytes of a message: what matters comes first. */
     if (rc == DAXHEAP_EBUSY) {
-        return dxh_error(SQLITE_BUSY,
-                         "daxheap: the heap %s is in use by another process, which holds its lock (one process "
-                         "opens a heap at a time; close it there first): %s", path, first);
+        return dxh_error(SQLITE_BUSY, "daxheap: the heap %s is in use by another process, which holds its lock "
+                         "(one process opens a heap at a time): %s", path, first);
     }
-    if (rc == DAXHEAP_ENOTHEAP) {
-        return dxh_error(SQLITE_NOTADB,
-                         "daxheap: %s is not a heap (make one with `daxheap create`; a database is "
-                         "HEAPPATH/NAME): %s", path, first);
+    if (rc == DAXHEAP_ENOTHEAP || rc == DAXHEAP_EINVAL) {
+        return dxh_error(SQLITE_NOTADB, "daxheap: not a heap (a database is HEAPPATH/NAME): %s", first);
     }
-    return dxh_error(dxh_rc_of(rc, SQLITE_CANTOPEN), "daxheap: cannot open the heap %s: %s", path, first);
+    return dxh_error(dxh_rc_of(rc, SQLITE_CANTOPEN), "daxheap: cannot open the heap: %s", first);
 }
 
 int dxh_heap_acquire(const char *path, struct dxh_heap **out) {

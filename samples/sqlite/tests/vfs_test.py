@@ -234,19 +234,24 @@ def test_threads_write_one_database_in_wal_mode():
 # ---- Bad input -------------------------------------------------------------------------------
 
 def test_a_path_that_is_not_a_heap():
-    junk = os.path.join(daxtest.DIR, f"daxsqlite-junk.{os.getpid()}")
-    with open(junk, "wb") as f:
-        f.write(b"not a heap\n" * 1000)
+    small = os.path.join(daxtest.DIR, f"daxsqlite-junk.{os.getpid()}")
+    large = small + ".8M"
+    junk = {small: b"not a heap\n" * 1000, large: os.urandom(8 << 20)}
+    for path, data in junk.items():
+        with open(path, "wb") as f:
+            f.write(data)
     try:
-        expect_error(sqlite3.DatabaseError, "file is not a database", lambda: connect(junk, "db"))
-        with open(junk, "rb") as f:
-            assert f.read() == b"not a heap\n" * 1000
-        expect_error(sqlite3.OperationalError, "unable to open", lambda: connect(junk + ".missing", "db"))
+        for path, data in junk.items():
+            expect_error(sqlite3.DatabaseError, "file is not a database", lambda: connect(path, "db"))
+            r = shell(f".log stderr\n.load {EXT}\n.open 'file:{path}/db?vfs=daxheap'\n", check=False)
+            assert "daxheap: not a heap" in r.stderr, r.stderr
+            with open(path, "rb") as f:
+                assert f.read() == data
+        expect_error(sqlite3.OperationalError, "unable to open", lambda: connect(small + ".missing", "db"))
         expect_error(sqlite3.OperationalError, "unable to open", lambda: connect(daxtest.DIR, "db"))
-        r = shell(f".log stderr\n.load {EXT}\n.open 'file:{junk}/db?vfs=daxheap'\nselect 1;\n", check=False)
-        assert "is not a heap" in r.stderr, r.stderr
     finally:
-        os.unlink(junk)
+        for path in junk:
+            os.unlink(path)
 
 
 def test_a_heap_in_use_by_another_process():
