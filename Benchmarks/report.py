@@ -99,6 +99,12 @@ def rows(f):
     ratio("ceiling.kv.plain.fill", "anchor.lmdb_kv.nosync_wm.fill")
     ratio("ceiling.kv.plain.read", "anchor.pmemobj_kv.get")
     ratio("ceiling.kv.plain.update", "anchor.lmdb_kv.nosync_wm.update")
+    # Issue 14: SQLite on the daxheap VFS against its unix VFS on a tmpfs file, same
+    # schema and pragmas (synchronous=FULL), in one process (Benchmarks/sqlite).
+    for mode in ("delete", "wal"):
+        for phase, target in (("insert1", 2.0), ("insert1000", 1.0), ("select", 1.0)):
+            ratio(f"sqlite.daxheap.{mode}.{phase}", f"sqlite.unix.{mode}.{phase}", f">= {target:g}",
+                  lambda r, t=target: r >= t)
     return out
 
 

@@ -62,7 +62,25 @@ static int dxh_heap_open(const char *path, daxheap **out, int *readonly) {
     return dxh_error(dxh_rc_of(rc, SQLITE_CANTOPEN), "daxheap: cannot open the heap: %s", first);
 }
 
+/* An open heap by the path it was opened with (no system call: SQLite asks on every
+ * transaction whether a hot journal exists), else by device and inode. */
+static struct dxh_heap *dxh_heap_find(const char *path, const struct stat *st) {
+    for (struct dxh_heap *h = dxh_heaps; h != NULL; h = h->next) {
+        if (st == NULL ? strcmp(h->path, path) == 0 : (h->dev == st->st_dev && h->ino == st->st_ino)) {
+            h->refs++;
+            return h;
+        }
+    }
+    return NULL;
+}
+
 int dxh_heap_acquire(const char *path, struct dxh_heap **out) {
+    pthread_mutex_lock(&dxh_heaps_mutex);
+    *out = dxh_heap_find(path, NULL);
+    pthread_mutex_unlock(&dxh_heaps_mutex);
+    if (*out != NULL) {
+        return SQLITE_OK;
+    }
     struct stat st;
     if (stat(path, &st) != 0) {
         return dxh_error(SQLITE_CANTOPEN, "daxheap: no heap at %s (%s); make one with `daxheap create %s --size 64M`",
@@ -74,13 +92,10 @@ int dxh_heap_acquire(const char *path, struct dxh_heap **out) {
                          "device, then a name)", path);
     }
     pthread_mutex_lock(&dxh_heaps_mutex);
-    for (struct dxh_heap *h = dxh_heaps; h != NULL; h = h->next) {
-        if (h->dev == st.st_dev && h->ino == st.st_ino) {
-            h->refs++;
-            pthread_mutex_unlock(&dxh_heaps_mutex);
-            *out = h;
-            return SQLITE_OK;
-        }
+    *out = dxh_heap_find(path, &st);
+    if (*out != NULL) {
+        pthread_mutex_unlock(&dxh_heaps_mutex);
+        return SQLITE_OK;
     }
     struct dxh_heap *h = calloc(1, sizeof *h);
     char *copy = strdup(path);

@@ -14,6 +14,7 @@ import threading
 import time
 import traceback
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daxtest  # noqa: E402
 from daxtest import connect, new_heap, remove_heap, Heap  # noqa: E402
