@@ -98,7 +98,7 @@ static int dxh_open_node(struct dxh_node *node, const char *path, int flags) {
         return dxh_error(SQLITE_CANTOPEN, "daxheap: no database file %s (open it with create to make one)", path);
     }
     if (node->heap->readonly) {
-        return dxh_error(SQLITE_READONLY, "daxheap: cannot create %s: the heap is open read-only", path);
+        return SQLITE_OK; /* reads as empty, refuses writes, creates nothing (a WAL SQLite opens to read) */
     }
     uint64_t expected = 0;
     __atomic_compare_exchange_n(&node->state, &expected, DXH_EXISTS, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);

@@ -286,15 +286,17 @@ sys.stdin.readline()
 def test_a_read_only_heap_refuses_writes_and_keeps_its_data():
     heap = new_heap()
     try:
-        c = connect(heap, "db")
-        fill(c, "delete", rows=20)
-        c.close()
+        for name in ("db", "waldb"):
+            c = connect(heap, name)
+            fill(c, "wal" if name == "waldb" else "delete", rows=20)
+            c.close()
         # A device larger than its heap opens read-only until `daxheap grow`.
         os.truncate(heap, os.path.getsize(heap) + (2 << 20))
-        c = connect(heap, "db")
-        assert c.execute("select count(*) from t").fetchone()[0] == 20
-        expect_error(sqlite3.OperationalError, "readonly", lambda: c.execute("insert into t(v) values ('x')"))
-        c.close()
+        for name in ("db", "waldb"):
+            c = connect(heap, name)
+            assert c.execute("select count(*) from t").fetchone()[0] == 20
+            expect_error(sqlite3.OperationalError, "readonly", lambda: c.execute("insert into t(v) values ('x')"))
+            c.close()
         expect_error(sqlite3.OperationalError, "readonly|unable to open", lambda: connect(heap, "new"))
         os.truncate(heap, os.path.getsize(heap) - (2 << 20))
         c = connect(heap, "db")
