@@ -26,6 +26,6 @@ export DAXHEAP_SQLITE="$prefix/lib/libdaxheap_sqlite.so"
 export DAXHEAP_LIB="$prefix/lib/libdaxheap.so"
 export PYTHONDONTWRITEBYTECODE=1
 export DAXTEST_DIR="${DAXTEST_DIR:-/dev/shm}"
-/usr/bin/python3 "$here/tests/vfs_test.py"
-/usr/bin/python3 "$here/tests/crash_test.py" "$@"
+/usr/bin/python3 "$here/Tests/vfs_test.py"
+/usr/bin/python3 "$here/Tests/crash_test.py" "$@"
 echo "samples/sqlite: ok"

@@ -89,6 +89,7 @@ struct dxh_file {
     int shm_mapped;
     uint16_t shm_shared;                  /* lock slots this connection holds */
     uint16_t shm_exclusive;
+    sqlite3_int64 mmap_limit;             /* PRAGMA mmap_size: xFetch serves bytes below it */
 };
 
 /* vfs.c */

@@ -206,6 +206,14 @@ static int dxh_file_control(sqlite3_file *file, int op, void *arg) {
         return SQLITE_OK;
     case SQLITE_FCNTL_SIZE_HINT:
         return p->readonly ? SQLITE_OK : dxh_node_reserve(p->node, (uint64_t)*(sqlite3_int64 *)arg);
+    case SQLITE_FCNTL_MMAP_SIZE: {           /* the old limit out; a new one (>= 0) in */
+        sqlite3_int64 limit = *(sqlite3_int64 *)arg;
+        *(sqlite3_int64 *)arg = p->mmap_limit;
+        if (limit >= 0) {
+            p->mmap_limit = limit;
+        }
+        return SQLITE_OK;
+    }
     case SQLITE_FCNTL_HAS_MOVED:
         *(int *)arg = __atomic_load_n(&p->node->state, __ATOMIC_ACQUIRE) == 0;
         return SQLITE_OK;
@@ -226,8 +234,25 @@ static int dxh_device_characteristics(sqlite3_file *file) {
     return SQLITE_IOCAP_POWERSAFE_OVERWRITE | SQLITE_IOCAP_SAFE_APPEND;
 }
 
+/* Memory-mapped I/O (PRAGMA mmap_size): pages are read in place in the window, whose base
+ * never moves and whose arena never shrinks, so a pointer stays good until the file closes. */
+static int dxh_fetch(sqlite3_file *file, sqlite3_int64 offset, int amount, void **out) {
+    struct dxh_file *p = (struct dxh_file *)file;
+    uint64_t end = (uint64_t)offset + (uint64_t)amount;
+    int inside = end <= dxh_size(p->node) && end <= (uint64_t)p->mmap_limit;
+    *out = inside ? p->node->base + DXH_HEADER_SIZE + offset : NULL;   /* NULL: SQLite uses xRead */
+    return SQLITE_OK;
+}
+
+static int dxh_unfetch(sqlite3_file *file, sqlite3_int64 offset, void *page) {
+    (void)file;
+    (void)offset;
+    (void)page;
+    return SQLITE_OK;
+}
+
 const sqlite3_io_methods dxh_io_methods = {
-    .iVersion = 2,
+    .iVersion = 3,
     .xClose = dxh_close,
     .xRead = dxh_read,
     .xWrite = dxh_write,
@@ -244,4 +269,6 @@ const sqlite3_io_methods dxh_io_methods = {
     .xShmLock = dxh_shm_lock,
     .xShmBarrier = dxh_shm_barrier,
     .xShmUnmap = dxh_shm_unmap,
+    .xFetch = dxh_fetch,
+    .xUnfetch = dxh_unfetch,
 };

@@ -118,7 +118,8 @@ int dxh_heap_acquire(const char *path, struct dxh_heap **out) {
     return SQLITE_OK;
 }
 
-/* The last file closed: windows, then the heap, so another process may open it. */
+/* The last file closed: windows, then the heap, so another process may open it. All under
+ * dxh_heaps_mutex: a thread opening the same heap meanwhile must not find it still locked. */
 void dxh_heap_release(struct dxh_heap *heap) {
     pthread_mutex_lock(&dxh_heaps_mutex);
     if (--heap->refs > 0) {
@@ -131,7 +132,6 @@ void dxh_heap_release(struct dxh_heap *heap) {
             break;
         }
     }
-    pthread_mutex_unlock(&dxh_heaps_mutex);
     struct dxh_node *node = heap->nodes;
     while (node != NULL) {
         struct dxh_node *next = node->next;
@@ -144,6 +144,7 @@ void dxh_heap_release(struct dxh_heap *heap) {
         node = next;
     }
     daxheap_close(heap->heap);
+    pthread_mutex_unlock(&dxh_heaps_mutex);
     pthread_mutex_destroy(&heap->mutex);
     free(heap->path);
     free(heap);
@@ -342,3 +343,48 @@ int dxh_arena_poke_state(struct dxh_heap *heap, const char *name, uint64_t state
     }
     return SQLITE_OK;
 }
+
+#ifdef DXH_TESTING
+#include "include/dxh_testing.h"
+
+/* The package's power-loss tests only (src/include/dxh_testing.h): a heap the test opened
+ * with a simulator stands in for the one this process would open at `path`. */
+int dxh_testing_adopt_heap(const char *path, daxheap *heap) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        return SQLITE_CANTOPEN;
+    }
+    pthread_mutex_lock(&dxh_heaps_mutex);
+    struct dxh_heap *h = dxh_heap_find(path, &st);
+    if (h != NULL) {
+        h->refs--;
+        pthread_mutex_unlock(&dxh_heaps_mutex);
+        return SQLITE_BUSY;
+    }
+    h = calloc(1, sizeof *h);
+    if (h == NULL || (h->path = strdup(path)) == NULL) {
+        pthread_mutex_unlock(&dxh_heaps_mutex);
+        free(h);
+        return SQLITE_NOMEM;
+    }
+    h->dev = st.st_dev;
+    h->ino = st.st_ino;
+    h->heap = heap;
+    h->refs = 1;
+    pthread_mutex_init(&h->mutex, NULL);
+    h->next = dxh_heaps;
+    dxh_heaps = h;
+    pthread_mutex_unlock(&dxh_heaps_mutex);
+    return SQLITE_OK;
+}
+
+void dxh_testing_release(const char *path) {
+    pthread_mutex_lock(&dxh_heaps_mutex);
+    struct dxh_heap *h = dxh_heap_find(path, NULL);
+    pthread_mutex_unlock(&dxh_heaps_mutex);
+    if (h != NULL) {
+        dxh_heap_release(h); /* the reference find took */
+        dxh_heap_release(h); /* the adoption's */
+    }
+}
+#endif

@@ -95,6 +95,26 @@ def test_python_modes_commit_and_reopen():
         remove_heap(heap)
 
 
+def test_memory_mapped_reads_in_every_mode():
+    heap = new_heap()
+    try:
+        for mode in MODES:
+            c = connect(heap, mode)
+            c.execute("pragma mmap_size=268435456")
+            assert c.execute("pragma mmap_size").fetchone()[0] == 268435456
+            fill(c, mode, rows=2000, per_txn=100)
+            with c:
+                c.execute("update t set v = v || '!' where id % 3 = 0")
+            assert c.execute("select count(*), sum(v like '%!') from t").fetchone() == (2000, 666)
+            assert c.execute("pragma integrity_check").fetchone()[0] == "ok"
+            c.close()
+            c = connect(heap, mode)
+            assert c.execute("select count(*), sum(v like '%!') from t").fetchone() == (2000, 666)
+            c.close()
+    finally:
+        remove_heap(heap)
+
+
 def test_journal_and_wal_are_arenas_reused_not_recreated():
     heap = new_heap()
     try:
