@@ -12,6 +12,7 @@
 //   DaxArenas          provisioning: arenas, extents, grow/shrink, no I/O
 //   DaxHeap            the public API: Heap, Arena, windows, HeapError, PersistentReference,
 //                      and the power-loss simulator (PowerLoss/)
+//   DaxObjects         persistent objects in an arena: allocation, roots, transactions
 //   CDaxHeap, DaxHeapC the C API (libdaxheap.so): the header daxheap.h, and its Swift implementation
 import PackageDescription
 
@@ -24,6 +25,7 @@ let package = Package(
     name: "DaxHeap",
     products: [
         .library(name: "DaxHeap", targets: ["DaxHeap"]),
+        .library(name: "DaxObjects", targets: ["DaxObjects"]),
         .executable(name: "daxheap", targets: ["DaxHeapTool"]),
         .library(name: "DaxKV", targets: ["DaxKV"]),
         .executable(name: "daxkv", targets: ["DaxKVTool"]),
@@ -60,6 +62,8 @@ let package = Package(
             ],
             swiftSettings: lifetimes
         ),
+        // Persistent objects inside an arena (docs/OBJECTS.md): over the public DaxHeap API.
+        .target(name: "DaxObjects", dependencies: ["DaxHeap", "CDaxShims"]),
         // The operator's tool: thin over the public DaxHeap API.
         .executableTarget(
             name: "DaxHeapTool",
@@ -90,6 +94,7 @@ let package = Package(
         .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix", "DaxTestSupport"]),
         .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata", "DaxTestSupport"]),
         .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "DaxTestSupport"]),
+        .testTarget(name: "DaxObjectsTests", dependencies: ["DaxObjects", "DaxHeap", "DaxTestSupport"]),
         // Test-only: children the crash and SIGBUS tests spawn (package-only fault hooks;
         // signal scenarios whose right outcome may be death), and the latter's C helpers.
         .executableTarget(
