@@ -35,6 +35,6 @@ test-installed: deps
 	scripts/test-installed.sh $(INSTALLED_TESTS)
 
 # Builds in release mode and installs under PREFIX: lib/libdaxheap.so, include/daxheap.h,
-# lib/pkgconfig/daxheap.pc.
+# lib/pkgconfig/daxheap.pc, and the SQLite VFS lib/libdaxheap_sqlite.so (samples/sqlite).
 install: deps
 	@set -e; for step in $(INSTALL_STEPS); do PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" $$step; done
