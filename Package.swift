@@ -114,6 +114,15 @@ let package = Package(
                                                              .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DaxHeapCTests", dependencies: ["DaxHeapC", "CDaxHeap", "DaxHeap", "DaxTestSupport"]),
         .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),
+        // samples/sqlite's VFS compiled into the package only for its power-loss sweep, over
+        // a heap opened in Swift with a simulator (the installed extension is built by
+        // samples/sqlite/Makefile); SQLite is Debian's libsqlite3-dev.
+        .systemLibrary(name: "CSQLite", path: "samples/sqlite/Tests/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "DaxSQLiteVFS", dependencies: ["CDaxHeap", "CSQLite"], path: "samples/sqlite/src",
+                cSettings: [.define("SQLITE_CORE"), .define("DXH_TESTING"), .define("_GNU_SOURCE")]),
+        .testTarget(name: "DaxSQLiteTests", dependencies: ["DaxSQLiteVFS", "CSQLite", "DaxHeapC", "DaxHeap"],
+                    path: "samples/sqlite/Tests/DaxSQLiteTests"),
     ],
     swiftLanguageModes: [.v6]
 )

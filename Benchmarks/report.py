@@ -110,6 +110,12 @@ def rows(f):
             ratio(f"daxheap.tx.{size}.t1.{op}", f"anchor.pmemobj_alloc.tx.{size}.t1.{op}", ">= 3", lambda r: r >= 3)
     ratio("daxheap.objects.recovery.100k", None)
     ratio("daxheap.objects.recovery.1M", None, "<= 50 ms", lambda v: v <= 50.0)
+    # Issue 14: SQLite on the daxheap VFS against its unix VFS on a tmpfs file, same
+    # schema and pragmas (synchronous=FULL), in one process (Benchmarks/sqlite).
+    for mode in ("delete", "wal"):
+        for phase, target in (("insert1", 2.0), ("insert1000", 1.0), ("select", 1.0)):
+            ratio(f"sqlite.daxheap.{mode}.{phase}", f"sqlite.unix.{mode}.{phase}", f">= {target:g}",
+                  lambda r, t=target: r >= t)
     return out
 
 

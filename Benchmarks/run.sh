@@ -139,6 +139,8 @@ if [ "${SKIP_CEILING:-0}" != 1 ]; then
 	"$here/ceiling/run.sh" 2>"$out/ceiling.log" | fig || say "# ceiling: run.sh failed; see $out/ceiling.log"
 fi
 
+[ "${SKIP_SQLITE:-0}" = 1 ] || "$here/sqlite/run.sh" 2>"$out/sqlite.log" | fig || say "# sqlite: run.sh failed; see $out/sqlite.log"
+
 # 5. Allocation guard (package-benchmark, mallocCountTotal thresholds of 0).
 if [ "${SKIP_ALLOC_GUARD:-0}" != 1 ]; then
 	if "$here/check-allocations.sh" >"$out/alloc-guard.log" 2>&1; then

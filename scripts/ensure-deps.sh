@@ -10,6 +10,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 for lib in libpmem libpmem2; do
     pkg-config --exists "$lib" 2>/dev/null || missing+=("$lib-dev")
 done
+{ pkg-config --exists sqlite3 2>/dev/null && [ -x /usr/bin/sqlite3 ] && [ -x /usr/bin/python3 ]; } || missing+=(libsqlite3-dev sqlite3 python3)  # samples/sqlite
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} with apt-get" >&2
     sudo=""
