@@ -156,6 +156,7 @@ enum Formatting {
         case .primaryMetadata: location = "metadata primary"
         case .secondaryMetadata: location = "metadata secondary"
         case .unallocated: location = "unallocated"
+        case .pastHeapEnd: location = "past heap end"
         }
         return .object([
             "device_offset": .integer(block.deviceOffset), "length": .integer(block.length),
