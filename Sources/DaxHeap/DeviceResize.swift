@@ -64,7 +64,7 @@ extension Heap {
     /// Opens the heap read-write (so it fails with ``HeapError/inUse(path:)`` while any
     /// process has it open) and, as every read-write open, first repairs a bad copy.
     ///
-    /// - Parameter simulator: for crash-consistency tests only (see ``open(path:mode:logger:simulator:)``).
+    /// - Parameter simulator: for crash-consistency tests only (see ``open(path:mode:acceptNewDeviceLayout:logger:simulator:)``).
     @discardableResult
     public static func grow(
         path: String, logger: Logger = Logger(label: "DaxHeap"), simulator: PowerLossSimulator? = nil
