@@ -130,3 +130,28 @@ private func patch(_ path: String, offset: Int, _ data: Data) throws {
         #expect(human.contains("  bad block at device offset \(20 * MiB), 4096 bytes, past the heap's end (unused device space)"), "\(human)")
     }
 }
+
+@Suite struct MoveArenaCommandTests {
+    /// The operator's sequence: shrink refused with an arena in the way, move-arena, shrink, cut.
+    @Test func moveArenaLetsTheShrinkProceed() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap(size: "32M", arenas: [("a", "4M"), ("filler", "16M"), ("b", "6M")])
+        expectSuccess(try Tool.run(["write", heap, "--name", "b"], stdin: pattern(4096, seed: 9)))
+        expectSuccess(try Tool.run(["destroy-arena", heap, "--name", "filler"]))
+        expectFailure(try Tool.run(["shrink", heap, "--size", "16M"]), "arena \"b\" has 6 MiB past its new usable end")
+        try expectUnchanged(heap) {
+            expectFailure(try Tool.run(["move-arena", heap, "--name", "nope", "--below", "16M"]), "no arena named \"nope\"")
+            expectFailure(try Tool.run(["move-arena", heap, "--name", "b", "--below", "8M"]), "not enough space")
+            expectUsageError(try Tool.run(["move-arena", heap, "--name", "b", "--below", "1.5M"]))
+        }
+        let move = try Tool.run(["move-arena", heap, "--name", "b", "--below", "16M"])
+        expectSuccess(move)
+        #expect(move.out == "moved 6 MiB of arena \"b\" below 14 MiB, now in 1 extent; `daxheap shrink \(heap) --size 16777216` can proceed\n", "\(move)")
+        expectSuccess(try Tool.run(["shrink", heap, "--size", "16M"]))
+        try ResizeTests.truncateFile(heap, to: 16 * MiB)
+        expectSuccess(try Tool.run(["check", heap]))
+        let read = try Tool.run(["read", heap, "--name", "b", "--length", "4096"])
+        #expect(read.status == 0 && read.stdout == pattern(4096, seed: 9), "\(read.status) \(read.stderr)")
+    }
+}
