@@ -34,7 +34,7 @@ struct Failure: Error {
             DAXHEAP_ENOENT
         case .inUse, .arenaMapped, .windowsOpen, .closeInsideReadSection, .arenasPastNewEnd:
             DAXHEAP_EBUSY
-        case .corruptMetadata:
+        case .corruptMetadata, .deviceLayoutChanged:
             DAXHEAP_ECORRUPT
         case .notADaxHeapDevice, .unsupportedVersion:
             DAXHEAP_ENOTHEAP

@@ -70,7 +70,7 @@ enum daxheap_status {
     DAXHEAP_EEXIST    = -3,   /* an arena of that name exists; or daxheap_create found data it refuses to overwrite */
     DAXHEAP_ENOENT    = -4,   /* no such arena, or no such file */
     DAXHEAP_EBUSY     = -5,   /* in use: another process holds the heap, or an arena is mapped by windows */
-    DAXHEAP_ECORRUPT  = -6,   /* both metadata copies bad */
+    DAXHEAP_ECORRUPT  = -6,   /* both metadata copies bad, or a re-created device */
     DAXHEAP_ENOTHEAP  = -7,   /* the path holds no DaxHeap (or an unsupported version) */
     DAXHEAP_ESIZE     = -8,   /* device size does not match the heap's metadata */
     DAXHEAP_ERANGE    = -9,   /* offset/length outside an arena or a window, or past a reservation */
