@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "DaxHeapTool",
             dependencies: [
-                "DaxHeap",
+                "DaxHeap", "DaxObjects",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -110,7 +110,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Drives the built `daxheap` executable as a user would.
-        .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxHeap", "DaxDevice", "DaxTestSupport",
+        .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxHeap", "DaxObjects", "DaxDevice", "DaxTestSupport",
                                                              .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DaxHeapCTests", dependencies: ["DaxHeapC", "CDaxHeap", "DaxHeap", "DaxTestSupport"]),
         .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),
