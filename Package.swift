@@ -94,7 +94,10 @@ let package = Package(
         .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix", "DaxTestSupport"]),
         .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata", "DaxTestSupport"]),
         .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "DaxTestSupport"]),
-        .testTarget(name: "DaxObjectsTests", dependencies: ["DaxObjects", "DaxHeap", "DaxTestSupport"]),
+        // Test-only: the child the object heap's SIGKILL test spawns (threads allocating,
+        // freeing and committing transactions until killed).
+        .executableTarget(name: "DaxObjectsProbe", dependencies: ["DaxObjects", "DaxHeap"], path: "Tests/DaxObjectsProbe"),
+        .testTarget(name: "DaxObjectsTests", dependencies: ["DaxObjects", "DaxHeap", "DaxTestSupport", "DaxObjectsProbe"]),
         // Test-only: children the crash and SIGBUS tests spawn (package-only fault hooks;
         // signal scenarios whose right outcome may be death), and the latter's C helpers.
         .executableTarget(
