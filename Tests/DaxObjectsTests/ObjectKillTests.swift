@@ -10,7 +10,8 @@
 //   * no leak: the live objects are exactly the table and what its slots reach;
 //   * no double allocation: no object is reached twice, new allocations land on none of
 //     the reached ones, and the allocator's invariants hold.
-// Then the next round kills a new child working on the recovered heap.
+// Then the next round kills a new child working on the recovered heap. Every fourth child
+// is killed counting from its spawn, so that some die while opening (recovery writes).
 //
 // Mutation that proves the checker can fail (by hand, then reverted): the probe printing
 // "done" before the operation instead of after it. Round 1 fails: "slot 30: expected
@@ -68,10 +69,16 @@ import Glibc
         var model = [UInt64?](repeating: nil, count: Self.slots)
         var random = SplitMix64(seed: 13)
         var completed = 0, inFlight = 0
+        var startup = 50_000  // microseconds from spawn to "ready", as last measured
         let rounds = 16
         for round in 1...rounds {
-            let delay = UInt32(2_000 + random.below(60_000))
-            let output = try runAndKill(path: fixture.path, seed: UInt64(round), afterMicroseconds: delay)
+            // Every fourth child is killed counting from its spawn, not from "ready", within
+            // the time the last one took to get ready: some die in Heap.open or the object
+            // heap's recovery (which writes: it clears chunks nothing reaches).
+            let early = round % 4 == 0
+            let delay = UInt32(early ? random.below(max(1, startup + startup / 4)) : 2_000 + random.below(60_000))
+            let (output, ready) = try runAndKill(path: fixture.path, seed: UInt64(round), afterMicroseconds: delay, waitForReady: !early)
+            if let ready { startup = ready }
             let (done, pending) = try parse(output)
             completed += done.count
             inFlight += pending.count
@@ -100,9 +107,10 @@ import Glibc
         #expect(inFlight > 0, "no kill landed inside an operation in \(rounds) rounds")
     }
 
-    /// Spawns the churning child, waits for "ready", kills it after `delay`, returns its
-    /// standard output (its last line may be cut).
-    func runAndKill(path: String, seed: UInt64, afterMicroseconds delay: UInt32) throws -> String {
+    /// Spawns the churning child, waits for "ready" (if `waitForReady`), kills it after
+    /// `delay`; returns its standard output (its last line may be cut) and, when it waited,
+    /// the microseconds from the spawn to "ready".
+    func runAndKill(path: String, seed: UInt64, afterMicroseconds delay: UInt32, waitForReady: Bool) throws -> (String, Int?) {
         ignoreBrokenPipes()
         let process = Process()
         process.executableURL = try Probe.url()
@@ -114,6 +122,7 @@ import Glibc
         process.standardOutput = stdout
         process.standardError = stderr
         process.standardInput = FileHandle.nullDevice
+        let spawned = ContinuousClock.now
         try process.run()
         let out = Collected(), err = Collected()
         let group = DispatchGroup()
@@ -125,7 +134,11 @@ import Glibc
         }
         Thread.detachNewThread { err.set(stderr.fileHandleForReading.readDataToEndOfFile()); group.leave() }
         let deadline = Date().addingTimeInterval(30)
-        while !String(decoding: out.get(), as: UTF8.self).contains("ready\n"), process.isRunning, Date() < deadline { usleep(500) }
+        while waitForReady, !String(decoding: out.get(), as: UTF8.self).contains("ready\n"), process.isRunning, Date() < deadline {
+            usleep(500)
+        }
+        let startup = spawned.duration(to: .now).components
+        let ready = waitForReady ? Int(startup.seconds) * 1_000_000 + Int(startup.attoseconds / 1_000_000_000_000) : nil
         usleep(delay)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -134,13 +147,14 @@ import Glibc
         guard process.terminationReason == .uncaughtSignal, process.terminationStatus == SIGKILL else {
             throw Mismatch(description: "the child ended by itself (\(process.terminationStatus)): \(text.suffix(500)) \(String(decoding: err.get(), as: UTF8.self))")
         }
-        return text
+        return (text, ready)
     }
 
     /// The completed operations, and per thread the one in flight (printed, not done).
     func parse(_ output: String) throws -> (done: [Operation], pending: [Operation]) {
         var lines = output.split(separator: "\n", omittingEmptySubsequences: false)
         lines.removeLast()  // "" after the last newline, or a line cut by the kill
+        if lines.isEmpty { return ([], []) }  // killed before "ready"
         guard lines.first == "ready" else { throw Mismatch(description: "no ready line: \(output.prefix(300))") }
         var started = [Int: Operation]()
         var done: [Operation] = []
