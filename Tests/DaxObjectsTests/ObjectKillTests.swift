@@ -58,7 +58,7 @@ import Glibc
     struct Mismatch: Error, CustomStringConvertible { var description: String }
 
     @Test func sigkillAtRandomMomentsLosesNothingCompleted() throws {
-        var fixture = try Fixture(heapSize: 256 << 20, arenaSize: 8 << 20)
+        let fixture = try Fixture(heapSize: 256 << 20, arenaSize: 8 << 20)
         defer { fixture.remove() }
         let setup = try fixture.objects.makeContext()
         try setup.allocate(UInt64(Self.slots) * 8, kind: .references, into: fixture.objects.root(named: "table"))
