@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "DaxHeapTool",
             dependencies: [
-                "DaxHeap",
+                "DaxHeap", "DaxObjects",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -94,7 +94,10 @@ let package = Package(
         .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix", "DaxTestSupport"]),
         .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata", "DaxTestSupport"]),
         .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "DaxTestSupport"]),
-        .testTarget(name: "DaxObjectsTests", dependencies: ["DaxObjects", "DaxHeap", "DaxTestSupport"]),
+        // Test-only: the child the object heap's SIGKILL test spawns (threads allocating,
+        // freeing and committing transactions until killed).
+        .executableTarget(name: "DaxObjectsProbe", dependencies: ["DaxObjects", "DaxHeap"], path: "Tests/DaxObjectsProbe"),
+        .testTarget(name: "DaxObjectsTests", dependencies: ["DaxObjects", "DaxHeap", "DaxTestSupport", "DaxObjectsProbe"]),
         // Test-only: children the crash and SIGBUS tests spawn (package-only fault hooks;
         // signal scenarios whose right outcome may be death), and the latter's C helpers.
         .executableTarget(
@@ -110,7 +113,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]
         ),
         // Drives the built `daxheap` executable as a user would.
-        .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxHeap", "DaxDevice", "DaxTestSupport",
+        .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxHeap", "DaxObjects", "DaxDevice", "DaxTestSupport",
                                                              .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DaxHeapCTests", dependencies: ["DaxHeapC", "CDaxHeap", "DaxHeap", "DaxTestSupport"]),
         .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),

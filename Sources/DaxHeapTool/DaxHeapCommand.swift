@@ -12,7 +12,7 @@ struct DaxHeapCommand: ParsableCommand {
 
         Exit status: 0 success; 1 the operation failed (one "error: " line on standard error); \
         64 a usage error; 3 from check when damage was found and not repaired.
-        Commands that only look (info, list, read, check without --repair) never write. \
+        Commands that only look (info, list, read, objects, check without --repair) never write. \
         Commands that open read-write first repair a bad or stale metadata copy and say so \
         in "note: " lines on standard error.
 
@@ -22,7 +22,7 @@ struct DaxHeapCommand: ParsableCommand {
             CreateCommand.self, InfoCommand.self, ListCommand.self,
             CreateArenaCommand.self, ResizeArenaCommand.self, DestroyArenaCommand.self, ProvisionCommand.self,
             WriteCommand.self, ReadCommand.self, CheckCommand.self, GrowCommand.self, ShrinkCommand.self, MoveArenaCommand.self,
-            DemoCommand.self,
+            ObjectsCommand.self, DemoCommand.self,
         ]
     )
 

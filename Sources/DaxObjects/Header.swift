@@ -82,8 +82,11 @@ extension ObjectHeap {
             }
             guard window.isWritable else { throw .heap(.readOnly(path: arena.heap.path)) }
             let at = rootOffset(entry)
-            // The name is durable before the length that makes the entry count (a torn
-            // name is never read); the reference was zeroed when the entry was last used.
+            // The name and a null reference are durable before the length that makes the
+            // entry count (a torn name is never read; an unused entry's reference word is
+            // read by nobody, so it may hold anything, damage included, until now).
+            word(at + Layout.rootReferenceOffset).pointee.store(0, ordering: .relaxed)
+            try flush(at + Layout.rootReferenceOffset, 8)
             try ObjectHeap.wrap { () throws(HeapError) in
                 try window.memcpyPersist(at: at + Layout.rootNameOffset, bytes + [UInt8](repeating: 0, count: Layout.rootNameCapacity - bytes.count))
             }

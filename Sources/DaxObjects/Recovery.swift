@@ -49,6 +49,11 @@ struct Recovery {
         let entries = heap.base + Int(at + Layout.logEntriesOffset)
         let valid = length <= capacity && length % 8 == 0
             && heap.word(at + Layout.logChecksumOffset).pointee.load(ordering: .relaxed) == UInt64(ObjectHeap.logChecksum(length, entries))
+        // A log whose checksum holds was written whole by commitLog, so its entries tile it;
+        // if they do not, the checksum matched by accident or forgery: damage, not a log.
+        if valid, !ObjectHeap.logIsWellFormed(entries, Int(length)) {
+            throw .corrupt(arena: heap.arena.name, detail: "lane \(lane)'s committed log has an entry that runs past its end")
+        }
         guard writable else {
             if valid { report.logsPendingReadOnly += 1 }
             return
@@ -227,15 +232,31 @@ extension ObjectHeap {
         try persist(at + Layout.logLengthOffset, 8)
     }
 
+    /// Whether the entries tile `length` bytes exactly, each count within the log (the
+    /// counts are read from the media: any 64-bit value).
+    static func logIsWellFormed(_ entries: UnsafeRawPointer, _ length: Int) -> Bool {
+        var at = 0
+        while at < length {
+            guard length - at >= Int(Layout.entryBytesOffset) else { return false }
+            let count = entries.load(fromByteOffset: at + Int(Layout.entryCountOffset), as: UInt64.self)
+            let room = UInt64(length - at) - Layout.entryBytesOffset
+            guard count <= room, (count + 7) & ~7 <= room else { return false }
+            at += Int(Layout.entryBytesOffset) + Int((count + 7) & ~7)
+        }
+        return at == length
+    }
+
     /// Copies every entry to its target and flushes it (no fence). Entries whose target is
-    /// not a range of a live arena are skipped (they were checked when logged).
+    /// not a range of a live arena are skipped (they were checked when logged); an entry
+    /// that runs past the log ends it (recovery refuses such a log before).
     func applyLog(_ entries: UnsafeRawPointer, _ length: Int) throws(ObjectError) {
         var at = 0
         while at + Int(Layout.entryBytesOffset) <= length {
             let target = entries.load(fromByteOffset: at + Int(Layout.entryTargetOffset), as: UInt64.self)
-            let count = Int(entries.load(fromByteOffset: at + Int(Layout.entryCountOffset), as: UInt64.self))
+            let stored = entries.load(fromByteOffset: at + Int(Layout.entryCountOffset), as: UInt64.self)
+            guard stored <= UInt64(length - at) - Layout.entryBytesOffset else { return }
+            let count = Int(stored)
             let data = entries + at + Int(Layout.entryBytesOffset)
-            guard count <= length - at - Int(Layout.entryBytesOffset) else { return }
             let arenaID = target >> ObjectReference.offsetBits
             let offset = target & ObjectReference.offsetMask
             let source = UnsafeRawBufferPointer(start: data, count: count)

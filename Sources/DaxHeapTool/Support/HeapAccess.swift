@@ -1,5 +1,6 @@
 import ArgumentParser
 import DaxHeap
+import DaxObjects
 import Logging
 
 /// Opening heaps the way every command does, and turning failures into exit statuses.
@@ -58,6 +59,9 @@ func reportingFailures(_ body: () throws -> Void) throws {
         try body()
     } catch let error as HeapError {
         Console.error(Formatting.describe(error))
+        throw ExitCode.failure
+    } catch let error as ObjectError {
+        Console.error(error.description)
         throw ExitCode.failure
     } catch let error as ToolFailure {
         Console.error(error.description)
