@@ -17,10 +17,11 @@
  *   an offset + length that overflows: each is an error code, never a crash. (A pointer to
  *   too little memory, or a handle used after it was closed, cannot be detected: see
  *   "Handles" below.)
- * - A failed call changes nothing: no arena, no byte, no out parameter (`*out` and `*size`
- *   are written only on success). The exceptions: msync failing in the middle of a write
- *   on a file that is not persistent memory (DAXHEAP_EIO, see daxheap_write), and a media
- *   error met by daxheap_read, which leaves part of `dst` filled.
+ * - A failed call changes nothing: no arena, no byte, no slot or object, no out parameter
+ *   (`*out` and `*size` are written only on success). The exceptions: msync failing in
+ *   the middle of a write on a file that is not persistent memory (DAXHEAP_EIO, see
+ *   daxheap_write), and a media error met by daxheap_read, which leaves part of `dst`
+ *   filled.
  * - Names are NUL-terminated UTF-8, 1 to 63 bytes, without control characters.
  * - Sizes are in bytes. Arena sizes are positive multiples of 2 MiB (2097152).
  * - Threads. Every function may be called from several threads at once, on the same handle
