@@ -264,7 +264,7 @@ extension daxheap_objects_stats: @retroactive Equatable {
         #expect(out == nil)
     }
 
-    /// Roots: made once, found again, bad names refused, 64 at most, none on a read-only heap.
+    /// Roots: made once, found again (after a reopen too), bad names refused, 64 at most.
     @Test func roots() throws {
         let (path, heap, objects) = try createObjects()
         defer { removeFile(path) }
@@ -287,16 +287,41 @@ extension daxheap_objects_stats: @retroactive Equatable {
         #expect(daxheap_objects_close(objects) == 0)
         daxheap_close(heap)
 
+        let again = try openHeap(path)
+        defer { daxheap_close(again) }
+        var out: OpaquePointer?
+        #expect(daxheap_objects_open(again, "objs", &out) == 0, "\(lastMessage())")
+        let reopened = try #require(out)
+        defer { #expect(daxheap_objects_close(reopened) == 0) }
+        #expect(try root(reopened, "a") == a, "an existing root is found after a reopen")
+        #expect(daxheap_objects_root(reopened, "new", &slot) == code(DAXHEAP_ENOSPC), "all 64 taken")
+    }
+
+    /// A read-only heap: its object heap opens and its roots are found, but nothing can be
+    /// made or allocated (DAXHEAP_EROFS), and nothing is written.
+    @Test func readOnlyHeap() throws {
+        let (path, heap, objects) = try createObjects()
+        defer { removeFile(path) }
+        let a = try root(objects, "a")
+        #expect(daxheap_objects_close(objects) == 0)
+        daxheap_close(heap)
+        let image = try fileImage(path)
         let readOnly = try openHeap(path, flags: DAXHEAP_READ_ONLY)
         defer { daxheap_close(readOnly) }
         var out: OpaquePointer?
         #expect(daxheap_objects_open(readOnly, "objs", &out) == 0, "\(lastMessage())")
         let ro = try #require(out)
         defer { #expect(daxheap_objects_close(ro) == 0) }
-        #expect(try root(ro, "a") == a, "an existing root is found read-only")
+        #expect(try root(ro, "a") == a)
+        var slot: UInt64 = 7
+        #expect(daxheap_objects_root(ro, "new", &slot) == code(DAXHEAP_EROFS))
+        #expect(slot == 7)
         var ctx: OpaquePointer?
         #expect(daxheap_objctx_open(ro, &ctx) == code(DAXHEAP_EROFS))
         #expect(ctx == nil)
+        #expect(daxheap_objects_create(readOnly, "more", twoMiB, &ctx) == code(DAXHEAP_EROFS))
+        #expect(ctx == nil)
+        #expect(try fileImage(path) == image)
     }
 
     /// Allocation and freeing: each refusal changes nothing (not the slot, not the counts,
