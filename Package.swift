@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "CDaxHeap"),
         .target(
             name: "DaxHeapC",
-            dependencies: ["CDaxHeap", "DaxHeap", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CDaxHeap", "DaxHeap", "DaxObjects", .product(name: "Logging", package: "swift-log")]
         ),
         // The sample key-value store (samples/daxkv): uses the public DaxHeap API only.
         .target(name: "DaxKV", dependencies: ["DaxHeap"], path: "samples/daxkv/Sources/DaxKV"),

@@ -1,5 +1,6 @@
 import CDaxHeap
 import DaxHeap
+import DaxObjects
 
 /// Checking what C hands in before any of it reaches the Swift API, which traps on what C
 /// can pass and Swift cannot (a NULL pointer, bytes that are not UTF-8, a length past
@@ -31,6 +32,25 @@ enum Arguments {
         guard let pointer else { throw Failure(DAXHEAP_EINVAL, "the window handle is NULL; pass one from daxheap_window_open") }
         return pointer
     }
+
+    /// An object heap handle argument.
+    static func objects(_ pointer: OpaquePointer?) throws(Failure) -> ObjectsHandle {
+        guard let pointer else {
+            throw Failure(DAXHEAP_EINVAL, "the object heap handle is NULL; pass one from daxheap_objects_open or daxheap_objects_create")
+        }
+        return ObjectsHandle.from(pointer)
+    }
+
+    /// An object kind (`enum daxheap_kind`).
+    static func kind(_ value: Int32) throws(Failure) -> ObjectKind {
+        guard value >= 0, value <= Int32(UInt8.max), let kind = ObjectKind(rawValue: UInt8(value)) else {
+            throw Failure(DAXHEAP_EINVAL, "unknown object kind \(value); pass DAXHEAP_KIND_DATA or DAXHEAP_KIND_REFERENCES")
+        }
+        return kind
+    }
+
+    /// An alignment: 0 means the default, 16 (the object layer checks the rest).
+    static func alignment(_ value: UInt64) -> UInt64 { value == 0 ? 16 : value }
 
     /// An out-pointer argument (`what` names it).
     static func out<T>(_ pointer: UnsafeMutablePointer<T>?, _ what: String) throws(Failure) -> UnsafeMutablePointer<T> {

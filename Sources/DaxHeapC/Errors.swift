@@ -1,5 +1,6 @@
 import CDaxHeap
 import DaxHeap
+import DaxObjects
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,6 +54,44 @@ struct Failure: Error {
             DAXHEAP_ENOTSUP
         }
     }
+}
+
+extension Failure {
+    init(_ error: ObjectError) {
+        self.init(Failure.status(of: error), error.description)
+    }
+
+    /// The C status of each object-layer error (docs/C-API.md lists the mapping).
+    /// Exhaustive on purpose: a new `ObjectError` case must be mapped here.
+    static func status(of error: ObjectError) -> daxheap_status {
+        switch error {
+        case .heap(let error):
+            status(of: error)
+        case .notAnObjectHeap:
+            DAXHEAP_ENOTHEAP
+        case .corrupt:
+            DAXHEAP_ECORRUPT
+        case .arenaIDTooLarge:
+            DAXHEAP_ENOTSUP
+        case .outOfSpace, .rootsFull, .transactionTooLarge:
+            DAXHEAP_ENOSPC
+        case .invalidSize, .invalidAlignment, .invalidSlot, .notAnObject, .foreignReference, .invalidRootName:
+            DAXHEAP_EINVAL
+        case .slotOccupied:
+            DAXHEAP_EEXIST
+        // `misuse` as C can reach it: the object heap open already in this process, contexts
+        // still open at its close, a slot changed by another thread during a free. (The
+        // other misuses, bad lanes or log size, a reservation of another context, are
+        // checked by the C layer first and reported as DAXHEAP_EINVAL.)
+        case .noFreeLane, .misuse:
+            DAXHEAP_EBUSY
+        }
+    }
+}
+
+/// Runs `body`, turning an ObjectError into a Failure.
+func objectCall<R>(_ body: () throws(ObjectError) -> R) throws(Failure) -> R {
+    do { return try body() } catch { throw Failure(error) }
 }
 
 /// Runs the body of an exported function: DAXHEAP_OK when it returns, or the failure's

@@ -7,10 +7,14 @@
  * counter in the arena "example" (so a second run shows the first one's data); writes and
  * reads a message with the copying calls; maps the arena as a window, grows the arena under
  * it and stores through plain pointers into the new bytes; and shows the error path: a
- * status code and this thread's one-line message. Exit status 0 on success, 1 on an error. */
+ * status code and this thread's one-line message. Then the object layer: a persistent
+ * linked list in the object heap of the arena "list", one node pushed per run in a
+ * transaction, the oldest dropped when there are four. Exit status 0 on success, 1 on an
+ * error. */
 #include <daxheap.h>
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -116,6 +120,118 @@ static int show_errors(daxheap *heap) {
     return rc == DAXHEAP_ERANGE ? 0 : 1;
 }
 
+/* ---- Objects: a persistent linked list, newest first, of at most three nodes ---------- */
+
+/* A node. `next` is a reference (daxheap_ref), so nodes are DAXHEAP_KIND_REFERENCES: the
+ * library follows such words when it rebuilds the heap after a crash. */
+struct node {
+    daxheap_ref next;
+    uint64_t number;
+    char text[48];
+};
+
+/* The transaction that pushes a filled, reserved node: the node becomes part of it (its
+ * bytes durable first), and the head slot is set to it at commit. Returns 0 to commit. */
+struct push {
+    daxheap_slot head;
+    daxheap_ref node;
+};
+
+static int push_body(daxheap_tx *tx, void *arg) {
+    const struct push *push = arg;
+    int rc = daxheap_tx_publish(tx, push->node);
+    if (rc != DAXHEAP_OK) return rc;  /* nonzero: abort, and pass the status on */
+    return daxheap_tx_store64(tx, push->head, push->node);
+}
+
+/* The node `ref` at its address, or NULL with the failure printed. */
+static struct node *node_at(daxheap_objects *objects, daxheap_ref ref) {
+    void *address = NULL;
+    int rc = daxheap_objects_address(objects, ref, &address);
+    if (rc != DAXHEAP_OK) fail("daxheap_objects_address", rc);
+    return address;
+}
+
+/* Pushes node N+1 (N the number of the newest), prints the list, and drops a fourth node. */
+static int push_and_print(daxheap_objects *objects, daxheap_objctx *ctx) {
+    daxheap_slot head;
+    daxheap_ref top;
+    int rc = daxheap_objects_root(objects, "newest first", &head);  /* made on the first run */
+    if (rc != DAXHEAP_OK) return fail("daxheap_objects_root", rc);
+    if ((rc = daxheap_objects_load(objects, head, &top)) != DAXHEAP_OK) return fail("daxheap_objects_load", rc);
+    uint64_t number = 1;
+    if (top != DAXHEAP_NULL_REF) {
+        struct node *newest = node_at(objects, top);
+        if (!newest) return 1;
+        number = newest->number + 1;
+    }
+
+    /* Reserve, fill through plain stores, then publish in a transaction: after a crash
+     * the list either has the whole new node or not at all. */
+    struct push push = { head, DAXHEAP_NULL_REF };
+    void *address = NULL;
+    rc = daxheap_reserve(ctx, sizeof(struct node), DAXHEAP_KIND_REFERENCES, 0, &push.node, &address);
+    if (rc != DAXHEAP_OK) return fail("daxheap_reserve", rc);
+    struct node *node = address;
+    node->next = top;
+    node->number = number;
+    snprintf(node->text, sizeof node->text, "node %" PRIu64, number);
+    if ((rc = daxheap_tx_run(ctx, push_body, &push)) != DAXHEAP_OK) return fail("daxheap_tx_run", rc);
+
+    /* Walk from the root; the slot of the third node's `next` holds the fourth, if any. */
+    printf("list:");
+    daxheap_slot slot = head;
+    daxheap_ref ref;
+    int count = 0;
+    while ((rc = daxheap_objects_load(objects, slot, &ref)) == DAXHEAP_OK && ref != DAXHEAP_NULL_REF) {
+        struct node *at = node_at(objects, ref);
+        if (!at) return 1;
+        if (++count == 4) {
+            /* Empties the slot and frees the node, durably (two fences: a freed
+             * DAXHEAP_KIND_REFERENCES object is zeroed, so read it before). */
+            printf("\ndropping %s\n", at->text);
+            if ((rc = daxheap_free(ctx, slot)) != DAXHEAP_OK) return fail("daxheap_free", rc);
+            break;
+        }
+        printf(" %" PRIu64, at->number);
+        slot = daxheap_field(ref, offsetof(struct node, next));
+    }
+    if (rc != DAXHEAP_OK) return fail("daxheap_objects_load", rc);
+    if (count < 4) printf("\n");
+
+    /* The error path: allocating into a slot that holds a reference would lose it. */
+    rc = daxheap_alloc(ctx, 16, DAXHEAP_KIND_DATA, 0, head, NULL);
+    printf("allocating into a full slot: status %d: %s\n", rc, daxheap_errmsg());
+    if (rc != DAXHEAP_EEXIST) return 1;
+
+    struct daxheap_objects_stats stats;
+    if ((rc = daxheap_objects_stats(objects, &stats)) != DAXHEAP_OK) return fail("daxheap_objects_stats", rc);
+    printf("object heap: %" PRIu64 " objects, %" PRIu64 " bytes allocated\n", stats.objects, stats.allocated_bytes);
+    return 0;
+}
+
+/* The object heap in the arena "list": opened (or created on the first run), one context. */
+static int use_objects(daxheap *heap) {
+    daxheap_objects *objects = NULL;
+    int rc = daxheap_objects_open(heap, "list", &objects);
+    if (rc == DAXHEAP_ENOENT) {
+        if ((rc = daxheap_objects_create(heap, "list", 8 * MIB, &objects)) != DAXHEAP_OK) return fail("daxheap_objects_create", rc);
+        printf("created an object heap in the arena \"list\"\n");
+    } else if (rc != DAXHEAP_OK) {
+        return fail("daxheap_objects_open", rc);
+    }
+    daxheap_objctx *ctx = NULL;  /* one per thread */
+    int failed = 1;
+    if ((rc = daxheap_objctx_open(objects, &ctx)) != DAXHEAP_OK) {
+        fail("daxheap_objctx_open", rc);
+    } else {
+        failed = push_and_print(objects, ctx);
+        if ((rc = daxheap_objctx_close(ctx)) != DAXHEAP_OK) failed = fail("daxheap_objctx_close", rc);
+    }
+    if ((rc = daxheap_objects_close(objects)) != DAXHEAP_OK) failed = fail("daxheap_objects_close", rc);
+    return failed;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s HEAPPATH   (a device-dax, or a file: created with 64 MiB if absent)\n", argv[0]);
@@ -123,7 +239,7 @@ int main(int argc, char **argv) {
     }
     daxheap *heap = NULL;
     if (open_or_create(argv[1], &heap) != 0) return 1;
-    int failed = count_run(heap) || use_window(heap) || show_errors(heap);
+    int failed = count_run(heap) || use_window(heap) || show_errors(heap) || use_objects(heap);
     daxheap_close(heap);  /* unmaps and unlocks now: no window is open */
     return failed ? 1 : 0;
 }

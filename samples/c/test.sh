@@ -7,9 +7,9 @@
 #
 # Checks: the two-line build works; the program runs with an empty environment (the
 # library is found through the .pc file's rpath, the Swift runtime is inside it); data
-# persists between runs; the error paths print their codes and messages; a path that holds
-# no heap fails cleanly; the library needs no Swift library at run time and loads with
-# dlopen; the sample and the header compile with -Wall -Wextra -Werror
+# persists between runs, the object layer's linked list included; the error paths print their codes and messages; a path that holds
+# no heap fails cleanly; the library exports exactly the header's functions, needs no
+# Swift library at run time and loads with dlopen; the sample and the header compile with -Wall -Wextra -Werror
 # -pedantic as C11 (and the header as C++ when a C++ compiler is there).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -45,6 +45,14 @@ if command -v readelf >/dev/null 2>&1; then
     ! readelf -d "$prefix/lib/libdaxheap.so" | grep -q 'NEEDED.*libswift' || fail "libdaxheap.so needs a Swift runtime library"
 fi
 
+# The library exports exactly the header's functions (scripts/libdaxheap.map).
+if command -v nm >/dev/null 2>&1; then
+    grep -E '^[a-z]' "$prefix/include/daxheap.h" | grep -v '^typedef' | grep -oE 'daxheap_[a-z0-9_]+\(' | tr -d '(' | sort > "$work/declared"
+    # Global symbols only (upper-case types): the dynamic table also lists local ones.
+    nm -D --defined-only "$prefix/lib/libdaxheap.so" | awk '$2 ~ /^[A-Z]$/ { print $NF }' | sort > "$work/exported"
+    diff "$work/declared" "$work/exported" >&2 || fail "libdaxheap.so's exports differ from daxheap.h's functions (< declared, > exported)"
+fi
+
 # First run creates the heap; the second opens it and finds the first run's data. An
 # empty environment: nothing but the rpath finds the library.
 env -i "$work/example" "$heap" > "$work/run1.out" || { cat "$work/run1.out"; fail "first run"; }
@@ -59,6 +67,21 @@ grep -q "^destroy while mapped: status -5 .*mapped by 1 window" "$work/run2.out"
 grep -q "^a 3 MiB arena: status -1: size 3145728 is not a positive multiple of 2 MiB" "$work/run2.out" || fail "EINVAL size"
 grep -q "^a NULL name: status -1: the arena name is NULL" "$work/run2.out" || fail "EINVAL NULL"
 grep -q "^reading past the end: status -9" "$work/run2.out" || fail "ERANGE"
+
+# The object layer: a persistent list, one node pushed per run in a transaction; the
+# fourth run drops the oldest node with daxheap_free.
+grep -q '^created an object heap in the arena "list"' "$work/run1.out" || fail "the first run did not create the object heap"
+grep -q '^list: 1$' "$work/run1.out" || fail "run 1's list"
+grep -q '^list: 2 1$' "$work/run2.out" || fail "the list did not persist"
+grep -q '^allocating into a full slot: status -3: the slot at offset .* already holds' "$work/run2.out" || fail "EEXIST for a full slot"
+grep -q '^object heap: 2 objects' "$work/run2.out" || fail "the object heap's statistics"
+env -i "$work/example" "$heap" > "$work/run3.out" || { cat "$work/run3.out"; fail "third run"; }
+env -i "$work/example" "$heap" > "$work/run4.out" || { cat "$work/run4.out"; fail "fourth run"; }
+cat "$work/run4.out"
+grep -q '^list: 3 2 1$' "$work/run3.out" || fail "run 3's list"
+grep -q '^list: 4 3 2$' "$work/run4.out" || fail "run 4's list"
+grep -q '^dropping node 1$' "$work/run4.out" || fail "the oldest node was not dropped"
+grep -q '^object heap: 3 objects' "$work/run4.out" || fail "the dropped node is still counted"
 
 # Loaded with dlopen, as SQLite's and Python's extension loading load libraries (the Swift
 # runtime's thread-local storage inside must not need the static TLS block).
