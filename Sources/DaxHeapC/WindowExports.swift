@@ -84,6 +84,18 @@ public func daxheap_window_memcpy_persist(
 }
 
 @c @implementation
+public func daxheap_window_memcpy_nodrain(
+    _ window: OpaquePointer?, _ offset: UInt64, _ src: UnsafeRawPointer?, _ length: UInt64
+) -> Int32 {
+    status { () throws(Failure) in
+        let handle = try Arguments.window(window)
+        let source = try Arguments.source(src, length, "src")
+        try Arguments.range(offset: offset, length: length)
+        try heapCall { () throws(HeapError) in try handle.window.memcpyNoDrain(at: offset, from: source) }
+    }
+}
+
+@c @implementation
 public func daxheap_window_close(_ window: OpaquePointer?) -> Int32 {
     status { () throws(Failure) in
         try WindowHandle.release(Arguments.windowPointer(window))

@@ -31,7 +31,10 @@ import Glibc
         #expect(bytes.withUnsafeBytes { daxheap_window_memcpy_persist(window, twoMiB - 32, $0.baseAddress, 64) } == 0)
         base.storeBytes(of: UInt8(9), toByteOffset: 100, as: UInt8.self)
         #expect(daxheap_window_flush(window, 100, 1) == 0)
+        let page = pattern(4096, seed: 2)  // large enough for non-temporal stores
+        #expect(page.withUnsafeBytes { daxheap_window_memcpy_nodrain(window, 8192, $0.baseAddress, 4096) } == 0)
         daxheap_window_drain(window)
+        #expect(try readBytes(heap, "a", at: 8192, count: 4096) == page)
         #expect(try readBytes(heap, "a", at: twoMiB - 32, count: 64) == bytes)
         #expect(try readBytes(heap, "a", at: 100, count: 1) == [9])
         #expect(try swiftHeap(heap).arena(named: "a").read(at: 4096, count: 8)
@@ -137,8 +140,11 @@ import Glibc
             #expect(daxheap_window_persist(window, offset, length) == code(DAXHEAP_ERANGE), "persist \(offset) \(length)")
             let copied = bytes.withUnsafeBytes { daxheap_window_memcpy_persist(window, offset, $0.baseAddress, length) }
             #expect(copied == code(DAXHEAP_ERANGE), "memcpy \(offset) \(length)")
+            let unfenced = bytes.withUnsafeBytes { daxheap_window_memcpy_nodrain(window, offset, $0.baseAddress, length) }
+            #expect(unfenced == code(DAXHEAP_ERANGE), "memcpy_nodrain \(offset) \(length)")
         }
         #expect(daxheap_window_memcpy_persist(window, 0, nil, 1) == code(DAXHEAP_EINVAL))
+        #expect(daxheap_window_memcpy_nodrain(window, 0, nil, 1) == code(DAXHEAP_EINVAL))
         #expect(try fileImage(path) == image)
         // NULL windows.
         #expect(daxheap_window_base(nil) == nil)

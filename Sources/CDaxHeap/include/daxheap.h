@@ -239,6 +239,12 @@ int  daxheap_window_persist(daxheap_window *window, uint64_t offset, uint64_t le
  * heap, nothing written), DAXHEAP_EIO (msync failed: written, not known durable). */
 int  daxheap_window_memcpy_persist(daxheap_window *window, uint64_t offset, const void *src, uint64_t length);
 
+/* Copies `length` bytes from `src` to the window at `offset` and flushes them, without the
+ * fence (pmem_memcpy_nodrain: non-temporal stores for large copies, no read of the old
+ * lines): copy several ranges, then daxheap_window_drain once. Errors as
+ * daxheap_window_memcpy_persist. */
+int  daxheap_window_memcpy_nodrain(daxheap_window *window, uint64_t offset, const void *src, uint64_t length);
+
 /* Unmaps the window and frees the handle, in every case: `window` is invalid afterwards,
  * and its addresses must no longer be used by any thread (as after munmap). If its heap
  * was released with daxheap_close and this was the heap's last open window, the heap is

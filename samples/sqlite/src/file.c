@@ -34,13 +34,15 @@ static void dxh_extend(struct dxh_node *node, uint64_t end) {
 
 /* Copies src to file offset [offset, offset + length) and flushes it, no fence. */
 static int dxh_copy_in(struct dxh_node *node, uint64_t offset, const void *src, uint64_t length) {
-    unsigned char *at = node->base + DXH_HEADER_SIZE + offset;
+    int rc;
     if (src != NULL) {
-        memcpy(at, src, length);
+        /* libpmem's copy: non-temporal stores for pages, no read of the lines it replaces. */
+        rc = daxheap_window_memcpy_nodrain(node->window, DXH_HEADER_SIZE + offset, src, length);
     } else {
-        memset(at, 0, length);
+        memset(node->base + DXH_HEADER_SIZE + offset, 0, length);
+        rc = daxheap_window_flush(node->window, DXH_HEADER_SIZE + offset, length);
     }
-    if (daxheap_window_flush(node->window, DXH_HEADER_SIZE + offset, length) != DAXHEAP_OK) {
+    if (rc != DAXHEAP_OK) {
         return dxh_error(SQLITE_IOERR_WRITE, "daxheap: cannot flush a write to \"%s\": %s", node->name,
                          daxheap_errmsg());
     }
