@@ -113,11 +113,10 @@ public final class KVStore: @unchecked Sendable {
     @exclusivity(unchecked) var liveCount = 0
     @exclusivity(unchecked) var damagedSegments: Set<Int> = []
     @exclusivity(unchecked) var pending: [Pending] = []
-    @exclusivity(unchecked) var relocations: [Relocation] = []
 
     deinit {
         // A clean close leaves nothing for the next open to replay.
-        if let position = pendingSlot { try? indexArena.persist(at: position, count: 8) }
+        if let position = pendingSlot { try? indexArena.persist(at: position, count: Format.slotSize) }
         // No call is running (each holds the store), so no thread uses the windows'
         // addresses any more: unmap them, which lets the arenas be shrunk or destroyed.
         index.close()
@@ -141,7 +140,6 @@ public final class KVStore: @unchecked Sendable {
     #endif
 
     struct Pending { var hash: UInt64; var offset: UInt64; var item: Int }
-    struct Relocation { var from: UInt64; var size: Int; var slotAt: UInt64; var tag: UInt64; var to: UInt64 }
 
     // MARK: - Opening
 
@@ -214,7 +212,7 @@ public final class KVStore: @unchecked Sendable {
         try index.store(Format.descriptor(tableOffset: Format.headerSize, log2Buckets: log2), at: Format.descriptorOffset)
         try index.arena.persist(at: 0, count: Format.headerSize)
         try index.store(Format.indexMagic, at: Format.magicOffset)
-        try index.arena.persist(at: Format.magicOffset, count: 8)
+        try index.arena.persist(at: Format.magicOffset, count: Format.wordSize)
         return (index, data)
     }
 
@@ -262,49 +260,18 @@ public final class KVStore: @unchecked Sendable {
         let segments = Int(data.size >> Format.segmentShift)
         let tailSegment = Int(try data.load(at: Format.tailSegmentOffset))
         guard tailSegment < segments else { throw KVError.notAStore(store: name, reason: "the tail segment \(tailSegment) is past the data arena") }
-        var segmentLive = [Int](repeating: 0, count: segments)
-        var count = 0, tombstones = 0, headers = 0
-        var tail = Format.segmentStart(tailSegment)
-        let slots = (1 << log2) * Format.slotsPerBucket
-        var tailOffsets: [UInt64] = []
-        // One sequential pass over the table, which the window shows as one range however
-        // many extents hold it.
-        let table = UnsafeRawPointer(index.base + Int(tableOffset))
-        for i in 0 ..< slots {
-            let slot = table.load(fromByteOffset: i * 8, as: UInt64.self)
-            if slot == Format.emptySlot { continue }
-            if slot == Format.tombstone { tombstones += 1; continue }
-            let offset = Format.slotOffset(slot)
-            let segment = Format.segment(of: offset)
-            guard offset >= Format.headerSize, segment < segments,
-                  offset + UInt64(Format.recordHeaderSize) <= Format.segmentEnd(segment) else {
-                throw KVError.notAStore(store: name, reason: "index slot at \(tableOffset + UInt64(i * 8)) points outside the data arena")
-            }
-            segmentLive[segment] += 1
-            count += 1
-            if segment == tailSegment { tailOffsets.append(offset) }
-        }
-        // The tail restarts after the last record a slot references in the tail segment:
-        // anything after it is unreferenced (an unacknowledged put) and may be overwritten.
-        for offset in tailOffsets {
-            headers += 1
-            let word = data.base.load(fromByteOffset: Int(offset) + Format.lengthWordOffset, as: UInt64.self)
-            if let lengths = RecordLengths(word), !lengths.isDelete, offset + UInt64(lengths.size) <= Format.segmentEnd(tailSegment) {
-                tail = max(tail, offset + UInt64(lengths.size))
-            } else {
-                tail = Format.segmentEnd(tailSegment)  // damaged header: never append into this segment again
-            }
-        }
+        let scan = try Self.scanIndex(index, data, Table(descriptor: word), segments: segments, tailSegment: tailSegment, store: name)
+        let count = scan.pairs, segmentLive = scan.segmentLive
         self.live = Atomic(count)
         self.liveCount = count
-        self.tail = tail
+        self.tail = scan.tail
         self.tailSegment = tailSegment
         self.segmentLive = segmentLive
         self.segmentAppended = [Int](repeating: -1, count: segments)
         self.segmentZeroed = [Bool](repeating: false, count: segments)
-        self.tombstones = tombstones
+        self.tombstones = scan.tombstones
         self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
-        self.recovery = KVRecoveryStats(slotsScanned: slots, recordHeadersRead: headers, seconds: 0)
+        self.recovery = KVRecoveryStats(slotsScanned: scan.slots, recordHeadersRead: scan.headersRead, seconds: 0)
         let replay = try wrapHeap { try recoverTail(upgrading: version == 1 || dataVersion == 1) }
         recovery.tailRecordsScanned = replay.scanned
         recovery.recordsReplayed = replay.replayed
@@ -326,31 +293,6 @@ public final class KVStore: @unchecked Sendable {
     }
 
     // MARK: - Addresses
-
-    /// The index table an operation works on, from the descriptor it loaded.
-    struct Table {
-        let offset: UInt64
-        let mask: UInt64
-
-        init(descriptor: UInt64) {
-            let (offset, log2) = Format.decode(descriptor: descriptor)
-            self.offset = offset
-            self.mask = UInt64(1 << log2) - 1
-        }
-
-        @inline(__always) func bucketOffset(_ bucket: UInt64) -> UInt64 { offset + bucket * Format.bucketSize }
-    }
-
-    /// The current table. Acquiring: a table a rebuild published lies in the index window
-    /// as grown before the publication, and its slots were stored before it.
-    @inline(__always)
-    func currentTable() -> Table { Table(descriptor: descriptor.load(ordering: .acquiring)) }
-
-    /// The address of the 8-byte index word (a slot or a header word) at `offset`. Every
-    /// table lies inside the index window: open checks the descriptor against the arena's
-    /// size, and a rebuild publishes a table only after growing the arena to hold it.
-    @inline(__always)
-    func indexWord(_ offset: UInt64) -> UnsafeMutableRawPointer { indexBase + Int(offset) }
 
     /// The address of the record at data arena offset `offset`, which the caller knows to
     /// lie inside the window (see `recordRoom`).

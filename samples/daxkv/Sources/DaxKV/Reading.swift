@@ -66,19 +66,14 @@ extension KVStore {
     @inline(__always)
     func lookup(_ table: Table, hash: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer) -> Lookup {
         let tag = Format.tag(hash)
-        var bucket = hash & table.mask
-        for _ in 0 ... table.mask {
-            let slots = indexWord(table.bucketOffset(bucket))
-            for i in 0 ..< Format.slotsPerBucket {
-                let slot = atomicLoad(slots + i * 8)
-                if slot == Format.emptySlot { return .absent }
-                guard Format.isLive(slot), Format.slotTag(slot) == tag else { continue }
-                #if DEBUG
-                afterSlotLoad?(Format.slotOffset(slot))
-                #endif
-                if let r = readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer) { return r }
-            }
-            bucket = (bucket + 1) & table.mask
+        for position in ProbePath(table, hash: hash) {
+            let slot = atomicLoad(indexWord(position))
+            if slot == Format.emptySlot { return .absent }
+            guard Format.isLive(slot), Format.slotTag(slot) == tag else { continue }
+            #if DEBUG
+            afterSlotLoad?(Format.slotOffset(slot))
+            #endif
+            if let r = readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer) { return r }
         }
         return .absent
     }
@@ -89,7 +84,7 @@ extension KVStore {
     func readRecord(at offset: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer) -> Lookup? {
         guard let room = recordRoom(offset) else { return .damaged(offset, "an index slot points past the data arena") }
         let base = record(offset)
-        let checksum = atomicLoad(base)
+        let checksum = atomicLoad(base + Format.checksumOffset)
         let lengths = atomicLoad(base + Format.lengthWordOffset)
         guard let decoded = RecordLengths(lengths), !decoded.isDelete,
               Format.recordHeaderSize + decoded.keyCount + decoded.valueCount <= room else {
@@ -120,20 +115,18 @@ extension KVStore {
     public func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
         try lock.withLock { _ in
             let table = currentTable()
-            for bucket in 0 ... table.mask {
-                for i in 0 ..< UInt64(Format.slotsPerBucket) {
-                    let slot = atomicLoad(indexWord(table.bucketOffset(bucket) + i * 8))
-                    guard Format.isLive(slot) else { continue }
-                    let offset = Format.slotOffset(slot)
-                    let base = record(offset)
-                    guard let room = recordRoom(offset), let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
-                          !lengths.isDelete, Format.recordHeaderSize + lengths.keyCount + lengths.valueCount <= room,
-                          recordIsIntact(base, lengths) else {
-                        throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
-                    }
-                    let key = base + Format.keyOffset, k = lengths.keyCount
-                    try body(UnsafeRawBufferPointer(start: key, count: k), UnsafeRawBufferPointer(start: key + k, count: lengths.valueCount))
+            for position in currentTable().allSlots {
+                let slot = atomicLoad(indexWord(position))
+                guard Format.isLive(slot) else { continue }
+                let offset = Format.slotOffset(slot)
+                let base = record(offset)
+                guard let room = recordRoom(offset), let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
+                      !lengths.isDelete, Format.recordHeaderSize + lengths.keyCount + lengths.valueCount <= room,
+                      recordIsIntact(base, lengths) else {
+                    throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
                 }
+                let key = base + Format.keyOffset, k = lengths.keyCount
+                try body(UnsafeRawBufferPointer(start: key, count: k), UnsafeRawBufferPointer(start: key + k, count: lengths.valueCount))
             }
         }
     }
