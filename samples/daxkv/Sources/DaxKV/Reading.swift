@@ -114,7 +114,6 @@ extension KVStore {
     /// The buffers are the records on the media: copy what you keep. Damaged records throw.
     public func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
         try lock.withLock { _ in
-            let table = currentTable()
             for position in currentTable().allSlots {
                 let slot = atomicLoad(indexWord(position))
                 guard Format.isLive(slot) else { continue }
