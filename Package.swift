@@ -12,6 +12,8 @@
 //   DaxArenas          provisioning: arenas, extents, grow/shrink, no I/O
 //   DaxHeap            the public API: Heap, Arena, windows, HeapError, PersistentReference,
 //                      and the power-loss simulator (PowerLoss/)
+//   DaxObjects         persistent objects in an arena: allocation, roots, transactions
+//   CDaxHeap, DaxHeapC the C API (libdaxheap.so): the header daxheap.h, and its Swift implementation
 import PackageDescription
 
 /// `@_lifetime` on initializers of non-escapable types (ArenaView, ArenaViews). An
@@ -23,9 +25,13 @@ let package = Package(
     name: "DaxHeap",
     products: [
         .library(name: "DaxHeap", targets: ["DaxHeap"]),
+        .library(name: "DaxObjects", targets: ["DaxObjects"]),
         .executable(name: "daxheap", targets: ["DaxHeapTool"]),
         .library(name: "DaxKV", targets: ["DaxKV"]),
         .executable(name: "daxkv", targets: ["DaxKVTool"]),
+        // The C API: libDaxHeapC.so, which `make install` installs as libdaxheap.so with the
+        // header Sources/CDaxHeap/include/daxheap.h (the name "daxheap" is the tool's).
+        .library(name: "DaxHeapC", type: .dynamic, targets: ["DaxHeapC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -56,6 +62,8 @@ let package = Package(
             ],
             swiftSettings: lifetimes
         ),
+        // Persistent objects inside an arena (docs/OBJECTS.md): over the public DaxHeap API.
+        .target(name: "DaxObjects", dependencies: ["DaxHeap", "CDaxShims"]),
         // The operator's tool: thin over the public DaxHeap API.
         .executableTarget(
             name: "DaxHeapTool",
@@ -64,6 +72,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // The C API (docs/C-API.md): the hand-written header in a header-only C target, and
+        // its implementation in Swift over the public DaxHeap API, checked against the header.
+        .target(name: "CDaxHeap"),
+        .target(
+            name: "DaxHeapC",
+            dependencies: ["CDaxHeap", "DaxHeap", .product(name: "Logging", package: "swift-log")]
         ),
         // The sample key-value store (samples/daxkv): uses the public DaxHeap API only.
         .target(name: "CDaxKVShims", path: "samples/daxkv/Sources/CDaxKVShims"),
@@ -80,6 +95,7 @@ let package = Package(
         .testTarget(name: "DaxRadixTests", dependencies: ["DaxRadix", "DaxTestSupport"]),
         .testTarget(name: "DaxMetadataTests", dependencies: ["DaxMetadata", "DaxTestSupport"]),
         .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "DaxTestSupport"]),
+        .testTarget(name: "DaxObjectsTests", dependencies: ["DaxObjects", "DaxHeap", "DaxTestSupport"]),
         // Test-only: children the crash and SIGBUS tests spawn (package-only fault hooks;
         // signal scenarios whose right outcome may be death), and the latter's C helpers.
         .executableTarget(
@@ -97,7 +113,17 @@ let package = Package(
         // Drives the built `daxheap` executable as a user would.
         .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxHeap", "DaxDevice", "DaxTestSupport",
                                                              .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "DaxHeapCTests", dependencies: ["DaxHeapC", "CDaxHeap", "DaxHeap", "DaxTestSupport"]),
         .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),
+        // samples/sqlite's VFS compiled into the package only for its power-loss sweep, over
+        // a heap opened in Swift with a simulator (the installed extension is built by
+        // samples/sqlite/Makefile); SQLite is Debian's libsqlite3-dev.
+        .systemLibrary(name: "CSQLite", path: "samples/sqlite/Tests/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "DaxSQLiteVFS", dependencies: ["CDaxHeap", "CSQLite"], path: "samples/sqlite/src",
+                cSettings: [.define("SQLITE_CORE"), .define("DXH_TESTING"), .define("_GNU_SOURCE")]),
+        .testTarget(name: "DaxSQLiteTests", dependencies: ["DaxSQLiteVFS", "CSQLite", "DaxHeapC", "DaxHeap"],
+                    path: "samples/sqlite/Tests/DaxSQLiteTests"),
     ],
     swiftLanguageModes: [.v6]
 )

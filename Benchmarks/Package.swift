@@ -19,7 +19,7 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "DaxBench",
-            dependencies: [.product(name: "DaxHeap", package: "DaxHeap")],
+            dependencies: [.product(name: "DaxHeap", package: "DaxHeap"), .product(name: "DaxObjects", package: "DaxHeap")],
             path: "Sources/DaxBench",
             // pmem_memcpy_persist called directly on the heap's mapping, as a control.
             linkerSettings: [.linkedLibrary("pmem")]
@@ -28,6 +28,7 @@ let package = Package(
             name: "DaxHeapAllocations",
             dependencies: [
                 .product(name: "DaxHeap", package: "DaxHeap"),
+                .product(name: "DaxObjects", package: "DaxHeap"),
                 .product(name: "Benchmark", package: "package-benchmark"),
             ],
             path: "Benchmarks/DaxHeapAllocations",

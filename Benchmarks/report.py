@@ -104,6 +104,23 @@ def rows(f):
     ratio("ceiling.kv.plain.fill", "anchor.lmdb_kv.nosync_wm.fill")
     ratio("ceiling.kv.plain.read", "anchor.pmemobj_kv.get")
     ratio("ceiling.kv.plain.update", "anchor.lmdb_kv.nosync_wm.update")
+    # Issue 13: the object heap against libpmemobj in the anchor's protocol (pmemobj_alloc.c):
+    # at least 4x at one thread, t2 at least 1.7x t1, one transaction per operation at
+    # least 3x pmemobj's; recovery after SIGKILL at most 50 ms with 1 M live objects.
+    for size in ("64B", "256B", "1024B", "4096B"):
+        for op in ("alloc", "free"):
+            ratio(f"daxheap.alloc.{size}.t1.{op}", f"anchor.pmemobj_alloc.atomic.{size}.t1.{op}", ">= 4", lambda r: r >= 4)
+            ratio(f"daxheap.alloc.{size}.t2.{op}", f"anchor.pmemobj_alloc.atomic.{size}.t2.{op}")
+            ratio(f"daxheap.alloc.{size}.t2.{op}", f"daxheap.alloc.{size}.t1.{op}", ">= 1.7", lambda r: r >= 1.7)
+            ratio(f"daxheap.tx.{size}.t1.{op}", f"anchor.pmemobj_alloc.tx.{size}.t1.{op}", ">= 3", lambda r: r >= 3)
+    ratio("daxheap.objects.recovery.100k", None)
+    ratio("daxheap.objects.recovery.1M", None, "<= 50 ms", lambda v: v <= 50.0)
+    # Issue 14: SQLite on the daxheap VFS against its unix VFS on a tmpfs file, same
+    # schema and pragmas (synchronous=FULL), in one process (Benchmarks/sqlite).
+    for mode in ("delete", "wal"):
+        for phase, target in (("insert1", 2.0), ("insert1000", 1.0), ("select", 1.0)):
+            ratio(f"sqlite.daxheap.{mode}.{phase}", f"sqlite.unix.{mode}.{phase}", f">= {target:g}",
+                  lambda r, t=target: r >= t)
     return out
 
 

@@ -96,8 +96,8 @@ if [ "${SKIP_ANCHORS:-0}" != 1 ]; then
 	fi
 fi
 
-# 3. DaxHeap suites: persist, translate, provision, open, window.
-"$bench" --dir "$dir" --bigdir "$bigdir" --reps "$reps" persist translate provision open window 2>"$out/detail.log" | fig
+# 3. DaxHeap suites: persist, translate, provision, open, window, objects.
+"$bench" --dir "$dir" --bigdir "$bigdir" --reps "$reps" persist translate provision open window objects 2>"$out/detail.log" | fig
 
 # 4. Key-value: daxkv bench on a fresh 4 GiB sparse heap per run, 1 and 2 threads,
 #    $reps runs each, median per figure.
@@ -138,6 +138,8 @@ fi
 if [ "${SKIP_CEILING:-0}" != 1 ]; then
 	"$here/ceiling/run.sh" 2>"$out/ceiling.log" | fig || say "# ceiling: run.sh failed; see $out/ceiling.log"
 fi
+
+[ "${SKIP_SQLITE:-0}" = 1 ] || "$here/sqlite/run.sh" 2>"$out/sqlite.log" | fig || say "# sqlite: run.sh failed; see $out/sqlite.log"
 
 # 5. Allocation guard (package-benchmark, mallocCountTotal thresholds of 0).
 if [ "${SKIP_ALLOC_GUARD:-0}" != 1 ]; then

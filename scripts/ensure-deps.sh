@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building DaxHeap needs and a fresh Debian machine may lack:
-# libpmem's and libpmem2's headers (libpmem-dev, libpmem2-dev, found through pkg-config). Swift itself must be on PATH.
+# libpmem's and libpmem2's headers (libpmem-dev, libpmem2-dev, found through pkg-config), and
+# pkg-config itself, which the tests of the installed C API also build the C sample with
+# (samples/c/test.sh). Swift itself must be on PATH.
 set -euo pipefail
 
 missing=()
@@ -8,6 +10,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 for lib in libpmem libpmem2; do
     pkg-config --exists "$lib" 2>/dev/null || missing+=("$lib-dev")
 done
+{ pkg-config --exists sqlite3 2>/dev/null && [ -x /usr/bin/sqlite3 ] && [ -x /usr/bin/python3 ]; } || missing+=(libsqlite3-dev sqlite3 python3)  # samples/sqlite
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} with apt-get" >&2
     sudo=""

@@ -64,7 +64,7 @@ extension Heap {
     /// Opens the heap read-write (so it fails with ``HeapError/inUse(path:)`` while any
     /// process has it open) and, as every read-write open, first repairs a bad copy.
     ///
-    /// - Parameter simulator: for crash-consistency tests only (see ``open(path:mode:logger:simulator:)``).
+    /// - Parameter simulator: for crash-consistency tests only (see ``open(path:mode:acceptNewDeviceLayout:logger:simulator:)``).
     @discardableResult
     public static func grow(
         path: String, logger: Logger = Logger(label: "DaxHeap"), simulator: PowerLossSimulator? = nil
@@ -74,10 +74,11 @@ extension Heap {
 
     /// `grow` with the test hooks: a fake sysfs tree and injected metadata faults.
     package static func grow(
-        path: String, logger: Logger, sysfsRoot: String, faults: MetadataFaults?, simulator: PowerLossSimulator? = nil
+        path: String, logger: Logger, sysfsRoot: String, faults: MetadataFaults?, simulator: PowerLossSimulator? = nil,
+        identityDevice: DeviceNumber? = nil
     ) throws(HeapError) -> HeapResize {
         let heap = try open(path: path, mode: .readWrite, logger: logger, sysfsRoot: sysfsRoot, faults: faults,
-                            simulator: simulator, resizing: true)
+                            simulator: simulator, resizing: true, identityDevice: identityDevice)
         return try heap.moveEnd(to: heap.deviceSize)
     }
 
@@ -99,12 +100,12 @@ extension Heap {
     /// `shrink` with the test hooks: a fake sysfs tree and injected metadata faults.
     package static func shrink(
         path: String, to size: UInt64, logger: Logger, sysfsRoot: String, faults: MetadataFaults?,
-        simulator: PowerLossSimulator? = nil
+        simulator: PowerLossSimulator? = nil, identityDevice: DeviceNumber? = nil
     ) throws(HeapError) -> HeapResize {
         guard Geometry.isAligned(size) else { throw .deviceSizeNotAligned(path: path, size: size) }
         guard size >= Geometry.minimumDeviceSize else { throw .deviceTooSmall(path: path, size: size) }
         let heap = try open(path: path, mode: .readWrite, logger: logger, sysfsRoot: sysfsRoot, faults: faults,
-                            simulator: simulator, resizing: true)
+                            simulator: simulator, resizing: true, identityDevice: identityDevice)
         let heapSize = heap.heapSize
         guard size <= heapSize else { throw .sizeAboveHeap(path: path, requested: size, heapSize: heapSize) }
         return try heap.moveEnd(to: size)
@@ -112,14 +113,28 @@ extension Heap {
 
     /// Opens the heap read-write, which rewrites every bad or stale metadata copy and
     /// clears the copies an interrupted grow or shrink left behind, and closes it; returns
-    /// what it repaired (``repairs``). Unlike ``open(path:mode:logger:simulator:)`` it works
-    /// on a device larger than its heap too (after an interrupted shrink, say).
+    /// what it repaired (``repairs``). Unlike ``open(path:mode:acceptNewDeviceLayout:logger:simulator:)``
+    /// it works on a device larger than its heap too (after an interrupted shrink, say), and
+    /// it also clears every old copy of the heap that ``check()`` finds elsewhere
+    /// (``HeapCheckReport/oldCopies``). `acceptNewDeviceLayout`: as for `open`.
     @discardableResult
     public static func repair(
-        path: String, logger: Logger = Logger(label: "DaxHeap"), simulator: PowerLossSimulator? = nil
+        path: String, acceptNewDeviceLayout: Bool = false, logger: Logger = Logger(label: "DaxHeap"),
+        simulator: PowerLossSimulator? = nil
     ) throws(HeapError) -> [String] {
-        try open(path: path, mode: .readWrite, logger: logger, sysfsRoot: "/sys", faults: nil, simulator: simulator,
-                 resizing: true).repairs
+        try repair(path: path, acceptNewDeviceLayout: acceptNewDeviceLayout, logger: logger, sysfsRoot: "/sys",
+                   simulator: simulator)
+    }
+
+    /// `repair` with the test hooks (see `open`).
+    package static func repair(
+        path: String, acceptNewDeviceLayout: Bool, logger: Logger, sysfsRoot: String, simulator: PowerLossSimulator? = nil,
+        identityDevice: DeviceNumber? = nil
+    ) throws(HeapError) -> [String] {
+        let heap = try open(path: path, mode: .readWrite, logger: logger, sysfsRoot: sysfsRoot, faults: nil,
+                            simulator: simulator, resizing: true, acceptNewDeviceLayout: acceptNewDeviceLayout,
+                            identityDevice: identityDevice)
+        return heap.repairs + heap.clearOldCopies()
     }
 
     // MARK: - Moving the end
@@ -165,6 +180,8 @@ extension Heap {
         }
         metadata.deviceSize = newSize
         metadata.generation = s.highestGeneration + 1
+        // The device's layout now, where it can be read (it matched the recorded one at open).
+        metadata.identity = s.layout.refreshed(metadata.identity)
         do throws(ResourceTreeError) {
             return (MetadataCopy.encode(metadata), try ArenaTable(metadata: metadata))
         } catch {
@@ -248,6 +265,7 @@ extension Heap {
     }
 
     private func adopt(_ image: [UInt8], table: ArenaTable, generation: UInt64, state s: inout HeapState) {
+        if case .success(let metadata) = MetadataCopy.decode(image) { s.identity = metadata.identity }
         s.table = table
         s.image = image
         s.generation = generation

@@ -66,6 +66,10 @@ public final class Heap: Sendable {
         /// Open windows by arena id (``ArenaWindow``): a grow maps into each, a shrink or
         /// destroy is refused while any is open.
         var windows: [UInt64: [WindowRegion]] = [:]
+        /// The device identity the current table records (DeviceIdentity.swift).
+        var identity: DeviceIdentityRecord? = nil
+        /// What open found comparing it with the device's layout.
+        var layout = DeviceLayoutFinding.none
 
         subscript(status copy: MetadataIO.Copy) -> MetadataCopyStatus {
             get { copy == .primary ? primary : secondary }
@@ -104,10 +108,12 @@ public final class Heap: Sendable {
                    simulator: simulator)
     }
 
-    /// `create` with the test hooks: a fake sysfs tree and injected metadata faults.
+    /// `create` with the test hooks: a fake sysfs tree and injected metadata faults;
+    /// `identityDevice`: read the device identity of this device number in `sysfsRoot`, as
+    /// if the heap's file were that device-dax.
     package static func create(
         path: String, size: UInt64?, overwrite: Bool, logger: Logger, sysfsRoot: String, faults: MetadataFaults?,
-        simulator: PowerLossSimulator? = nil
+        simulator: PowerLossSimulator? = nil, identityDevice: DeviceNumber? = nil
     ) throws(HeapError) -> Heap {
         let device: MappedDevice
         do {
@@ -117,7 +123,11 @@ public final class Heap: Sendable {
         }
         let uuid = HeapUUID.random()
         let table = ArenaTable(deviceSize: device.size)
-        let metadata = table.metadata(uuid: uuid, alignment: device.alignment, generation: 1)
+        var metadata = table.metadata(uuid: uuid, alignment: device.alignment, generation: 1)
+        var layout = try DeviceLayoutFinding.find(recorded: nil, heapSize: device.size, device: device, sysfsRoot: sysfsRoot,
+                                                  emulated: identityDevice, path: path)
+        metadata.identity = layout.currentRecord
+        if metadata.identity != nil { layout.state = .matches }
         let image = MetadataCopy.encode(metadata)
         do {
             try MetadataIO.write(image, copy: .primary, heapSize: device.size, on: device)
@@ -127,7 +137,7 @@ public final class Heap: Sendable {
         }
         let state = HeapState(table: table, generation: 1, primary: .init(state: .ok, generation: 1),
                               secondary: .init(state: .ok, generation: 1), cells: [:], image: image, uuid: uuid,
-                              highestGeneration: 1)
+                              highestGeneration: 1, identity: metadata.identity, layout: layout)
         logger.info("created heap", metadata: ["path": "\(path)", "size": "\(device.size)", "uuid": "\(uuid)"])
         return Heap(device: device, state: state, repairs: [], logger: logger, faults: faults)
     }
@@ -144,21 +154,33 @@ public final class Heap: Sendable {
     /// (``HeapError/deviceLargerThanHeap(path:heapSize:deviceSize:)``): ``grow(path:logger:simulator:)``
     /// first (docs/FORMAT.md, "Device growth and shrink").
     ///
+    /// On a device-dax, the layout sysfs shows is compared with the identity the heap
+    /// recorded (docs/FORMAT.md, "Device identity"). If it differs (the device was
+    /// destroyed and re-created: the bytes are not what the heap wrote), a read-only open
+    /// reports it (``deviceLayoutChange``) and a read-write open is refused
+    /// (``HeapError/deviceLayoutChanged(path:differences:)``) unless
+    /// `acceptNewDeviceLayout`, which records the device's current layout as the heap's
+    /// identity (one metadata update, listed in ``repairs``; it also records one on a heap
+    /// that has none).
+    ///
     /// - Parameter simulator: for crash-consistency tests only: persistence is simulated,
     ///   and every flush and fence (the open-time repair's included) goes to the simulator.
     public static func open(
-        path: String, mode: HeapMode = .readWrite, logger: Logger = Logger(label: "DaxHeap"),
-        simulator: PowerLossSimulator? = nil
+        path: String, mode: HeapMode = .readWrite, acceptNewDeviceLayout: Bool = false,
+        logger: Logger = Logger(label: "DaxHeap"), simulator: PowerLossSimulator? = nil
     ) throws(HeapError) -> Heap {
-        try open(path: path, mode: mode, logger: logger, sysfsRoot: "/sys", faults: nil, simulator: simulator)
+        try open(path: path, mode: mode, logger: logger, sysfsRoot: "/sys", faults: nil, simulator: simulator,
+                 acceptNewDeviceLayout: acceptNewDeviceLayout)
     }
 
     /// `open` with the test hooks: a fake sysfs tree, injected metadata faults, and the bad
     /// ranges the platform is to report. `resizing`: a read-write open of a device larger
-    /// than its heap is allowed (for a grow, a shrink or a repair).
+    /// than its heap is allowed (for a grow, a shrink or a repair). `identityDevice`: as
+    /// for `create`.
     package static func open(
         path: String, mode: HeapMode, logger: Logger, sysfsRoot: String, faults: MetadataFaults?,
-        simulator: PowerLossSimulator? = nil, resizing: Bool = false, reportedBadRanges: [BadRange]? = nil
+        simulator: PowerLossSimulator? = nil, resizing: Bool = false, reportedBadRanges: [BadRange]? = nil,
+        acceptNewDeviceLayout: Bool = false, identityDevice: DeviceNumber? = nil
     ) throws(HeapError) -> Heap {
         let device: MappedDevice
         do {
@@ -170,6 +192,9 @@ public final class Heap: Sendable {
         let found = try MetadataIO.locate(on: device, path: path)
         let choice = found.choice
         let metadata = choice.metadata
+        let layout = try DeviceLayoutFinding.find(recorded: metadata.identity, heapSize: metadata.deviceSize, device: device,
+                                                  sysfsRoot: sysfsRoot, emulated: identityDevice, path: path)
+        if mode == .readWrite, !acceptNewDeviceLayout, let change = layout.change(path: path) { throw change }
         if mode == .readWrite, metadata.deviceSize < device.size, !resizing {
             throw .deviceLargerThanHeap(path: path, heapSize: metadata.deviceSize, deviceSize: device.size)
         }
@@ -185,13 +210,17 @@ public final class Heap: Sendable {
         if mode == .readWrite {
             repairs = try repairAtOpen(found, table: table, statuses: &statuses, device: device, logger: logger, faults: faults)
         }
+        let accepted = mode == .readWrite && acceptNewDeviceLayout ? acceptLine(layout, recorded: metadata.identity) : nil
+        if let accepted { repairs.append(accepted) }
         var cells: [UInt64: ArenaCell] = [:]
         for (id, layout) in table.arenas { cells[id] = ArenaCell(layout) }
         let state = HeapState(table: table, generation: metadata.generation, primary: statuses.primary,
                               secondary: statuses.secondary, cells: cells, image: choice.image, uuid: metadata.uuid,
-                              highestGeneration: found.highestGeneration)
-        return Heap(device: device, state: state, repairs: repairs, logger: logger, faults: faults,
-                    reportedBadRanges: reportedBadRanges)
+                              highestGeneration: found.highestGeneration, identity: metadata.identity, layout: layout)
+        let heap = Heap(device: device, state: state, repairs: repairs, logger: logger, faults: faults,
+                        reportedBadRanges: reportedBadRanges)
+        if accepted != nil { try heap.recordDeviceLayout(layout) }
+        return heap
     }
 
     // MARK: - Facts
@@ -257,7 +286,11 @@ public final class Heap: Sendable {
             } catch {
                 problems.append("\(error)")
             }
-            return HeapCheckReport(primary: s.primary, secondary: s.secondary, badBlocks: badBlocks, problems: problems)
+            if let change = s.layout.change(path: path) { problems.append(change.description) }
+            let oldCopies = MetadataIO.oldCopies(of: s.uuid, table: s.table, on: device)
+            problems += oldCopies.map(\.description)
+            return HeapCheckReport(primary: s.primary, secondary: s.secondary, badBlocks: badBlocks, problems: problems,
+                                   oldCopies: oldCopies)
         }
     }
 
@@ -280,7 +313,12 @@ public final class Heap: Sendable {
             throw HeapError(error)
         }
         return ranges.flatMap { bad in
-            table.owners(of: bad.offset ..< bad.offset + bad.length).map { piece in
+            // Past the heap's end (a device larger than its heap), no arena or copy lives.
+            let end = bad.offset + bad.length
+            let pastEnd = end > table.deviceSize
+                ? [BadBlock(deviceOffset: max(bad.offset, table.deviceSize), length: end - max(bad.offset, table.deviceSize), location: .pastHeapEnd)]
+                : []
+            return table.owners(of: bad.offset ..< end).map { piece in
                 let location: BadBlock.Location = switch piece.owner {
                 case .primaryMetadata: .primaryMetadata
                 case .secondaryMetadata: .secondaryMetadata
@@ -288,7 +326,7 @@ public final class Heap: Sendable {
                 case .unallocated: .unallocated
                 }
                 return BadBlock(deviceOffset: piece.range.lowerBound, length: Geometry.length(of: piece.range), location: location)
-            }
+            } + pastEnd
         }
     }
 
@@ -306,7 +344,7 @@ public final class Heap: Sendable {
                 let repaired = try Self.repairCopies(image: s.image, generation: s.generation, heapSize: s.table.deviceSize,
                                                      statuses: &statuses, device: device, logger: logger, faults: faults)
                 (s.primary, s.secondary) = statuses
-                return repaired
+                return repaired + clearOldCopies(state: &s)
             }
         }
     }

@@ -110,6 +110,10 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A grow or shrink was refused: a metadata copy is bad even after the open's repair
     /// (a media error), and moving the heap's end needs both.
     case resizeNeedsBothCopies(path: String, copy: String, detail: String)
+    // Device identity (docs/FORMAT.md, "Device identity")
+    /// The device-dax's layout is not the one the heap recorded (it was destroyed and
+    /// re-created): a read-write open is refused unless it accepts the new layout.
+    case deviceLayoutChanged(path: String, differences: [String])
 
     public var description: String {
         switch self {
@@ -207,6 +211,8 @@ public enum HeapError: Error, Equatable, Sendable, CustomStringConvertible {
             "cannot shrink the heap on \(printable(path)) to \(bytes(requested)) (\(requested) bytes): it spans only \(bytes(heapSize)) (\(heapSize) bytes); give a smaller size, or run `daxheap grow \(printable(path))` to extend it over its whole device"
         case .resizeNeedsBothCopies(let path, let copy, let detail):
             "cannot move the end of the heap on \(printable(path)) while its \(copy) metadata copy is bad (\(detail)); clear the poison (e.g. ndctl clear-errors), run `daxheap check --repair`, then retry"
+        case .deviceLayoutChanged(let path, let differences):
+            "\(printable(path)) is not laid out as when its heap recorded it (\(differences.map(printable).joined(separator: "; "))): the device was re-created, so its bytes are not what the heap wrote; it opens read-only: if that is intended, run `daxheap check --repair --accept-new-device-layout \(printable(path))` to record the new layout"
         }
     }
 

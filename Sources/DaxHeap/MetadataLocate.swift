@@ -145,3 +145,80 @@ extension Heap {
         table.owners(of: offset ..< offset + Geometry.blockSize).allSatisfy { $0.owner == .unallocated }
     }
 }
+
+/// A valid copy of a heap's metadata at neither of its two places: in the heap's free
+/// space or past its end, left by a grow or shrink that was interrupted (or whose clearing
+/// failed). It never wins beside a valid primary, but could be taken by open's last-resort
+/// scan should the primary be lost; `Heap.repair(path:)` (`daxheap check --repair`) clears it.
+public struct OldMetadataCopy: Hashable, Sendable, CustomStringConvertible {
+    /// Where the copy is: the last block of the heap of ``recordedSize`` bytes it describes.
+    public var deviceOffset: UInt64
+    public var generation: UInt64
+    public var recordedSize: UInt64
+
+    public init(deviceOffset: UInt64, generation: UInt64, recordedSize: UInt64) {
+        self.deviceOffset = deviceOffset
+        self.generation = generation
+        self.recordedSize = recordedSize
+    }
+
+    public var description: String {
+        "old metadata copy of this heap at device offset \(deviceOffset) (generation \(generation), a heap of \(recordedSize) bytes), left by an interrupted grow or shrink; `daxheap check --repair` clears it"
+    }
+}
+
+extension MetadataIO {
+    /// Every valid copy of the heap `uuid` in a block where a secondary could have lived
+    /// (each block from 4 MiB to the device's last, bar the heap's own secondary) that no
+    /// arena holds. Reads 8 bytes of each such block, and the copy where they are the magic.
+    static func oldCopies(of uuid: HeapUUID, table: ArenaTable, on device: MappedDevice) -> [OldMetadataCopy] {
+        let own = Geometry.secondaryOffset(deviceSize: table.deviceSize)
+        var found: [OldMetadataCopy] = []
+        var at = lowestSecondaryOffset
+        while at + Geometry.blockSize <= device.size {
+            defer { at += Geometry.blockSize }
+            guard at != own, Heap.isFree(at, in: table), hasMagic(at: at, on: device),
+                  case .valid(let metadata, _) = readSecondary(at: at, on: device), metadata.uuid == uuid
+            else { continue }
+            found.append(OldMetadataCopy(deviceOffset: at, generation: metadata.generation, recordedSize: metadata.deviceSize))
+        }
+        return found
+    }
+
+    /// Whether the block at `offset` starts with the DaxHeap magic (false if unreadable).
+    static func hasMagic(at offset: UInt64, on device: MappedDevice) -> Bool {
+        var magic = [UInt8](repeating: 0, count: MetadataCopy.magic.count)
+        let read = magic.withUnsafeMutableBytes { raw in
+            Result { () throws(DeviceError) in try device.guardedRead(offset: offset, into: raw) }
+        }
+        guard case .success = read else { return false }
+        return magic == MetadataCopy.magic
+    }
+}
+
+extension Heap {
+    /// Clears every old copy of the heap (``MetadataIO/oldCopies(of:table:on:)``) and returns
+    /// a line for each; a copy that cannot be cleared is logged. Takes both locks.
+    func clearOldCopies() -> [String] {
+        provisioning.withLock { _ in state.withLock { s in clearOldCopies(state: &s) } }
+    }
+
+    /// `clearOldCopies()` under the locks the caller holds. Their generations feed the
+    /// highest generation, so that no later update reuses one.
+    func clearOldCopies(state s: inout HeapState) -> [String] {
+        guard !isClosed, device.mode == .readWrite else { return [] }
+        var lines: [String] = []
+        for copy in MetadataIO.oldCopies(of: s.uuid, table: s.table, on: device) {
+            s.highestGeneration = max(s.highestGeneration, copy.generation)
+            do throws(DeviceError) {
+                try MetadataIO.clear(at: copy.deviceOffset, on: device)
+                let line = "cleared an old metadata copy at device offset \(copy.deviceOffset) (generation \(copy.generation)), left by an interrupted grow or shrink"
+                logger.warning("\(line)", metadata: ["path": "\(device.path)"])
+                lines.append(line)
+            } catch {
+                logger.error("could not clear the old metadata copy at device offset \(copy.deviceOffset): \(HeapError(error))")
+            }
+        }
+        return lines
+    }
+}

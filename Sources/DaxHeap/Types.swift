@@ -111,20 +111,30 @@ public struct BadBlock: Hashable, Sendable, CustomStringConvertible {
         case arena(name: String, offset: UInt64)
         /// Space no arena holds.
         case unallocated
+        /// Past the heap's end: device space the heap does not use (the device grew, or
+        /// was not cut yet after a shrink).
+        case pastHeapEnd
     }
 
     public var deviceOffset: UInt64
     public var length: UInt64
     public var location: Location
 
+    public init(deviceOffset: UInt64, length: UInt64, location: Location) {
+        self.deviceOffset = deviceOffset
+        self.length = length
+        self.location = location
+    }
+
     public var description: String {
         let place = switch location {
-        case .primaryMetadata: "the primary metadata copy"
-        case .secondaryMetadata: "the secondary metadata copy"
-        case .arena(let name, let offset): "arena \(debugQuoted(name)) at offset \(offset)"
-        case .unallocated: "unallocated space"
+        case .primaryMetadata: "in the primary metadata copy"
+        case .secondaryMetadata: "in the secondary metadata copy"
+        case .arena(let name, let offset): "in arena \(debugQuoted(name)) at offset \(offset)"
+        case .unallocated: "in unallocated space"
+        case .pastHeapEnd: "past the heap's end (unused device space)"
         }
-        return "bad block at device offset \(deviceOffset), \(length) bytes, in \(place)"
+        return "bad block at device offset \(deviceOffset), \(length) bytes, \(place)"
     }
 }
 
@@ -136,5 +146,9 @@ public struct HeapCheckReport: Equatable, Sendable {
     public var badBlocks: [BadBlock]
     /// Every problem found, one line each; empty when healthy.
     public var problems: [String]
+    /// Valid copies of this heap's metadata found at neither of its two places, in free
+    /// space or past the heap's end (left by an interrupted grow or shrink); each is also a
+    /// problem, and `Heap.repair(path:)` clears them.
+    public var oldCopies: [OldMetadataCopy] = []
     public var isHealthy: Bool { problems.isEmpty }
 }

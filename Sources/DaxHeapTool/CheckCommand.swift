@@ -21,12 +21,23 @@ struct CheckCommand: ParsableCommand {
         when both copies are bad); metadata, \
         problems and badblocks say what was found, repaired what --repair fixed, healthy the \
         state at exit. A bad block's arena and arena_offset are null outside arenas; its \
-        location is "arena", "metadata primary", "metadata secondary" or "unallocated".
+        location is "arena", "metadata primary", "metadata secondary", "unallocated" or \
+        "past heap end" (device space past the heap's end). old_metadata_copies: \
+        [{device_offset, generation, heap_size}], valid copies of this heap left outside its \
+        two places by an interrupted grow or shrink (each also a problem; --repair clears \
+        them). device_layout: "matches", "changed" (a problem: the device-dax was re-created), \
+        "not recorded" or "not applicable" (see docs/FORMAT.md, "Device identity").
+        On a device-dax whose layout changed, --repair is refused unless \
+        --accept-new-device-layout also says that the change was intended; it then records \
+        the device's current layout as the heap's identity (on a heap that records none \
+        yet, it records one).
         """
     )
 
     @Argument(help: Help.path) var path: String
     @Flag(name: .long, help: "Rewrite a bad or stale metadata copy from the good one.") var repair = false
+    @Flag(name: .long, help: "With --repair: record the device-dax's current layout as the heap's identity, accepting a device that was re-created on purpose.")
+    var acceptNewDeviceLayout = false
     @Flag(name: .long, help: Help.json) var json = false
 
     /// What the check found and did.
@@ -42,6 +53,15 @@ struct CheckCommand: ParsableCommand {
         /// The heap's size and the device's bytes past it (0 when both copies are bad).
         var heapSize: UInt64 = 0
         var unusedDeviceSize: UInt64 = 0
+        var oldCopies: [OldMetadataCopy] = []
+        var layout: DeviceLayoutState = .notRecorded
+        var unverifiedLayout: [String] = []
+    }
+
+    func validate() throws {
+        if acceptNewDeviceLayout, !repair {
+            throw ValidationError("--accept-new-device-layout records the device's layout, a write: give --repair too")
+        }
     }
 
 
@@ -56,11 +76,15 @@ struct CheckCommand: ParsableCommand {
                 Console.error(cutShort(recorded: recorded, actual: actual))
                 throw ExitCode(3)
             }
-            if repair, !outcome.healthy, outcome.repairable {
+            // A changed device layout refuses every read-write open unless accepted.
+            let refused = outcome.layout == .changed && !acceptNewDeviceLayout
+            if repair, !refused, acceptNewDeviceLayout || (!outcome.healthy && outcome.repairable) {
                 // The read-only heap is closed by now (examine returned): its shared lock
                 // would otherwise stop the exclusive one.
-                outcome.repaired = try HeapAccess.repair(path)
-                outcome.healthy = try HeapAccess.openReadOnly(path).check().isHealthy
+                outcome.repaired = try HeapAccess.repair(path, acceptNewDeviceLayout: acceptNewDeviceLayout)
+                let heap = try HeapAccess.openReadOnly(path)
+                outcome.healthy = heap.check().isHealthy
+                outcome.layout = heap.deviceLayoutState
             }
             try Console.out(lines: output(outcome))
         }
@@ -77,6 +101,13 @@ struct CheckCommand: ParsableCommand {
             "badblocks": .array(outcome.badBlocks.map(Formatting.badBlockJSON)),
             "repaired": .array(outcome.repaired.map(JSON.string)),
             "unused_device_size": .integer(outcome.unusedDeviceSize),
+            "old_metadata_copies": .array(outcome.oldCopies.map { copy in
+                .object([
+                    "device_offset": .integer(copy.deviceOffset), "generation": .integer(copy.generation),
+                    "heap_size": .integer(copy.recordedSize),
+                ])
+            }),
+            "device_layout": .string(outcome.layout.rawValue),
         ]).text]
     }
 
@@ -84,7 +115,10 @@ struct CheckCommand: ParsableCommand {
     func examine() throws(HeapError) -> Outcome {
         do throws(HeapError) {
             let heap = try HeapAccess.openReadOnly(path)
-            return Outcome(heap.check(), heapSize: heap.heapSize, unusedDeviceSize: heap.unusedDeviceSize)
+            var outcome = Outcome(heap.check(), heapSize: heap.heapSize, unusedDeviceSize: heap.unusedDeviceSize)
+            outcome.layout = heap.deviceLayoutState
+            outcome.unverifiedLayout = heap.unverifiedDeviceLayout
+            return outcome
         } catch {
             guard case .corruptMetadata(_, let primary, let secondary) = error else { throw error }
             return Outcome(primary: MetadataCopyStatus(state: .corrupt, detail: primary),
@@ -116,6 +150,9 @@ struct CheckCommand: ParsableCommand {
         if outcome.unusedDeviceSize > 0 {
             rows.append(("unused device size", Formatting.unusedDevice(outcome.unusedDeviceSize, path: path, heapSize: outcome.heapSize)))
         }
+        if outcome.layout != .notRecorded || !outcome.unverifiedLayout.isEmpty {
+            rows.append(("device layout", Formatting.layoutLine(outcome.layout, unverified: outcome.unverifiedLayout)))
+        }
         var lines = Formatting.table(rows)
         if outcome.problems.isEmpty {
             lines.append("arena table: consistent")
@@ -131,6 +168,8 @@ struct CheckCommand: ParsableCommand {
             lines.append(outcome.repaired.isEmpty ? "healthy" : "healthy after repair")
         } else if !outcome.repairable {
             lines.append("damaged: both metadata copies are bad and cannot be repaired; restore the device from a backup")
+        } else if outcome.layout == .changed {
+            lines.append("damaged: the device's layout changed (it was re-created); if that is intended, run `daxheap check --repair --accept-new-device-layout \(path)` to record the new layout")
         } else if repair {
             lines.append("damaged: the repair did not make the heap healthy")
         } else {
@@ -146,6 +185,6 @@ extension CheckCommand.Outcome {
         self.init(primary: report.primary, secondary: report.secondary, problems: report.problems,
                   badBlocks: report.badBlocks, healthy: report.isHealthy,
                   repairable: report.primary.state == .ok || report.secondary.state == .ok,
-                  heapSize: heapSize, unusedDeviceSize: unusedDeviceSize)
+                  heapSize: heapSize, unusedDeviceSize: unusedDeviceSize, oldCopies: report.oldCopies)
     }
 }

@@ -21,7 +21,7 @@ struct DaxHeapCommand: ParsableCommand {
         subcommands: [
             CreateCommand.self, InfoCommand.self, ListCommand.self,
             CreateArenaCommand.self, ResizeArenaCommand.self, DestroyArenaCommand.self, ProvisionCommand.self,
-            WriteCommand.self, ReadCommand.self, CheckCommand.self, GrowCommand.self, ShrinkCommand.self,
+            WriteCommand.self, ReadCommand.self, CheckCommand.self, GrowCommand.self, ShrinkCommand.self, MoveArenaCommand.self,
             DemoCommand.self,
         ]
     )

@@ -103,11 +103,15 @@ public struct HeapMetadata: Hashable, Sendable {
     public var nextArenaID: UInt64
     /// Arenas ordered by id.
     public var arenas: [ArenaRecord]
+    /// What identified the device-dax's physical layout when the heap recorded it; nil for
+    /// a file, or a heap made before format version 2. A copy holding one is version 2.
+    public var identity: DeviceIdentityRecord?
 
     public init(
         uuid: HeapUUID, deviceSize: UInt64, alignment: UInt64, generation: UInt64,
-        nextArenaID: UInt64 = 1, arenas: [ArenaRecord] = []
+        nextArenaID: UInt64 = 1, arenas: [ArenaRecord] = [], identity: DeviceIdentityRecord? = nil
     ) {
+        self.identity = identity
         self.uuid = uuid
         self.deviceSize = deviceSize
         self.alignment = alignment

@@ -4,7 +4,7 @@ import CDaxShims
 //
 //   header, 64 bytes
 //     0  magic        8  "DAXHEAP\0"
-//     8  version      4  1
+//     8  version      4  1, or 2 when the table ends with a device identity record
 //    12  flags        4  0 (reserved, must be zero)
 //    16  uuid        16
 //    32  deviceSize   8
@@ -22,6 +22,7 @@ import CDaxShims
 //        extentCount x 24-byte extent entries, grouped by arena in arena order, each
 //        arena's run ordered by arena offset
 //          0 deviceOffset 8 | 8 arenaOffset 8 | 16 length 8
+//        version 2 only: the device identity record (DeviceIdentityRecord.swift)
 
 /// Why a copy's bytes were refused.
 public enum MetadataDecodeError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -35,7 +36,7 @@ public enum MetadataDecodeError: Error, Equatable, Sendable, CustomStringConvert
     public var description: String {
         switch self {
         case .notADaxHeap: "no DaxHeap magic"
-        case .unsupportedVersion(let v): "format version \(v) is not supported (this build reads version \(MetadataCopy.formatVersion))"
+        case .unsupportedVersion(let v): "format version \(v) is not supported (this build reads versions \(MetadataCopy.formatVersion) and \(MetadataCopy.identityFormatVersion))"
         case .corrupt(let why): why
         }
     }
@@ -44,7 +45,11 @@ public enum MetadataDecodeError: Error, Equatable, Sendable, CustomStringConvert
 /// Encoding and decoding of one metadata copy. Both copies hold identical bytes.
 public enum MetadataCopy {
     public static let magic: [UInt8] = Array("DAXHEAP\0".utf8)
+    /// The version of a copy without a device identity record (a file's heap, or a heap
+    /// made before version 2): older builds read it.
     public static let formatVersion: UInt32 = 1
+    /// The version of a copy whose table ends with a device identity record.
+    public static let identityFormatVersion: UInt32 = 2
     public static let headerSize = 64
     public static let tableHeaderSize = 16
     public static let arenaEntrySize = 96
@@ -57,28 +62,33 @@ public enum MetadataCopy {
     public static let tableLengthOffset = 56
     /// The largest table that fits in a block after the header.
     public static let maxTableLength = Int(Geometry.blockSize) - headerSize
+    /// The largest arena table a change may make: the block less room for the largest
+    /// device identity record, so that recording one never overflows the block.
+    public static let maxArenaTableLength = maxTableLength - DeviceIdentityRecord.reservedLength
 
     /// Bytes a table of this many arenas and extents takes after the header.
     public static func tableLength(arenas: Int, extents: Int) -> Int {
         tableHeaderSize + arenas * arenaEntrySize + extents * extentEntrySize
     }
 
-    /// Whether a table this large fits in a metadata block.
+    /// Whether a table this large fits in a metadata block, with room left for the
+    /// largest device identity record (``maxArenaTableLength``).
     public static func fits(arenas: Int, extents: Int) -> Bool {
-        tableLength(arenas: arenas, extents: extents) <= maxTableLength
+        tableLength(arenas: arenas, extents: extents) <= maxArenaTableLength
     }
 
     /// The bytes of a copy holding `metadata`: header then table. The caller checks
     /// `fits` first; names are expected to be valid (`ArenaName`).
     public static func encode(_ metadata: HeapMetadata) -> [UInt8] {
         let extentCount = metadata.extentCount
-        let table = tableLength(arenas: metadata.arenas.count, extents: extentCount)
+        let arenaTable = tableLength(arenas: metadata.arenas.count, extents: extentCount)
+        let table = arenaTable + (metadata.identity?.encodedLength ?? 0)
         precondition(table <= maxTableLength, "arena table does not fit in a metadata block")
         var out = [UInt8](repeating: 0, count: headerSize + table)
         out.withUnsafeMutableBytes { raw in
             let w = Writer(raw)
             w.bytes(magic, at: 0)
-            w.u32(formatVersion, at: 8)
+            w.u32(metadata.identity == nil ? formatVersion : identityFormatVersion, at: 8)
             w.u32(0, at: 12)
             w.u64(metadata.uuid.bytes.0, at: 16)
             w.u64(metadata.uuid.bytes.1, at: 24)
@@ -95,6 +105,7 @@ public enum MetadataCopy {
                 extentAt += arena.extents.count * extentEntrySize
                 firstExtent += arena.extents.count
             }
+            metadata.identity?.write(at: headerSize + arenaTable, w)
             w.u32(checksum(UnsafeRawBufferPointer(raw)), at: checksumOffset)
         }
         return out
@@ -156,7 +167,10 @@ public enum MetadataCopy {
             let extentCount = Int(r.u32(at: headerSize + 4))
             let arenasAt = headerSize + tableHeaderSize
             let oldExtentsAt = arenasAt + arenaCount * arenaEntrySize
-            precondition(old.count == oldExtentsAt + extentCount * extentEntrySize, "not an encoded copy")
+            // What follows the extent entries (a version-2 copy's identity record) moves as it is.
+            let oldTrailerAt = oldExtentsAt + extentCount * extentEntrySize
+            precondition(old.count >= oldTrailerAt, "not an encoded copy")
+            let trailer = old.count - oldTrailerAt
             let index: Int
             let record: ArenaRecord?
             var removedEntries = 0
@@ -177,7 +191,7 @@ public enum MetadataCopy {
             let addedExtents = record?.extents.count ?? 0
             let newArenaCount = arenaCount - removedEntries + addedEntries
             let newExtentCount = extentCount - removedExtents + addedExtents
-            let table = tableLength(arenas: newArenaCount, extents: newExtentCount)
+            let table = tableLength(arenas: newArenaCount, extents: newExtentCount) + trailer
             precondition(table <= maxTableLength, "arena table does not fit in a metadata block")
             let newExtentsAt = arenasAt + newArenaCount * arenaEntrySize
             return [UInt8](unsafeUninitializedCapacity: headerSize + table) { buffer, count in
@@ -210,6 +224,7 @@ public enum MetadataCopy {
                 let afterRun = first + removedExtents
                 move(oldExtentsAt + afterRun * extentEntrySize, (extentCount - afterRun) * extentEntrySize,
                      to: newExtentsAt + (first + addedExtents) * extentEntrySize)
+                move(oldTrailerAt, trailer, to: newExtentsAt + newExtentCount * extentEntrySize)
                 if let record {
                     let entryAt = arenasAt + index * arenaEntrySize
                     raw.baseAddress!.advanced(by: entryAt).initializeMemory(as: UInt8.self, repeating: 0, count: arenaEntrySize)
@@ -250,7 +265,7 @@ public enum MetadataCopy {
         let r = Reader(bytes)
         let version = r.u32(at: 8)
         let table = Int(r.u32(at: tableLengthOffset))
-        guard version == formatVersion else {
+        guard version == formatVersion || version == identityFormatVersion else {
             // A copy written by another format version keeps the header's place for the
             // length and checksum; if they verify, it is a real copy of that version (do not
             // overwrite it), otherwise it is a version-1 copy with a damaged version field.
@@ -258,7 +273,7 @@ public enum MetadataCopy {
                r.u32(at: checksumOffset) == checksum(UnsafeRawBufferPointer(rebasing: bytes[0 ..< headerSize + table])) {
                 return .failure(.unsupportedVersion(version))
             }
-            return .failure(.corrupt("checksum mismatch, and format version \(version) is not \(formatVersion)"))
+            return .failure(.corrupt("checksum mismatch, and format version \(version) is not \(formatVersion) or \(identityFormatVersion)"))
         }
         guard table >= tableHeaderSize, table <= maxTableLength else {
             return .failure(.corrupt("table length \(table) is outside \(tableHeaderSize)...\(maxTableLength)"))
@@ -271,7 +286,7 @@ public enum MetadataCopy {
         guard stored == computed else {
             return .failure(.corrupt("checksum mismatch (stored \(hex32(stored)), computed \(hex32(computed)))"))
         }
-        return validate(r, tableLength: table)
+        return validate(r, tableLength: table, hasIdentity: version == identityFormatVersion)
     }
 
     /// Convenience for an array of bytes.
@@ -289,7 +304,7 @@ public enum MetadataCopy {
 
     // MARK: - Validation of a checksummed copy
 
-    static func validate(_ r: Reader, tableLength table: Int) -> Result<HeapMetadata, MetadataDecodeError> {
+    static func validate(_ r: Reader, tableLength table: Int, hasIdentity: Bool) -> Result<HeapMetadata, MetadataDecodeError> {
         func corrupt(_ why: String) -> Result<HeapMetadata, MetadataDecodeError> { .failure(.corrupt(why)) }
         let flags = r.u32(at: 12)
         guard flags == 0 else { return corrupt("reserved flags \(hex32(flags)) are not zero") }
@@ -306,11 +321,20 @@ public enum MetadataCopy {
         let arenaCount = Int(r.u32(at: headerSize))
         let extentCount = Int(r.u32(at: headerSize + 4))
         let nextArenaID = r.u64(at: headerSize + 8)
-        // Bound the counts by the table length before allocating anything.
+        // Bound the counts by the table length before allocating anything. A version-2
+        // table ends with the identity record, which fills the rest of it.
+        let arenaTable = tableLength(arenas: arenaCount, extents: extentCount)
         guard arenaCount <= maxTableLength / arenaEntrySize, extentCount <= maxTableLength / extentEntrySize,
-              tableLength(arenas: arenaCount, extents: extentCount) == table
+              hasIdentity ? arenaTable < table : arenaTable == table
         else {
             return corrupt("\(arenaCount) arenas and \(extentCount) extents do not make a \(table)-byte table")
+        }
+        var identity: DeviceIdentityRecord?
+        if hasIdentity {
+            switch DeviceIdentityRecord.read(at: headerSize + arenaTable, length: table - arenaTable, r) {
+            case .success(let record): identity = record
+            case .failure(let error): return .failure(error)
+            }
         }
         let usable = Geometry.usableRegion(deviceSize: deviceSize)
         var arenas: [ArenaRecord] = []
@@ -390,7 +414,7 @@ public enum MetadataCopy {
         }
         return .success(HeapMetadata(
             uuid: uuid, deviceSize: deviceSize, alignment: alignment, generation: generation,
-            nextArenaID: nextArenaID, arenas: arenas))
+            nextArenaID: nextArenaID, arenas: arenas, identity: identity))
     }
 }
 

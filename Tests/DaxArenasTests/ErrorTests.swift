@@ -180,16 +180,19 @@ private func fragmented() throws -> ArenaTable {
         #expect(Self.maxTable == 2_097_088)
         #expect(MetadataCopy.tableLength(arenas: 0, extents: 0) == 16)
         #expect(MetadataCopy.tableLength(arenas: 2, extents: 3) == 16 + 2 * 96 + 3 * 24)
-        // One arena: (2_097_088 - 16 - 96) / 24 = 87_374 extents fill the block exactly.
+        // One arena: (2_097_088 - 16 - 96) / 24 = 87_374 extents fill the block exactly,
+        // but a change leaves room for the largest device identity record (1_536 bytes,
+        // 64 extents' worth): 87_310 fit.
         #expect(MetadataCopy.tableLength(arenas: 1, extents: 87_374) == Self.maxTable)
-        #expect(MetadataCopy.fits(arenas: 1, extents: 87_374))
-        #expect(!MetadataCopy.fits(arenas: 1, extents: 87_375))
-        #expect(!MetadataCopy.fits(arenas: 2, extents: 87_374))
-        #expect(MetadataCopy.fits(arenas: 2, extents: 87_370))
-        #expect(!MetadataCopy.fits(arenas: 3, extents: 87_370))
-        // Arenas of one extent each: 120 bytes apiece, 17_475 of them fit.
-        #expect(MetadataCopy.fits(arenas: 17_475, extents: 17_475))
-        #expect(!MetadataCopy.fits(arenas: 17_476, extents: 17_476))
+        #expect(MetadataCopy.maxArenaTableLength == Self.maxTable - 1_536)
+        #expect(MetadataCopy.fits(arenas: 1, extents: 87_310))
+        #expect(!MetadataCopy.fits(arenas: 1, extents: 87_311))
+        #expect(!MetadataCopy.fits(arenas: 2, extents: 87_310))
+        #expect(MetadataCopy.fits(arenas: 2, extents: 87_306))
+        #expect(!MetadataCopy.fits(arenas: 3, extents: 87_306))
+        // Arenas of one extent each: 120 bytes apiece, 17_462 of them fit.
+        #expect(MetadataCopy.fits(arenas: 17_462, extents: 17_462))
+        #expect(!MetadataCopy.fits(arenas: 17_463, extents: 17_463))
     }
 
     /// One arena "big" with `count` one-block extents in every other block, arena offsets
@@ -203,7 +206,7 @@ private func fragmented() throws -> ArenaTable {
     }
 
     @Test func growThatNeedsANewExtentIsRefusedWhenTheTableIsFull() throws {
-        let n: UInt64 = 87_374
+        let n: UInt64 = 87_310
         var t = try Self.fragmentedBig(count: n)
         #expect(t.extentCount == Int(n))
         #expect(t.availableSize == (n - 1) * unit)
@@ -241,7 +244,7 @@ private func fragmented() throws -> ArenaTable {
     }
 
     @Test func createIsRefusedWhenTheArenaEntriesFillTheBlock() throws {
-        let count = 17_474
+        let count = 17_461
         let records = (0 ..< count).map {
             ArenaRecord(id: UInt64($0 + 1), name: "a\($0)", extents: [extent(at: UInt64($0), off: 0, len: 1)])
         }
@@ -250,9 +253,9 @@ private func fragmented() throws -> ArenaTable {
             generation: 1, nextArenaID: UInt64(count + 1), arenas: records)
         var t = try ArenaTable(metadata: metadata)
         #expect(t.arenas.count == count)
-        try t.create(name: "last", size: unit)  // 17_475 arenas of one extent: still fits
-        #expect(t.arenas.count == 17_475)
-        expectRefused(.tableFull(arenas: 17_476, extents: 17_476), &t) { t throws(ProvisionError) in
+        try t.create(name: "last", size: unit)  // 17_462 arenas of one extent: still fits
+        #expect(t.arenas.count == 17_462)
+        expectRefused(.tableFull(arenas: 17_463, extents: 17_463), &t) { t throws(ProvisionError) in
             try t.create(name: "one-too-many", size: unit)
         }
         #expect(t.nextArenaID == UInt64(count + 2))  // the refused create consumed no id

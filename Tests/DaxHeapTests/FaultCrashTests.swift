@@ -107,7 +107,8 @@ extension DeviceTests {
         defer { sysfs.remove() }
         try sysfs.device(1, 5, size: "8388608\n")
         let zeroing = 2 * Int(Geometry.blockSize)
-        let image = MetadataCopy.tableLength(arenas: 0, extents: 0) + MetadataCopy.headerSize
+        // The fake device shows neither region nor ranges: its identity record is the bare header.
+        let image = MetadataCopy.tableLength(arenas: 0, extents: 0) + MetadataCopy.headerSize + DeviceIdentityRecord.headerSize
         let total = zeroing + 2 * image
         for n in [1, 4096, zeroing / 2, zeroing / 2 + 1, zeroing - 1, zeroing, zeroing + 1, total, total + 1] {
             let run = try FaultProbe.run(["create-devdax", "/dev/zero", sysfs.root], crashAfter: n)

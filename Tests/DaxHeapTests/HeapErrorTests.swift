@@ -729,6 +729,7 @@ import Glibc
                                                                       ArenaPastEnd(name: "c", bytesPastEnd: 2 << 20)]),
         .sizeAboveHeap(path: "/dev/shm/x", requested: 64 << 20, heapSize: 32 << 20),
         .resizeNeedsBothCopies(path: "/dev/shm/x", copy: "primary", detail: "unreadable: media error at device offset 4096"),
+        .deviceLayoutChanged(path: "/dev/dax0.0", differences: ["region id is 1, was 0", "a\nb"]),
         .generationExhausted(path: "/dev/shm/x"),
         .metadataWriteFailed(path: "/dev/shm/x", copy: "secondary", reason: "media error at device offset 31457280"),
         .inUse(path: "/dev/shm/x"),

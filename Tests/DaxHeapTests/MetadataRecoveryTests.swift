@@ -567,11 +567,11 @@ private let mdrecTableOffsets = [64, 68, 72, 80, 88, 96, 104, 105, 120, 176, 272
         let path = mdrecPath("version")
         defer { unlink(path) }
         _ = try mdrecMakeHeap(path)
-        try mdrecSetVersion(path, block: 0, to: 2)
-        try mdrecSetVersion(path, block: mdrecSecondaryOffset, to: 2)
+        try mdrecSetVersion(path, block: 0, to: 3)
+        try mdrecSetVersion(path, block: mdrecSecondaryOffset, to: 3)
         let changed = try mdrecRead(path)
         for mode in [HeapMode.readWrite, .readOnly] {
-            #expect(throws: HeapError.unsupportedVersion(path: path, version: 2), "\(mode)") { _ = try Heap.open(path: path, mode: mode) }
+            #expect(throws: HeapError.unsupportedVersion(path: path, version: 3), "\(mode)") { _ = try Heap.open(path: path, mode: mode) }
         }
         #expect(mdrecSame(try mdrecRead(path), changed))
         // Back to version 1, it opens.

@@ -10,7 +10,8 @@ import Glibc
 #endif
 
 @Suite struct CheckTests {
-    static let checkKeys: Set<String> = ["healthy", "metadata", "problems", "repaired", "badblocks", "unused_device_size"]
+    static let checkKeys: Set<String> = ["healthy", "metadata", "problems", "repaired", "badblocks", "unused_device_size",
+                                         "old_metadata_copies", "device_layout"]
 
     struct Report {
         var healthy: Bool

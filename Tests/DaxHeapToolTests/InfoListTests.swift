@@ -4,7 +4,8 @@ import DaxTestSupport
 
 @Suite struct InfoListTests {
     static let infoKeys: Set<String> = ["path", "kind", "size", "heap_size", "unused_device_size", "align", "usable_size",
-                                         "available_size", "generation", "arena_count", "persistence", "metadata"]
+                                         "available_size", "generation", "arena_count", "persistence", "metadata",
+                                         "device_layout", "device_identity"]
 
     @Test func infoJSONShape() throws {
         let scratch = try Scratch()
@@ -16,6 +17,8 @@ import DaxTestSupport
         #expect(Set(info.keys) == Self.infoKeys)
         #expect(info["path"] as? String == heap)
         #expect(info["kind"] as? String == "file")
+        #expect(info["device_layout"] as? String == "not recorded", "a file records no device identity")
+        #expect(info["device_identity"] is NSNull)
         #expect(["pmem", "msync"].contains(info["persistence"] as? String))
         #expect((integer(info["size"]) ?? .max) == UInt64(32 * MiB))
         #expect((integer(info["heap_size"]) ?? .max) == UInt64(32 * MiB))

@@ -271,17 +271,19 @@ import DaxTestSupport
     }
 
     @Test func fitsExactlyUpToTheBlock() {
-        // 16 + 96a + 24e <= 2 MiB - 64  <=>  4a + e <= 87378
+        // 16 + 96a + 24e <= 2 MiB - 64 - 1536 (room for the largest device identity record)
+        //   <=>  4a + e <= 87314
+        #expect(MetadataCopy.maxArenaTableLength == MetadataCopy.maxTableLength - 1536)
         #expect(MetadataCopy.fits(arenas: 0, extents: 0))
-        #expect(MetadataCopy.fits(arenas: 0, extents: 87_378))
-        #expect(!MetadataCopy.fits(arenas: 0, extents: 87_379))
-        #expect(MetadataCopy.fits(arenas: 21_844, extents: 2))
-        #expect(!MetadataCopy.fits(arenas: 21_844, extents: 3))
-        #expect(!MetadataCopy.fits(arenas: 21_845, extents: 0))
-        #expect(MetadataCopy.fits(arenas: 1, extents: 87_374))
-        #expect(!MetadataCopy.fits(arenas: 1, extents: 87_375))
-        for a in stride(from: 0, through: 21_845, by: 113) {
-            let limit = 87_378 - 4 * a
+        #expect(MetadataCopy.fits(arenas: 0, extents: 87_314))
+        #expect(!MetadataCopy.fits(arenas: 0, extents: 87_315))
+        #expect(MetadataCopy.fits(arenas: 21_828, extents: 2))
+        #expect(!MetadataCopy.fits(arenas: 21_828, extents: 3))
+        #expect(!MetadataCopy.fits(arenas: 21_829, extents: 0))
+        #expect(MetadataCopy.fits(arenas: 1, extents: 87_310))
+        #expect(!MetadataCopy.fits(arenas: 1, extents: 87_311))
+        for a in stride(from: 0, through: 21_829, by: 113) {
+            let limit = 87_314 - 4 * a
             if limit >= 0 {
                 #expect(MetadataCopy.fits(arenas: a, extents: limit))
                 #expect(!MetadataCopy.fits(arenas: a, extents: limit + 1))
@@ -318,8 +320,8 @@ import DaxTestSupport
 
     @Test func decodeErrorDescriptions() {
         #expect(MetadataDecodeError.notADaxHeap.description == "no DaxHeap magic")
-        #expect(MetadataDecodeError.unsupportedVersion(2).description.contains("2"))
-        #expect(MetadataDecodeError.unsupportedVersion(2).description.contains("version 1"))
+        #expect(MetadataDecodeError.unsupportedVersion(3).description.contains("3"))
+        #expect(MetadataDecodeError.unsupportedVersion(3).description.contains("versions 1 and 2"))
         #expect(MetadataDecodeError.corrupt("why").description == "why")
     }
 

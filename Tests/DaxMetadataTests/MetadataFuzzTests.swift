@@ -239,7 +239,7 @@ private func mutate(_ bytes: inout [UInt8], _ rng: inout SplitMix64) -> String {
                 }
             case .failure(.unsupportedVersion(let v)):
                 kinds["unsupportedVersion", default: 0] += 1
-                if v == MetadataCopy.formatVersion || v != bytes.le32(at: Offsets.version) {
+                if v == MetadataCopy.formatVersion || v == MetadataCopy.identityFormatVersion || v != bytes.le32(at: Offsets.version) {
                     failures += 1
                     Issue.record("unsupported version \(v) but the field holds \(bytes.le32(at: Offsets.version)); \(where_)")
                 }

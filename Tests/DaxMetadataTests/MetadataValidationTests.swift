@@ -391,9 +391,12 @@ private func extentAt(_ index: Int) -> Int { Offsets.extent(index, arenaCount: s
     }
 
     @Test func unsupportedVersionsWithAValidChecksum() {
-        for version: UInt32 in [0, 2, 3, 0x100, 0x0100_0000, .max] {
+        for version: UInt32 in [0, 3, 0x100, 0x0100_0000, .max] {
             #expect(MetadataCopy.decode(sealed { $0.setLE32(version, at: Offsets.version) }) == .failure(.unsupportedVersion(version)))
         }
+        // Version 2 is read, and its table must end with a device identity record: a
+        // version-1 table marked 2 has none.
+        expectCorrupt(sealed { $0.setLE32(2, at: Offsets.version) }, "arenas and")
     }
 
     @Test func deviceSizes() {

@@ -131,6 +131,8 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    objectBenchmarks()
+
     // Copying read across extent boundaries (forEachPiece) into a caller buffer.
     Benchmark("Arena_readInto_4KiB_across_extents", configuration: configuration()) { benchmark in
         let f = Fixture.shared

@@ -477,6 +477,9 @@ struct DaxBench {
             _ = try Heap.create(path: args[1], size: size, overwrite: true)
             return
         }
+        if args.first == "objects-fill", args.count == 3, let count = Int(args[2]) {
+            try fillAndDie(path: args[1], count: count)  // the child of the objects suite's recovery figures
+        }
         var dir = "/dev/shm"
         var bigDir = "/var/tmp"
         var reps = 3
@@ -500,6 +503,7 @@ struct DaxBench {
             case "provision": try provisionSuite(dir: dir, reps: reps)
             case "open": try openSuite(dir: dir, bigDir: bigDir, reps: reps)
             case "window": try windowSuite(dir: dir, reps: reps)
+            case "objects": try objectsSuite(dir: dir, reps: reps)
             case "paired": try pairedSuite(dir: dir, rounds: max(reps, 41))  // a diagnostic; run.sh does not run it
             default:
                 note("unknown suite \(suite)")

@@ -54,7 +54,40 @@ enum Formatting {
             "arena_count": .integer(UInt64(heap.arenas.count)),
             "persistence": .string(heap.persistence.rawValue),
             "metadata": metadataJSON(primary: status.primary.state, secondary: status.secondary.state),
+            "device_layout": .string(heap.deviceLayoutState.rawValue),
+            "device_identity": heap.deviceIdentity.map(identityJSON) ?? .null,
         ])
+    }
+
+    /// The device identity a heap records, as info --json prints it.
+    static func identityJSON(_ identity: DeviceIdentity) -> JSON {
+        .object([
+            "region_id": identity.regionID.map(JSON.integer) ?? .null,
+            "region_size": identity.regionSize.map(JSON.integer) ?? .null,
+            "align": .integer(identity.alignment),
+            "device_size": .integer(identity.deviceSize),
+            "mapping_ranges": identity.ranges.map { ranges in
+                .array(ranges.map { r in
+                    .object([
+                        "device_offset": .integer(r.deviceOffset), "physical_start": .integer(r.physicalStart),
+                        "size": .integer(r.length),
+                    ])
+                })
+            } ?? .null,
+        ])
+    }
+
+    /// The device identity for people: "region 0, 2 MiB alignment, 2 mapping ranges".
+    static func identityLine(_ identity: DeviceIdentity?) -> String {
+        guard let identity else { return "none recorded" }
+        let region = identity.regionID.map { "region \($0)" } ?? "region unknown"
+        let ranges = identity.ranges.map { plural($0.count, "mapping range") } ?? "mapping ranges unknown"
+        return "\(region), \(bytes(identity.alignment)) alignment, \(ranges)"
+    }
+
+    /// The device layout's state, and what could not be verified.
+    static func layoutLine(_ state: DeviceLayoutState, unverified: [String]) -> String {
+        unverified.isEmpty ? state.rawValue : "\(state.rawValue) (not verified: \(unverified.joined(separator: "; ")))"
     }
 
     static func infoLines(_ heap: Heap) -> [String] {
@@ -81,6 +114,12 @@ enum Formatting {
             ("primary copy", describe(status.primary)),
             ("secondary copy", describe(status.secondary)),
         ]
+        if heap.kind == .deviceDax || heap.deviceIdentity != nil {
+            rows += [
+                ("device identity", identityLine(heap.deviceIdentity)),
+                ("device layout", layoutLine(heap.deviceLayoutState, unverified: heap.unverifiedDeviceLayout)),
+            ]
+        }
         return table(rows)
     }
 
@@ -156,6 +195,7 @@ enum Formatting {
         case .primaryMetadata: location = "metadata primary"
         case .secondaryMetadata: location = "metadata secondary"
         case .unallocated: location = "unallocated"
+        case .pastHeapEnd: location = "past heap end"
         }
         return .object([
             "device_offset": .integer(block.deviceOffset), "length": .integer(block.length),

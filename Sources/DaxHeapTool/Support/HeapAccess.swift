@@ -27,8 +27,8 @@ enum HeapAccess {
 
     /// Rewrites every bad or stale metadata copy (on a device larger than its heap too),
     /// reporting each repair as a `note:` line; returns them.
-    static func repair(_ path: String) throws(HeapError) -> [String] {
-        let repairs = try Heap.repair(path: path, logger: quietLogger)
+    static func repair(_ path: String, acceptNewDeviceLayout: Bool = false) throws(HeapError) -> [String] {
+        let repairs = try Heap.repair(path: path, acceptNewDeviceLayout: acceptNewDeviceLayout, logger: quietLogger)
         for line in repairs { Console.note(line) }
         return repairs
     }
