@@ -66,14 +66,14 @@ extension KVStore {
 
     /// One group of a batch (at most `batchWidth` keys), in three passes: buckets
     /// requested, records requested, records read. A segment reuse during the group
-    /// (see `reusedSegment`) redoes the whole group.
+    /// (see `spaceReused`) redoes the whole group.
     @inline(__always)
     func getGroup(_ keys: UnsafeBufferPointer<UnsafeRawBufferPointer>, _ buffers: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>,
                   _ lengths: UnsafeMutableBufferPointer<Int?>, _ group: Range<Int>,
                   hashes: UnsafeMutablePointer<UInt64>, slots: UnsafeMutablePointer<UInt64>) throws {
         for (j, i) in group.enumerated() { hashes[j] = hash64(keys[i], seed: Seeds.key) }
         while true {
-            let reuses = segmentReuses.load(ordering: .acquiring)  // before the descriptor: see `get`
+            let reuses = spaceReuses.load(ordering: .acquiring)  // before the descriptor: see `get`
             let table = currentTable()
             // 1. Every key's bucket requested before any is waited for.
             for j in 0 ..< group.count { daxkv_prefetch(indexWord(table.bucketOffset(hashes[j] & table.mask))) }
@@ -102,7 +102,7 @@ extension KVStore {
                 case .damaged(let offset, let reason): if damage == nil { damage = (offset, reason) }
                 }
             }
-            if reusedSegment(since: reuses) { continue }
+            if spaceReused(since: reuses) { continue }
             if let damage { throw KVError.damagedRecord(store: name, offset: damage.offset, reason: damage.reason) }
             return
         }

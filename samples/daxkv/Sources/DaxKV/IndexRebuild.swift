@@ -11,9 +11,15 @@ extension KVStore {
         let count = liveCount
         guard count + tombstones + n > old.slotCount * 3 / 4 else { return }
         let newLog2 = max(Self.log2Buckets(forKeys: count + n), log2)
-        let newOffset = (tableOffset + old.byteCount + Format.headerSize - 1) & ~(Format.headerSize - 1)
+        let newBytes = UInt64(1 << newLog2) * Format.bucketSize
+        // The lowest place that does not overlap the current table: before it when the
+        // new table fits there (space only older tables used), else right after it. So a
+        // rebuild at the same size (tombstones) alternates between two places, and the
+        // arena holds at most the current table and the one before it, not every table
+        // there ever was.
+        let newOffset = Format.headerSize + newBytes <= tableOffset
+            ? Format.headerSize : (tableOffset + old.byteCount + Format.headerSize - 1) & ~(Format.headerSize - 1)
         let new = Table(offset: newOffset, log2Buckets: newLog2)
-        let newBytes = new.byteCount
         let needed = roundUp2M(newOffset + newBytes)
         if index.size < needed {
             var failure: HeapError? = nil
@@ -27,7 +33,13 @@ extension KVStore {
                 throw KVError.storeFull(store: name, needed: needed - index.size, detail: "the index cannot grow (\(failure))")
             }
         }
-        // The region may hold a rebuild a crash interrupted: clear it.
+        // Readers may still be probing an old table there (its descriptor loaded before
+        // the current one was published): counted before the first byte changes, so
+        // they look again (`spaceReused`). The drain orders the count's store before the
+        // clearing's non-temporal stores. Rebuilds are rare; the count moves every time.
+        spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        indexArena.drain()
+        // The region may hold old tables or a rebuild a crash interrupted: clear it.
         try index.memsetPersist(at: newOffset, value: 0, count: newBytes)
         for at in old.allSlots {
             let slot = indexWord(at).load(as: UInt64.self)

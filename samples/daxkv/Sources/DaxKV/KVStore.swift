@@ -60,7 +60,7 @@ public final class KVStore: @unchecked Sendable {
     /// open, so every address below an arena's size stays valid: the base never moves, a
     /// grow maps the new space in before it returns, and a shrink or destroy of a mapped
     /// arena is refused. So no access here needs a read section or a view; what a reader
-    /// must still guard against is the store's own reuse of its space (`segmentReuses`).
+    /// must still guard against is the store's own reuse of its space (`spaceReuses`).
     let index: ArenaWindow
     let data: ArenaWindow
     /// `index.base` and `data.base`, fixed while the windows are open: arena offset `o`
@@ -79,12 +79,14 @@ public final class KVStore: @unchecked Sendable {
     let lock = Locked<Void>(())  // DaxHeap's pthread mutex: visible to ThreadSanitizer
     /// The current index table, as in the index header (readers load it each lookup).
     let descriptor: Atomic<UInt64>
-    /// Segments that held records and became the tail again, counted before their first
-    /// byte changes. A get loads it before and after its reads and looks again when it
-    /// changed (a seqlock's reader): see `get` and README "Concurrency". This is the one
-    /// read-side protection the store needs: the windows keep the bytes mapped, but only
-    /// this count tells a reader that the record its slot pointed at was rewritten.
-    let segmentReuses = Atomic<UInt64>(0)
+    /// Space the store reused while readers may still be reading it, counted before its
+    /// first byte changes: a segment that held records becoming the tail again, and the
+    /// index space of old tables taken by a rebuild's new one. A get loads it before and
+    /// after its reads and looks again when it changed (a seqlock's reader): see `get` and
+    /// README "Concurrency". This is the one read-side protection the store needs: the
+    /// windows keep the bytes mapped, but only this count tells a reader that the record
+    /// its slot pointed at, or the table it probed, was rewritten.
+    let spaceReuses = Atomic<UInt64>(0)
     /// The number of pairs, for readers: the writer's `liveCount`, published with a plain
     /// store (no read-modify-write: that would be a locked instruction).
     let live: Atomic<Int>

@@ -19,12 +19,12 @@ extension KVStore {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         let hash = hash64(key, seed: Seeds.key)
         while true {
-            // Before the table descriptor (which `lookup` loads): see `reusedSegment`.
-            let reuses = segmentReuses.load(ordering: .acquiring)
+            // Before the table descriptor (which `lookup` loads): see `spaceReused`.
+            let reuses = spaceReuses.load(ordering: .acquiring)
             let result = lookup(currentTable(), hash: hash, key: key, buffer: buffer)
             // A slot the lookup loaded may have led it to what the writer put in place of
             // the record: another key's (then the key looked absent) or one not yet durable.
-            if reusedSegment(since: reuses) { continue }
+            if spaceReused(since: reuses) { continue }
             switch result {
             case .absent: return nil
             case .found(let length): return length
@@ -36,17 +36,18 @@ extension KVStore {
         }
     }
 
-    /// Whether a segment was reused since `segmentReuses` was `reuses`. If not, every record
+    /// Whether space was reused since `spaceReuses` was `reuses`. If not, every record
     /// the get read is the one its slot pointed at when loaded: durable (it was written
     /// and fenced before the slot was stored) and unchanged (only reuse rewrites a record,
     /// and a segment a slot points into is not freed). A reader still probing an old
     /// table is covered too: a segment its slots point into is reused only after the
     /// rebuild's publication, and a get that saw that reuse counted in its first load
-    /// loaded the new descriptor after it.
+    /// loaded the new descriptor after it; and the old table's own bytes are rewritten
+    /// (by a later rebuild placing its table there) only after the count moved.
     @inline(__always)
-    func reusedSegment(since reuses: UInt64) -> Bool {
+    func spaceReused(since reuses: UInt64) -> Bool {
         atomicMemoryFence(ordering: .acquiring)  // the record reads above, before the load
-        return segmentReuses.load(ordering: .relaxed) != reuses
+        return spaceReuses.load(ordering: .relaxed) != reuses
     }
 
     /// The value of `key`, or nil.

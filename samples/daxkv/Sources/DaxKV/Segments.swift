@@ -51,7 +51,7 @@ extension KVStore {
         // A get may still hold a slot into the segment's earlier use: counted before the
         // first byte changes (the drain below keeps the zeroing's non-temporal stores after
         // this store; release: after the stores that redirected those slots).
-        if reused { segmentReuses.store(segmentReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing) }
+        if reused { spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing) }
         // Invariant 3 (README): every slot stored so far (the last put's or delete's, a
         // group's) is durable before the segment is zeroed or the tail word stored, since
         // from then on the replay reads only the new tail. A fence of its own, right after

@@ -66,8 +66,8 @@ struct BatchGetTests {
         #expect(throws: KVError.invalidKeySize(0)) { try store.get(batch: [bytes("a"), []]) }
         #expect(throws: KVError.invalidKeySize(1025)) { try store.get(batch: [[UInt8](repeating: 1, count: 1025)]) }
         let key = bytes("k")
-        try key.withUnsafeBytes { k in
-            try [k, k].withUnsafeBufferPointer { keys in
+        key.withUnsafeBytes { k in
+            [k, k].withUnsafeBufferPointer { keys in
                 let error = #expect(throws: KVError.self) {
                     var lengths: [Int?] = [nil, nil]
                     try lengths.withUnsafeMutableBufferPointer { try store.get(batch: keys, into: UnsafeBufferPointer(start: nil, count: 0), lengths: $0) }
