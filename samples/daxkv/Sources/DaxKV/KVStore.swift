@@ -20,11 +20,19 @@ public struct KVStoreOptions: Sendable {
     /// write amplification 1.33, space up to 4x). Once the heap cannot grow, any gain is taken.
     public var reclaimBeforeGrowth: Double
 
-    public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5) {
+    /// At a read-write open, give the heap back what the store does not use: the data
+    /// segments at the arena's end that hold no live record (two free ones are kept for
+    /// the log's next switches) and the index space past the current table. Only at open:
+    /// an open store's windows keep its arenas mapped, and a mapped arena cannot shrink.
+    public var giveBackSpace: Bool
+
+    public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5,
+                giveBackSpace: Bool = true) {
         self.create = create
         self.expectedKeys = expectedKeys
         self.initialDataSize = initialDataSize
         self.reclaimBeforeGrowth = min(max(reclaimBeforeGrowth, 0), 1)
+        self.giveBackSpace = giveBackSpace
     }
 }
 
@@ -154,6 +162,10 @@ public final class KVStore: @unchecked Sendable {
     /// released: meanwhile they cannot be shrunk or destroyed, by ``destroy(heap:name:)``
     /// either. A device whose alignment is coarser than the arenas' extents cannot map
     /// them (`HeapError.windowMisaligned`), and then the store cannot be opened.
+    ///
+    /// A read-write open gives the heap back space the store does not use
+    /// (``KVStoreOptions/giveBackSpace``): free data segments at the arena's end and index
+    /// space past the current table. Not while the store is open elsewhere in this process.
     public static func open(heap: Heap, name: String = "kv", options: KVStoreOptions = .init()) throws -> KVStore {
         guard !name.isEmpty, name.utf8.count <= 57, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
             throw KVError.invalidStoreName(name)
@@ -172,7 +184,10 @@ public final class KVStore: @unchecked Sendable {
                 if index != nil, ready { throw KVError.notAStore(store: name, reason: "the data arena is missing") }
                 (index, data) = try initialise(heap: heap, name: name, index: index, data: data, options: options)
             }
-            return try KVStore(heap: heap, name: name, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
+            let store = try KVStore(heap: heap, name: name, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
+            (index, data) = (nil, nil)  // the store holds the windows now
+            guard options.giveBackSpace, let sizes = store.sizesAfterGivingBack() else { return store }
+            return try giveBack(consume store, shrinkingTo: sizes, options: options)
         } catch let error as HeapError {
             throw KVError.heap(error)
         }
@@ -233,7 +248,10 @@ public final class KVStore: @unchecked Sendable {
         return log2
     }
 
-    private init(heap: Heap, name: String, index: ArenaWindow, data: ArenaWindow, reclaim: Double) throws {
+    /// Opens the store on `index` and `data`: checks the headers, then recovers (the index
+    /// scan and the tail replay), unless `resuming` gives the state a recovery of the same
+    /// media already found (`giveBack` reopens on shrunk arenas without recovering twice).
+    init(heap: Heap, name: String, index: ArenaWindow, data: ArenaWindow, reclaim: Double, resuming: RecoveredState? = nil) throws {
         self.reclaimBeforeGrowth = reclaim
         let clock = ContinuousClock()
         let started = clock.now
@@ -262,6 +280,15 @@ public final class KVStore: @unchecked Sendable {
         let segments = Int(data.size >> Format.segmentShift)
         let tailSegment = Int(try data.load(at: Format.tailSegmentOffset))
         guard tailSegment < segments else { throw KVError.notAStore(store: name, reason: "the tail segment \(tailSegment) is past the data arena") }
+        if let state = resuming {
+            guard state.descriptor == word, state.tailSegment == tailSegment, state.segmentLive.count >= segments else {
+                throw KVError.notAStore(store: name, reason: "it changed while it was reopened to give space back")
+            }
+            live = Atomic(state.liveCount)
+            recovery = state.recovery
+            resume(state, segments: segments)
+            return
+        }
         let scan = try Self.scanIndex(index, data, Table(descriptor: word), segments: segments, tailSegment: tailSegment, store: name)
         let count = scan.pairs, segmentLive = scan.segmentLive
         self.live = Atomic(count)
