@@ -11,7 +11,8 @@ public struct KVStoreOptions: Sendable {
     public var create: Bool
     /// Size the index for this many keys up front (it grows online anyway).
     public var expectedKeys: Int
-    /// The data arena's size when the store is created (a multiple of 2 MiB, at least 2 MiB).
+    /// The data arena's size when the store is created (a multiple of 2 MiB, at least 2 MiB),
+    /// and the least an open gives space back down to (`giveBackSpace`).
     public var initialDataSize: UInt64
 
     /// When the log needs a segment and none is free: compact a segment (rather than grow
@@ -22,8 +23,9 @@ public struct KVStoreOptions: Sendable {
 
     /// At a read-write open, give the heap back what the store does not use: the data
     /// segments at the arena's end that hold no live record (two free ones are kept for
-    /// the log's next switches) and the index space past the current table. Only at open:
-    /// an open store's windows keep its arenas mapped, and a mapped arena cannot shrink.
+    /// the log's next switches, and the arena keeps at least `initialDataSize`) and the
+    /// index space past the current table. Only at open: an open store's windows keep its
+    /// arenas mapped, and a mapped arena cannot shrink.
     public var giveBackSpace: Bool
 
     public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5,
@@ -186,7 +188,7 @@ public final class KVStore: @unchecked Sendable {
             }
             let store = try KVStore(heap: heap, name: name, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
             (index, data) = (nil, nil)  // the store holds the windows now
-            guard options.giveBackSpace, let sizes = store.sizesAfterGivingBack() else { return store }
+            guard options.giveBackSpace, let sizes = store.sizesAfterGivingBack(minimumData: options.initialDataSize) else { return store }
             return try giveBack(consume store, shrinkingTo: sizes, options: options)
         } catch let error as HeapError {
             throw KVError.heap(error)

@@ -11,16 +11,17 @@ extension KVStore {
 
     /// The sizes the arenas could shrink to, or nil when neither can or may: the data
     /// arena to its last segment that is the tail, holds a live record or is damaged, plus
-    /// `keptFreeSegments`; the index arena to the end of the current table (what lies past
+    /// `keptFreeSegments`, but not below `minimumData` (the open's `initialDataSize`, so
+    /// that a store created at that size keeps it); the index arena to the end of the current table (what lies past
     /// it is older tables or a rebuild a crash interrupted: no descriptor on the media
     /// points there, and no reader exists yet). Nil on a read-only heap, and while another
     /// window maps either arena (the same store open elsewhere in this process).
-    func sizesAfterGivingBack() -> (data: UInt64, index: UInt64)? {
+    func sizesAfterGivingBack(minimumData: UInt64) -> (data: UInt64, index: UInt64)? {
         guard heap.mode == .readWrite, indexArena.openWindowCount == 1, dataArena.openWindowCount == 1 else { return nil }
         return lock.withLock { _ in
             var used = segmentLive.count
             while used > tailSegment + 1, segmentLive[used - 1] == 0, !damagedSegments.contains(used - 1) { used -= 1 }
-            let dataSize = min(data.size, UInt64(used + Self.keptFreeSegments) << Format.segmentShift)
+            let dataSize = min(data.size, max(UInt64(used + Self.keptFreeSegments) << Format.segmentShift, roundUp2M(minimumData)))
             let table = currentTable()
             let indexSize = min(index.size, roundUp2M(table.offset + table.byteCount))
             return dataSize < data.size || indexSize < index.size ? (dataSize, indexSize) : nil

@@ -100,6 +100,28 @@ struct SpaceReturnTests {
         for (k, v) in model { #expect(try reopened.get(k) == v) }
     }
 
+    /// A store keeps the data arena's initial size across opens with the same options
+    /// (creation gives nothing back); an open asking for less gives the free end back.
+    @Test("the data arena keeps the open's initialDataSize")
+    func initialSizeKept() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap()
+        let options = KVStoreOptions(initialDataSize: 16 << 20)
+        do {
+            let store = try KVStore.open(heap: heap, options: options)
+            #expect(store.data.size == 16 << 20)
+            for i in 0 ..< 4 { try store.put(key(i), stamped(i, version: 1, count: 1000)) }
+        }
+        do {
+            let store = try KVStore.open(heap: heap, options: options)
+            #expect(store.data.size == 16 << 20)
+        }
+        let store = try KVStore.open(heap: heap)
+        #expect(store.data.size == UInt64(1 + KVStore.keptFreeSegments) << Format.segmentShift)
+        for i in 0 ..< 4 { #expect(try store.get(key(i)) == stamped(i, version: 1, count: 1000)) }
+    }
+
     /// The state the open that gave space back carried over is what a full recovery of
     /// the shrunk arenas finds; and the pairs are there after a close.
     @Test("the store reopened after giving space back is the one a recovery finds")
