@@ -81,7 +81,8 @@ let package = Package(
             dependencies: ["CDaxHeap", "DaxHeap", "DaxObjects", .product(name: "Logging", package: "swift-log")]
         ),
         // The sample key-value store (samples/daxkv): uses the public DaxHeap API only.
-        .target(name: "DaxKV", dependencies: ["DaxHeap"], path: "samples/daxkv/Sources/DaxKV"),
+        .target(name: "CDaxKVShims", path: "samples/daxkv/Sources/CDaxKVShims"),
+        .target(name: "DaxKV", dependencies: ["DaxHeap", "CDaxKVShims"], path: "samples/daxkv/Sources/DaxKV"),
         .executableTarget(
             name: "DaxKVTool",
             dependencies: ["DaxKV", .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -87,6 +87,11 @@ def rows(f):
         ratio(f"daxkv.{t}fill", "anchor.lmdb_kv.nosync_wm.fill", ">= 4" if not t else "", (lambda r: r >= 4) if not t else None)
         ratio(f"daxkv.{t}read", "anchor.pmemobj_kv.get", ">= 3" if not t else "", (lambda r: r >= 3) if not t else None)
         ratio(f"daxkv.{t}update", "anchor.lmdb_kv.nosync_wm.update", ">= 4" if not t else "", (lambda r: r >= 4) if not t else None)
+    # Issue 16: gets in batches of 16 (get(batch:), misses overlapped), and two writers
+    # at least 1.5x one.
+    ratio("daxkv.read.batch16", "anchor.pmemobj_kv.get", ">= 5", lambda r: r >= 5)
+    for phase in ("fill", "update"):
+        ratio(f"daxkv.t2.{phase}", f"daxkv.{phase}", ">= 1.5", lambda r: r >= 1.5)
     ratio("daxkv.fill", "anchor.pmemobj_kv.insert")
     ratio("daxkv.read", "anchor.lmdb_kv.nosync_wm.read")
     ratio("daxkv.update", "anchor.pmemobj_kv.update")

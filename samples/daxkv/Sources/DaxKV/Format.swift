@@ -24,17 +24,27 @@ enum Format {
     static let versionOffset: UInt64 = 8
     /// Data arena: the tail segment's index (the segment appends go to).
     static let tailSegmentOffset: UInt64 = 64
-    /// Index arena: the table descriptor, (tableOffset / 4096) << 8 | log2(buckets).
+    /// Index arena: the table descriptor, (tableOffset >> tableAlignmentShift) << descriptorLog2Bits | log2(buckets).
     static let descriptorOffset: UInt64 = 64
+    /// The size of a header word, a slot and a record's checksum and length word: the
+    /// aligned 8-byte store is the unit of failure atomicity.
+    static let wordSize: UInt64 = 8
 
     // Records: [checksum u64][keyLength u16][flags u16][valueLength u32] key value, padded to 8.
     // flags: 0 for a pair, `deleteFlag` for a delete record (a key, no value).
-    static let recordHeaderSize = 16
-    /// Byte offsets in a record: the length word (key length, flags, value length), the key.
+    /// Byte offsets in a record: the checksum, the length word (key length, flags, value
+    /// length), the key (the value follows it).
+    static let checksumOffset = 0
     static let lengthWordOffset = 8
-    static let keyOffset = recordHeaderSize
-    /// The key length: the low 16 bits of the length word.
+    static let keyOffset = 16
+    static let recordHeaderSize = 16
+    /// The fields of the length word: bits 0..<16 the key length, 16..<32 the flags,
+    /// 32..<64 the value length.
+    static let keyLengthShift: UInt64 = 0
+    static let flagsShift: UInt64 = 16
+    static let valueLengthShift: UInt64 = 32
     static let keyLengthMask: UInt64 = 0xFFFF
+    static let flagsMask: UInt64 = 0xFFFF
     static let maxKeySize = 1024
     static let maxValueSize = 1 << 20
     static let recordAlignment = 8
@@ -49,28 +59,40 @@ enum Format {
     /// The length word of a record header: key length, flags and value length.
     @inline(__always)
     static func lengthWord(keyCount: Int, valueCount: Int, flags: UInt64 = 0) -> UInt64 {
-        UInt64(keyCount) | flags << 16 | UInt64(valueCount) << 32
+        UInt64(keyCount) << keyLengthShift | flags << flagsShift | UInt64(valueCount) << valueLengthShift
     }
 
     // Index slots: 8 bytes, [tag: 20 bits][record offset / 8: 44 bits]; 8 slots a bucket
     // (one 64-byte cache line); linear probing over buckets.
+    static let slotSize: UInt64 = wordSize
     static let slotsPerBucket = 8
     static let bucketSize: UInt64 = 64
     static let emptySlot: UInt64 = 0
     /// A deleted entry: probing goes on past it; an insert may reuse it.
     static let tombstone: UInt64 = 1
-    static let offsetMask: UInt64 = (1 << 44) - 1
+    /// A slot's tag is the top `64 - tagShift` bits of the key hash, kept above the
+    /// record's offset in units of `1 << offsetUnitShift` bytes (the record alignment).
+    static let tagShift: UInt64 = 44
+    static let offsetUnitShift: UInt64 = 3
+    static let offsetMask: UInt64 = (1 << tagShift) - 1
 
-    @inline(__always) static func tag(_ hash: UInt64) -> UInt64 { hash >> 44 }
-    @inline(__always) static func slot(tag: UInt64, offset: UInt64) -> UInt64 { tag << 44 | offset >> 3 }
-    @inline(__always) static func slotOffset(_ slot: UInt64) -> UInt64 { (slot & offsetMask) << 3 }
-    @inline(__always) static func slotTag(_ slot: UInt64) -> UInt64 { slot >> 44 }
+    @inline(__always) static func tag(_ hash: UInt64) -> UInt64 { hash >> tagShift }
+    @inline(__always) static func slot(tag: UInt64, offset: UInt64) -> UInt64 { tag << tagShift | offset >> offsetUnitShift }
+    @inline(__always) static func slotOffset(_ slot: UInt64) -> UInt64 { (slot & offsetMask) << offsetUnitShift }
+    @inline(__always) static func slotTag(_ slot: UInt64) -> UInt64 { slot >> tagShift }
     @inline(__always) static func isLive(_ slot: UInt64) -> Bool { slot > tombstone }
 
+    /// The descriptor word: the table's offset in 4 KiB units above 8 bits of log2(buckets).
+    static let tableAlignmentShift: UInt64 = 12
+    static let descriptorLog2Bits: UInt64 = 8
     @inline(__always)
-    static func descriptor(tableOffset: UInt64, log2Buckets: Int) -> UInt64 { (tableOffset >> 12) << 8 | UInt64(log2Buckets) }
+    static func descriptor(tableOffset: UInt64, log2Buckets: Int) -> UInt64 {
+        (tableOffset >> tableAlignmentShift) << descriptorLog2Bits | UInt64(log2Buckets)
+    }
     @inline(__always)
-    static func decode(descriptor d: UInt64) -> (tableOffset: UInt64, log2Buckets: Int) { ((d >> 8) << 12, Int(d & 0xFF)) }
+    static func decode(descriptor d: UInt64) -> (tableOffset: UInt64, log2Buckets: Int) {
+        ((d >> descriptorLog2Bits) << tableAlignmentShift, Int(d & ((1 << descriptorLog2Bits) - 1)))
+    }
 
     @inline(__always)
     static func segmentStart(_ segment: Int) -> UInt64 { segment == 0 ? headerSize : UInt64(segment) << segmentShift }
@@ -139,7 +161,8 @@ struct RecordLengths {
 
     @inline(__always)
     init?(_ word: UInt64) {
-        let k = Int(word & 0xFFFF), n = Int(word >> 32), flags = (word >> 16) & 0xFFFF
+        let k = Int(word >> Format.keyLengthShift & Format.keyLengthMask), n = Int(word >> Format.valueLengthShift)
+        let flags = word >> Format.flagsShift & Format.flagsMask
         guard (1 ... Format.maxKeySize).contains(k), n <= Format.maxValueSize,
               flags == 0 || (flags == Format.deleteFlag && n == 0) else { return nil }
         self.word = word
@@ -157,7 +180,7 @@ struct RecordLengths {
 func recordIsIntact(_ base: UnsafeRawPointer, _ lengths: RecordLengths) -> Bool {
     let key = base + Format.recordHeaderSize
     return recordChecksum(lengthWord: lengths.word, key: key, keyCount: lengths.keyCount,
-                          value: key + lengths.keyCount, valueCount: lengths.valueCount) == base.load(as: UInt64.self)
+                          value: key + lengths.keyCount, valueCount: lengths.valueCount) == base.load(fromByteOffset: Format.checksumOffset, as: UInt64.self)
 }
 
 /// The checksum stored in a record's header: over the length word, the key and the value.

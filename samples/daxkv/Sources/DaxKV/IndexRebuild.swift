@@ -7,13 +7,19 @@ extension KVStore {
     /// than three quarters full (tombstones count), before anything of the put is written.
     func ensureIndexRoom(adding n: Int) throws {
         let (tableOffset, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
-        let slots = (1 << log2) * Format.slotsPerBucket
+        let old = Table(offset: tableOffset, log2Buckets: log2)
         let count = liveCount
-        guard count + tombstones + n > slots * 3 / 4 else { return }
+        guard count + tombstones + n > old.slotCount * 3 / 4 else { return }
         let newLog2 = max(Self.log2Buckets(forKeys: count + n), log2)
-        let oldBytes = UInt64(1 << log2) * Format.bucketSize
-        let newOffset = (tableOffset + oldBytes + Format.headerSize - 1) & ~(Format.headerSize - 1)
         let newBytes = UInt64(1 << newLog2) * Format.bucketSize
+        // The lowest place that does not overlap the current table: before it when the
+        // new table fits there (space only older tables used), else right after it. So a
+        // rebuild at the same size (tombstones) alternates between two places, and the
+        // arena holds at most the current table and the one before it, not every table
+        // there ever was.
+        let newOffset = Format.headerSize + newBytes <= tableOffset
+            ? Format.headerSize : (tableOffset + old.byteCount + Format.headerSize - 1) & ~(Format.headerSize - 1)
+        let new = Table(offset: newOffset, log2Buckets: newLog2)
         let needed = roundUp2M(newOffset + newBytes)
         if index.size < needed {
             var failure: HeapError? = nil
@@ -27,26 +33,25 @@ extension KVStore {
                 throw KVError.storeFull(store: name, needed: needed - index.size, detail: "the index cannot grow (\(failure))")
             }
         }
-        // The region may hold a rebuild a crash interrupted: clear it.
+        // Readers may still be probing an old table there (its descriptor loaded before
+        // the current one was published): counted before the first byte changes, so
+        // they look again (`spaceReused`). The drain orders the count's store before the
+        // clearing's non-temporal stores. Rebuilds are rare; the count moves every time.
+        spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        indexArena.drain()
+        // The region may hold old tables or a rebuild a crash interrupted: clear it.
         try index.memsetPersist(at: newOffset, value: 0, count: newBytes)
-        let newMask = UInt64(1 << newLog2) - 1
-        for at in stride(from: tableOffset, to: tableOffset + oldBytes, by: 8) {
+        for at in old.allSlots {
             let slot = indexWord(at).load(as: UInt64.self)
             guard Format.isLive(slot) else { continue }
-            var bucket = placementHash(of: slot, oldBucket: (at - tableOffset) / Format.bucketSize) & newMask
-            placed: while true {
-                let base = newOffset + bucket * Format.bucketSize
-                for i in 0 ..< UInt64(Format.slotsPerBucket) where indexWord(base + i * 8).load(as: UInt64.self) == Format.emptySlot {
-                    indexWord(base + i * 8).storeBytes(of: slot, as: UInt64.self)  // published below, after the persist
-                    break placed
-                }
-                bucket = (bucket + 1) & newMask
-            }
+            // The new table has room for every live slot (it is at most half full).
+            let position = firstEmptySlot(hash: placementHash(of: slot, oldBucket: (at - tableOffset) / Format.bucketSize), new)!
+            indexWord(position).storeBytes(of: slot, as: UInt64.self)  // published below, after the persist
         }
         try indexArena.persist(at: newOffset, count: newBytes)
         let word = Format.descriptor(tableOffset: newOffset, log2Buckets: newLog2)
         try index.store(word, at: Format.descriptorOffset)
-        try indexArena.persist(at: Format.descriptorOffset, count: 8)
+        try indexArena.persist(at: Format.descriptorOffset, count: Format.wordSize)
         descriptor.store(word, ordering: .releasing)
         pendingSlot = nil  // its value is in the new table, which is durable
         tombstones = 0

@@ -20,6 +20,8 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Opened read-only right after a crash: the tail of the log holds writes whose index
     /// slots did not reach the media, and replaying them needs a read-write open once.
     case needsRecovery(store: String, records: Int)
+    /// A batched get was given different numbers of keys, buffers and length slots.
+    case batchMismatch(keys: Int, buffers: Int, lengths: Int)
     /// The heap itself failed.
     case heap(HeapError)
 
@@ -41,6 +43,8 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
             "there is no store \(quoted(name)) on this heap"
         case .needsRecovery(let store, let records):
             "store \(quoted(store)) needs recovery after a crash (\(records) writes at the tail of its log to apply to its index); open it read-write once (any daxkv put or delete does), then read-only opens work again"
+        case .batchMismatch(let keys, let buffers, let lengths):
+            "a batched get needs one buffer and one length per key; it was given \(keys) keys, \(buffers) buffers and \(lengths) lengths"
         case .heap(let error):
             "\(error)"
         }

@@ -11,7 +11,8 @@ public struct KVStoreOptions: Sendable {
     public var create: Bool
     /// Size the index for this many keys up front (it grows online anyway).
     public var expectedKeys: Int
-    /// The data arena's size when the store is created (a multiple of 2 MiB, at least 2 MiB).
+    /// The data arena's size when the store is created (a multiple of 2 MiB, at least 2 MiB),
+    /// and the least an open gives space back down to (`giveBackSpace`).
     public var initialDataSize: UInt64
 
     /// When the log needs a segment and none is free: compact a segment (rather than grow
@@ -20,11 +21,20 @@ public struct KVStoreOptions: Sendable {
     /// write amplification 1.33, space up to 4x). Once the heap cannot grow, any gain is taken.
     public var reclaimBeforeGrowth: Double
 
-    public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5) {
+    /// At a read-write open, give the heap back what the store does not use: the data
+    /// segments at the arena's end that hold no live record (two free ones are kept for
+    /// the log's next switches, and the arena keeps at least `initialDataSize`) and the
+    /// index space past the current table. Only at open: an open store's windows keep its
+    /// arenas mapped, and a mapped arena cannot shrink.
+    public var giveBackSpace: Bool
+
+    public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5,
+                giveBackSpace: Bool = true) {
         self.create = create
         self.expectedKeys = expectedKeys
         self.initialDataSize = initialDataSize
         self.reclaimBeforeGrowth = min(max(reclaimBeforeGrowth, 0), 1)
+        self.giveBackSpace = giveBackSpace
     }
 }
 
@@ -60,7 +70,7 @@ public final class KVStore: @unchecked Sendable {
     /// open, so every address below an arena's size stays valid: the base never moves, a
     /// grow maps the new space in before it returns, and a shrink or destroy of a mapped
     /// arena is refused. So no access here needs a read section or a view; what a reader
-    /// must still guard against is the store's own reuse of its space (`segmentReuses`).
+    /// must still guard against is the store's own reuse of its space (`spaceReuses`).
     let index: ArenaWindow
     let data: ArenaWindow
     /// `index.base` and `data.base`, fixed while the windows are open: arena offset `o`
@@ -79,12 +89,14 @@ public final class KVStore: @unchecked Sendable {
     let lock = Locked<Void>(())  // DaxHeap's pthread mutex: visible to ThreadSanitizer
     /// The current index table, as in the index header (readers load it each lookup).
     let descriptor: Atomic<UInt64>
-    /// Segments that held records and became the tail again, counted before their first
-    /// byte changes. A get loads it before and after its reads and looks again when it
-    /// changed (a seqlock's reader): see `get` and README "Concurrency". This is the one
-    /// read-side protection the store needs: the windows keep the bytes mapped, but only
-    /// this count tells a reader that the record its slot pointed at was rewritten.
-    let segmentReuses = Atomic<UInt64>(0)
+    /// Space the store reused while readers may still be reading it, counted before its
+    /// first byte changes: a segment that held records becoming the tail again, and the
+    /// index space of old tables taken by a rebuild's new one. A get loads it before and
+    /// after its reads and looks again when it changed (a seqlock's reader): see `get` and
+    /// README "Concurrency". This is the one read-side protection the store needs: the
+    /// windows keep the bytes mapped, but only this count tells a reader that the record
+    /// its slot pointed at, or the table it probed, was rewritten.
+    let spaceReuses = Atomic<UInt64>(0)
     /// The number of pairs, for readers: the writer's `liveCount`, published with a plain
     /// store (no read-modify-write: that would be a locked instruction).
     let live: Atomic<Int>
@@ -113,11 +125,10 @@ public final class KVStore: @unchecked Sendable {
     @exclusivity(unchecked) var liveCount = 0
     @exclusivity(unchecked) var damagedSegments: Set<Int> = []
     @exclusivity(unchecked) var pending: [Pending] = []
-    @exclusivity(unchecked) var relocations: [Relocation] = []
 
     deinit {
         // A clean close leaves nothing for the next open to replay.
-        if let position = pendingSlot { try? indexArena.persist(at: position, count: 8) }
+        if let position = pendingSlot { try? indexArena.persist(at: position, count: Format.slotSize) }
         // No call is running (each holds the store), so no thread uses the windows'
         // addresses any more: unmap them, which lets the arenas be shrunk or destroyed.
         index.close()
@@ -141,7 +152,6 @@ public final class KVStore: @unchecked Sendable {
     #endif
 
     struct Pending { var hash: UInt64; var offset: UInt64; var item: Int }
-    struct Relocation { var from: UInt64; var size: Int; var slotAt: UInt64; var tag: UInt64; var to: UInt64 }
 
     // MARK: - Opening
 
@@ -154,6 +164,10 @@ public final class KVStore: @unchecked Sendable {
     /// released: meanwhile they cannot be shrunk or destroyed, by ``destroy(heap:name:)``
     /// either. A device whose alignment is coarser than the arenas' extents cannot map
     /// them (`HeapError.windowMisaligned`), and then the store cannot be opened.
+    ///
+    /// A read-write open gives the heap back space the store does not use
+    /// (``KVStoreOptions/giveBackSpace``): free data segments at the arena's end and index
+    /// space past the current table. Not while the store is open elsewhere in this process.
     public static func open(heap: Heap, name: String = "kv", options: KVStoreOptions = .init()) throws -> KVStore {
         guard !name.isEmpty, name.utf8.count <= 57, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
             throw KVError.invalidStoreName(name)
@@ -172,7 +186,10 @@ public final class KVStore: @unchecked Sendable {
                 if index != nil, ready { throw KVError.notAStore(store: name, reason: "the data arena is missing") }
                 (index, data) = try initialise(heap: heap, name: name, index: index, data: data, options: options)
             }
-            return try KVStore(heap: heap, name: name, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
+            let store = try KVStore(heap: heap, name: name, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
+            (index, data) = (nil, nil)  // the store holds the windows now
+            guard options.giveBackSpace, let sizes = store.sizesAfterGivingBack(minimumData: options.initialDataSize) else { return store }
+            return try giveBack(consume store, shrinkingTo: sizes, options: options)
         } catch let error as HeapError {
             throw KVError.heap(error)
         }
@@ -214,7 +231,7 @@ public final class KVStore: @unchecked Sendable {
         try index.store(Format.descriptor(tableOffset: Format.headerSize, log2Buckets: log2), at: Format.descriptorOffset)
         try index.arena.persist(at: 0, count: Format.headerSize)
         try index.store(Format.indexMagic, at: Format.magicOffset)
-        try index.arena.persist(at: Format.magicOffset, count: 8)
+        try index.arena.persist(at: Format.magicOffset, count: Format.wordSize)
         return (index, data)
     }
 
@@ -233,7 +250,10 @@ public final class KVStore: @unchecked Sendable {
         return log2
     }
 
-    private init(heap: Heap, name: String, index: ArenaWindow, data: ArenaWindow, reclaim: Double) throws {
+    /// Opens the store on `index` and `data`: checks the headers, then recovers (the index
+    /// scan and the tail replay), unless `resuming` gives the state a recovery of the same
+    /// media already found (`giveBack` reopens on shrunk arenas without recovering twice).
+    init(heap: Heap, name: String, index: ArenaWindow, data: ArenaWindow, reclaim: Double, resuming: RecoveredState? = nil) throws {
         self.reclaimBeforeGrowth = reclaim
         let clock = ContinuousClock()
         let started = clock.now
@@ -262,49 +282,27 @@ public final class KVStore: @unchecked Sendable {
         let segments = Int(data.size >> Format.segmentShift)
         let tailSegment = Int(try data.load(at: Format.tailSegmentOffset))
         guard tailSegment < segments else { throw KVError.notAStore(store: name, reason: "the tail segment \(tailSegment) is past the data arena") }
-        var segmentLive = [Int](repeating: 0, count: segments)
-        var count = 0, tombstones = 0, headers = 0
-        var tail = Format.segmentStart(tailSegment)
-        let slots = (1 << log2) * Format.slotsPerBucket
-        var tailOffsets: [UInt64] = []
-        // One sequential pass over the table, which the window shows as one range however
-        // many extents hold it.
-        let table = UnsafeRawPointer(index.base + Int(tableOffset))
-        for i in 0 ..< slots {
-            let slot = table.load(fromByteOffset: i * 8, as: UInt64.self)
-            if slot == Format.emptySlot { continue }
-            if slot == Format.tombstone { tombstones += 1; continue }
-            let offset = Format.slotOffset(slot)
-            let segment = Format.segment(of: offset)
-            guard offset >= Format.headerSize, segment < segments,
-                  offset + UInt64(Format.recordHeaderSize) <= Format.segmentEnd(segment) else {
-                throw KVError.notAStore(store: name, reason: "index slot at \(tableOffset + UInt64(i * 8)) points outside the data arena")
+        if let state = resuming {
+            guard state.descriptor == word, state.tailSegment == tailSegment, state.segmentLive.count >= segments else {
+                throw KVError.notAStore(store: name, reason: "it changed while it was reopened to give space back")
             }
-            segmentLive[segment] += 1
-            count += 1
-            if segment == tailSegment { tailOffsets.append(offset) }
+            live = Atomic(state.liveCount)
+            recovery = state.recovery
+            resume(state, segments: segments)
+            return
         }
-        // The tail restarts after the last record a slot references in the tail segment:
-        // anything after it is unreferenced (an unacknowledged put) and may be overwritten.
-        for offset in tailOffsets {
-            headers += 1
-            let word = data.base.load(fromByteOffset: Int(offset) + Format.lengthWordOffset, as: UInt64.self)
-            if let lengths = RecordLengths(word), !lengths.isDelete, offset + UInt64(lengths.size) <= Format.segmentEnd(tailSegment) {
-                tail = max(tail, offset + UInt64(lengths.size))
-            } else {
-                tail = Format.segmentEnd(tailSegment)  // damaged header: never append into this segment again
-            }
-        }
+        let scan = try Self.scanIndex(index, data, Table(descriptor: word), segments: segments, tailSegment: tailSegment, store: name)
+        let count = scan.pairs, segmentLive = scan.segmentLive
         self.live = Atomic(count)
         self.liveCount = count
-        self.tail = tail
+        self.tail = scan.tail
         self.tailSegment = tailSegment
         self.segmentLive = segmentLive
         self.segmentAppended = [Int](repeating: -1, count: segments)
         self.segmentZeroed = [Bool](repeating: false, count: segments)
-        self.tombstones = tombstones
+        self.tombstones = scan.tombstones
         self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
-        self.recovery = KVRecoveryStats(slotsScanned: slots, recordHeadersRead: headers, seconds: 0)
+        self.recovery = KVRecoveryStats(slotsScanned: scan.slots, recordHeadersRead: scan.headersRead, seconds: 0)
         let replay = try wrapHeap { try recoverTail(upgrading: version == 1 || dataVersion == 1) }
         recovery.tailRecordsScanned = replay.scanned
         recovery.recordsReplayed = replay.replayed
@@ -326,31 +324,6 @@ public final class KVStore: @unchecked Sendable {
     }
 
     // MARK: - Addresses
-
-    /// The index table an operation works on, from the descriptor it loaded.
-    struct Table {
-        let offset: UInt64
-        let mask: UInt64
-
-        init(descriptor: UInt64) {
-            let (offset, log2) = Format.decode(descriptor: descriptor)
-            self.offset = offset
-            self.mask = UInt64(1 << log2) - 1
-        }
-
-        @inline(__always) func bucketOffset(_ bucket: UInt64) -> UInt64 { offset + bucket * Format.bucketSize }
-    }
-
-    /// The current table. Acquiring: a table a rebuild published lies in the index window
-    /// as grown before the publication, and its slots were stored before it.
-    @inline(__always)
-    func currentTable() -> Table { Table(descriptor: descriptor.load(ordering: .acquiring)) }
-
-    /// The address of the 8-byte index word (a slot or a header word) at `offset`. Every
-    /// table lies inside the index window: open checks the descriptor against the arena's
-    /// size, and a rebuild publishes a table only after growing the arena to hold it.
-    @inline(__always)
-    func indexWord(_ offset: UInt64) -> UnsafeMutableRawPointer { indexBase + Int(offset) }
 
     /// The address of the record at data arena offset `offset`, which the caller knows to
     /// lie inside the window (see `recordRoom`).

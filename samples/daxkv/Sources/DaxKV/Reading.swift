@@ -19,12 +19,12 @@ extension KVStore {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         let hash = hash64(key, seed: Seeds.key)
         while true {
-            // Before the table descriptor (which `lookup` loads): see `reusedSegment`.
-            let reuses = segmentReuses.load(ordering: .acquiring)
+            // Before the table descriptor (which `lookup` loads): see `spaceReused`.
+            let reuses = spaceReuses.load(ordering: .acquiring)
             let result = lookup(currentTable(), hash: hash, key: key, buffer: buffer)
             // A slot the lookup loaded may have led it to what the writer put in place of
             // the record: another key's (then the key looked absent) or one not yet durable.
-            if reusedSegment(since: reuses) { continue }
+            if spaceReused(since: reuses) { continue }
             switch result {
             case .absent: return nil
             case .found(let length): return length
@@ -36,17 +36,18 @@ extension KVStore {
         }
     }
 
-    /// Whether a segment was reused since `segmentReuses` was `reuses`. If not, every record
+    /// Whether space was reused since `spaceReuses` was `reuses`. If not, every record
     /// the get read is the one its slot pointed at when loaded: durable (it was written
     /// and fenced before the slot was stored) and unchanged (only reuse rewrites a record,
     /// and a segment a slot points into is not freed). A reader still probing an old
     /// table is covered too: a segment its slots point into is reused only after the
     /// rebuild's publication, and a get that saw that reuse counted in its first load
-    /// loaded the new descriptor after it.
+    /// loaded the new descriptor after it; and the old table's own bytes are rewritten
+    /// (by a later rebuild placing its table there) only after the count moved.
     @inline(__always)
-    func reusedSegment(since reuses: UInt64) -> Bool {
+    func spaceReused(since reuses: UInt64) -> Bool {
         atomicMemoryFence(ordering: .acquiring)  // the record reads above, before the load
-        return segmentReuses.load(ordering: .relaxed) != reuses
+        return spaceReuses.load(ordering: .relaxed) != reuses
     }
 
     /// The value of `key`, or nil.
@@ -66,19 +67,14 @@ extension KVStore {
     @inline(__always)
     func lookup(_ table: Table, hash: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer) -> Lookup {
         let tag = Format.tag(hash)
-        var bucket = hash & table.mask
-        for _ in 0 ... table.mask {
-            let slots = indexWord(table.bucketOffset(bucket))
-            for i in 0 ..< Format.slotsPerBucket {
-                let slot = atomicLoad(slots + i * 8)
-                if slot == Format.emptySlot { return .absent }
-                guard Format.isLive(slot), Format.slotTag(slot) == tag else { continue }
-                #if DEBUG
-                afterSlotLoad?(Format.slotOffset(slot))
-                #endif
-                if let r = readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer) { return r }
-            }
-            bucket = (bucket + 1) & table.mask
+        for position in ProbePath(table, hash: hash) {
+            let slot = atomicLoad(indexWord(position))
+            if slot == Format.emptySlot { return .absent }
+            guard Format.isLive(slot), Format.slotTag(slot) == tag else { continue }
+            #if DEBUG
+            afterSlotLoad?(Format.slotOffset(slot))
+            #endif
+            if let r = readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer) { return r }
         }
         return .absent
     }
@@ -89,7 +85,7 @@ extension KVStore {
     func readRecord(at offset: UInt64, key: UnsafeRawBufferPointer, buffer: UnsafeMutableRawBufferPointer) -> Lookup? {
         guard let room = recordRoom(offset) else { return .damaged(offset, "an index slot points past the data arena") }
         let base = record(offset)
-        let checksum = atomicLoad(base)
+        let checksum = atomicLoad(base + Format.checksumOffset)
         let lengths = atomicLoad(base + Format.lengthWordOffset)
         guard let decoded = RecordLengths(lengths), !decoded.isDelete,
               Format.recordHeaderSize + decoded.keyCount + decoded.valueCount <= room else {
@@ -119,21 +115,18 @@ extension KVStore {
     /// The buffers are the records on the media: copy what you keep. Damaged records throw.
     public func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
         try lock.withLock { _ in
-            let table = currentTable()
-            for bucket in 0 ... table.mask {
-                for i in 0 ..< UInt64(Format.slotsPerBucket) {
-                    let slot = atomicLoad(indexWord(table.bucketOffset(bucket) + i * 8))
-                    guard Format.isLive(slot) else { continue }
-                    let offset = Format.slotOffset(slot)
-                    let base = record(offset)
-                    guard let room = recordRoom(offset), let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
-                          !lengths.isDelete, Format.recordHeaderSize + lengths.keyCount + lengths.valueCount <= room,
-                          recordIsIntact(base, lengths) else {
-                        throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
-                    }
-                    let key = base + Format.keyOffset, k = lengths.keyCount
-                    try body(UnsafeRawBufferPointer(start: key, count: k), UnsafeRawBufferPointer(start: key + k, count: lengths.valueCount))
+            for position in currentTable().allSlots {
+                let slot = atomicLoad(indexWord(position))
+                guard Format.isLive(slot) else { continue }
+                let offset = Format.slotOffset(slot)
+                let base = record(offset)
+                guard let room = recordRoom(offset), let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
+                      !lengths.isDelete, Format.recordHeaderSize + lengths.keyCount + lengths.valueCount <= room,
+                      recordIsIntact(base, lengths) else {
+                    throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
                 }
+                let key = base + Format.keyOffset, k = lengths.keyCount
+                try body(UnsafeRawBufferPointer(start: key, count: k), UnsafeRawBufferPointer(start: key + k, count: lengths.valueCount))
             }
         }
     }

@@ -1,8 +1,56 @@
-// Recovery's second half: the replay of the log's tail segment at open.
+// Recovery at open: the index scan, then the replay of the log's tail segment.
 import DaxHeap
 import Synchronization  // Atomic: the counts readers load
 
 extension KVStore {
+    /// What recovery's first half, the index scan, found.
+    struct IndexScan {
+        var slots = 0
+        var pairs = 0
+        var tombstones = 0
+        var headersRead = 0
+        /// Live records per segment.
+        var segmentLive: [Int]
+        /// Where appends restart: after the last record a slot references in the tail segment.
+        var tail: UInt64
+    }
+
+    /// Recovery's first half: one sequential pass over the index table (which the window
+    /// shows as one range however many extents hold it), counting pairs, tombstones and
+    /// live records per segment, and finding where the tail restarts: after the last
+    /// record a slot references in the tail segment (anything after it is unreferenced,
+    /// an unacknowledged put, and may be overwritten).
+    static func scanIndex(_ index: ArenaWindow, _ data: ArenaWindow, _ table: Table, segments: Int, tailSegment: Int,
+                          store name: String) throws -> IndexScan {
+        var scan = IndexScan(slots: table.slotCount, segmentLive: [Int](repeating: 0, count: segments),
+                             tail: Format.segmentStart(tailSegment))
+        var tailOffsets: [UInt64] = []
+        for position in table.allSlots {
+            let slot = index.base.load(fromByteOffset: Int(position), as: UInt64.self)
+            if slot == Format.emptySlot { continue }
+            if slot == Format.tombstone { scan.tombstones += 1; continue }
+            let offset = Format.slotOffset(slot)
+            let segment = Format.segment(of: offset)
+            guard offset >= Format.headerSize, segment < segments,
+                  offset + UInt64(Format.recordHeaderSize) <= Format.segmentEnd(segment) else {
+                throw KVError.notAStore(store: name, reason: "index slot at \(position) points outside the data arena")
+            }
+            scan.segmentLive[segment] += 1
+            scan.pairs += 1
+            if segment == tailSegment { tailOffsets.append(offset) }
+        }
+        for offset in tailOffsets {
+            scan.headersRead += 1
+            let word = data.base.load(fromByteOffset: Int(offset) + Format.lengthWordOffset, as: UInt64.self)
+            if let lengths = RecordLengths(word), !lengths.isDelete, offset + UInt64(lengths.size) <= Format.segmentEnd(tailSegment) {
+                scan.tail = max(scan.tail, offset + UInt64(lengths.size))
+            } else {
+                scan.tail = Format.segmentEnd(tailSegment)  // damaged header: never append into this segment again
+            }
+        }
+        return scan
+    }
+
     /// A record of the tail segment, as the replay collects them.
     struct TailRecord { var offset: UInt64; var keyCount: Int; var hash: UInt64; var isDelete: Bool }
 
@@ -20,9 +68,9 @@ extension KVStore {
             guard writable else { return (0, 0) }
             if tail < end { try data.memsetPersist(at: tail, value: 0, count: end - tail) }
             try data.store(Format.version, at: Format.versionOffset)
-            try dataArena.persist(at: Format.versionOffset, count: 8)
+            try dataArena.persist(at: Format.versionOffset, count: Format.wordSize)
             try index.store(Format.version, at: Format.versionOffset)
-            try indexArena.persist(at: Format.versionOffset, count: 8)
+            try indexArena.persist(at: Format.versionOffset, count: Format.wordSize)
             return (0, 0)
         }
         // The valid records from the segment's start; the first that fails its checks ends
@@ -70,7 +118,7 @@ extension KVStore {
             replayed += 1
             if r.isDelete {
                 atomicStore(indexWord(probe.position), Format.tombstone)
-                try indexArena.flush(at: probe.position, count: 8)
+                try indexArena.flush(at: probe.position, count: Format.slotSize)
                 release(Format.slotOffset(probe.old))
                 tombstones += 1
                 liveCount -= 1

@@ -21,13 +21,13 @@ extension KVStore {
             }
             // A victim known to hold no dead record is not walked (a fill's case).
             if !freeSegments.isEmpty, let victim = victim(), triedGrowth || segmentAppended[victim] != segmentLive[victim],
-               let plan = plan(victim) {
+               let plan = planCompaction(of: victim) {
                 let capacity = Format.segmentEnd(freeSegments.last!) - Format.segmentStart(freeSegments.last!)
-                let room = capacity - UInt64(plan)
+                let room = capacity - UInt64(plan.bytes)
                 // Worth it before growing if it frees enough of a segment (the option;
                 // half by default); after growth failed, any gain will do.
                 if room >= UInt64(needed), Double(room) >= Double(capacity) * reclaimBeforeGrowth || triedGrowth {
-                    try compact(victim)
+                    try compact(plan)
                     continue
                 }
             }
@@ -51,13 +51,13 @@ extension KVStore {
         // A get may still hold a slot into the segment's earlier use: counted before the
         // first byte changes (the drain below keeps the zeroing's non-temporal stores after
         // this store; release: after the stores that redirected those slots).
-        if reused { segmentReuses.store(segmentReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing) }
+        if reused { spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing) }
         // Invariant 3 (README): every slot stored so far (the last put's or delete's, a
         // group's) is durable before the segment is zeroed or the tail word stored, since
         // from then on the replay reads only the new tail. A fence of its own, right after
         // the flush: a store may reach the media before the fence that follows it, so the
         // one persisting the tail word below comes too late to order the slots before it.
-        if let position = pendingSlot { try indexArena.flush(at: position, count: 8) }
+        if let position = pendingSlot { try indexArena.flush(at: position, count: Format.slotSize) }
         indexArena.drain()
         pendingSlot = nil
         // Invariant 4: past the tail, the tail segment is zero, so the replay at open stops
@@ -69,7 +69,7 @@ extension KVStore {
         }
         segmentZeroed[segment] = false
         try data.store(UInt64(segment), at: Format.tailSegmentOffset)
-        try dataArena.persist(at: Format.tailSegmentOffset, count: 8)
+        try dataArena.persist(at: Format.tailSegmentOffset, count: Format.wordSize)
         tailSegment = segment
         segmentAppended[segment] = 0
         tail = Format.segmentStart(segment)
@@ -85,16 +85,24 @@ extension KVStore {
         return best
     }
 
-    /// Walks `segment`, collecting its live records (checked against their checksums)
-    /// into `relocations`; returns their total size, or nil (and marks the segment
-    /// damaged) when a live record is damaged or cannot be found.
-    func plan(_ segment: Int) -> Int? {
-        relocations.removeAll(keepingCapacity: true)
+    /// What compacting a segment would move: its live records, each with the slot that
+    /// points at it, and their total size. `to` is filled in by `compact`.
+    struct CompactionPlan {
+        struct Relocation { var from: UInt64; var size: Int; var slotAt: UInt64; var tag: UInt64; var to: UInt64 = 0 }
+        let victim: Int
+        var relocations: [Relocation] = []
+        var bytes = 0
+    }
+
+    /// Walks `segment`, collecting its live records (checked against their checksums);
+    /// nil (and the segment marked damaged) when a live record is damaged or cannot be
+    /// found. Valid until the writer next changes a slot.
+    func planCompaction(of segment: Int) -> CompactionPlan? {
+        var plan = CompactionPlan(victim: segment)
         let table = currentTable()
         var offset = Format.segmentStart(segment)
         let end = Format.segmentEnd(segment)
-        var bytes = 0
-        while offset + UInt64(Format.recordHeaderSize) <= end && relocations.count < segmentLive[segment] {
+        while offset + UInt64(Format.recordHeaderSize) <= end && plan.relocations.count < segmentLive[segment] {
             let base = record(offset)
             guard let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
                   offset + UInt64(lengths.size) <= end else { break }
@@ -102,42 +110,42 @@ extension KVStore {
                 let hash = hash64(base + Format.keyOffset, lengths.keyCount, seed: Seeds.key)
                 if let (position, slot) = slotPointing(to: offset, hash: hash, table) {
                     guard recordIsIntact(base, lengths) else { break }
-                    relocations.append(Relocation(from: offset, size: lengths.size, slotAt: position, tag: Format.slotTag(slot), to: 0))
-                    bytes += lengths.size
+                    plan.relocations.append(.init(from: offset, size: lengths.size, slotAt: position, tag: Format.slotTag(slot)))
+                    plan.bytes += lengths.size
                 }
             }
             offset += UInt64(lengths.size)
         }
-        if relocations.count != segmentLive[segment] {
+        if plan.relocations.count != segmentLive[segment] {
             damagedSegments.insert(segment)
             return nil
         }
-        return bytes
+        return plan
     }
 
-    /// Moves the live records `plan` found into the reserve segment, which becomes the
-    /// tail: the copies are made durable (one fence), then the slots (one more). Only
-    /// then is the victim free.
-    func compact(_ victim: Int) throws {
+    /// Moves the live records `plan` found (with no slot changed since) into the reserve
+    /// segment, which becomes the tail: the copies are made durable (one fence), then the
+    /// slots (one more). Only then is the victim free.
+    func compact(_ plan: CompactionPlan) throws {
+        var plan = plan
         try switchToFreeSegment()
-        for i in relocations.indices {
-            let r = relocations[i]
+        for i in plan.relocations.indices {
+            let r = plan.relocations[i]
             record(tail).copyMemory(from: record(r.from), byteCount: r.size)
             try dataArena.flush(at: tail, count: UInt64(r.size))
-            relocations[i].to = tail
+            plan.relocations[i].to = tail
             tail += UInt64(r.size)
         }
         dataArena.drain()
-        for r in relocations {
+        for r in plan.relocations {
             atomicStore(indexWord(r.slotAt), Format.slot(tag: r.tag, offset: r.to))
-            try indexArena.flush(at: r.slotAt, count: 8)
+            try indexArena.flush(at: r.slotAt, count: Format.slotSize)
         }
         indexArena.drain()
-        segmentLive[tailSegment] += relocations.count
-        segmentAppended[tailSegment] += relocations.count
-        segmentLive[victim] = 0
-        freeSegments.append(victim)
-        relocations.removeAll(keepingCapacity: true)
+        segmentLive[tailSegment] += plan.relocations.count
+        segmentAppended[tailSegment] += plan.relocations.count
+        segmentLive[plan.victim] = 0
+        freeSegments.append(plan.victim)
         compactionCount.incrementByWriter()
     }
 

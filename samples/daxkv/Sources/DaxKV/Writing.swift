@@ -149,7 +149,8 @@ extension KVStore {
     @inline(__always)
     static func layOutRecord(at base: UnsafeMutableRawPointer, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt64) {
         let lengths = Format.lengthWord(keyCount: key.count, valueCount: value.count, flags: flags)
-        base.storeBytes(of: recordChecksum(lengthWord: lengths, key: key.baseAddress, keyCount: key.count, value: value.baseAddress, valueCount: value.count), as: UInt64.self)
+        base.storeBytes(of: recordChecksum(lengthWord: lengths, key: key.baseAddress, keyCount: key.count, value: value.baseAddress, valueCount: value.count),
+                        toByteOffset: Format.checksumOffset, as: UInt64.self)
         base.storeBytes(of: lengths, toByteOffset: Format.lengthWordOffset, as: UInt64.self)
         (base + Format.keyOffset).copyMemory(from: key.baseAddress!, byteCount: key.count)
         if value.count > 0 { (base + Format.keyOffset + key.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
@@ -165,15 +166,12 @@ extension KVStore {
         try dataArena.flush(at: offset, count: UInt64(size))
     }
 
-    /// Where `find` said the key's slot is.
-    typealias Probe = (position: UInt64, old: UInt64, found: Bool)
-
     /// Points the key's slot (found by `find` with the writer lock held since) at the
     /// durable record at `offset`, and flushes it if asked (no fence).
     @inline(__always)
     func publish(_ probe: Probe, hash: UInt64, offset: UInt64, flush: Bool) throws -> UInt64 {
         atomicStore(indexWord(probe.position), Format.slot(tag: Format.tag(hash), offset: offset))
-        if flush { try indexArena.flush(at: probe.position, count: 8) }
+        if flush { try indexArena.flush(at: probe.position, count: Format.slotSize) }
         if probe.found {
             release(Format.slotOffset(probe.old))
         } else {
@@ -200,7 +198,7 @@ extension KVStore {
     @inline(__always)
     func flushPendingSlot() throws {
         if let position = pendingSlot {
-            try indexArena.flush(at: position, count: 8)
+            try indexArena.flush(at: position, count: Format.slotSize)
             pendingSlot = nil
         }
     }
@@ -212,49 +210,5 @@ extension KVStore {
         if segmentLive[segment] == 0 && segment != tailSegment && !damagedSegments.contains(segment) {
             freeSegments.append(segment)
         }
-    }
-
-    /// Where `key` is (found) or would go (the first tombstone or empty slot on its probe path).
-    func find(hash: UInt64, key: UnsafeRawBufferPointer, _ table: Table) -> Probe {
-        let tag = Format.tag(hash)
-        var bucket = hash & table.mask
-        var reusable: UInt64? = nil
-        for _ in 0 ... table.mask {
-            let at = table.bucketOffset(bucket)
-            for i in 0 ..< UInt64(Format.slotsPerBucket) {
-                let position = at + i * 8
-                let slot = indexWord(position).load(as: UInt64.self)  // only the writer stores slots
-                if slot == Format.emptySlot { return reusable.map { ($0, Format.tombstone, false) } ?? (position, slot, false) }
-                if slot == Format.tombstone { if reusable == nil { reusable = position }; continue }
-                if Format.slotTag(slot) == tag, keyMatches(at: Format.slotOffset(slot), key: key) { return (position, slot, true) }
-            }
-            bucket = (bucket + 1) & table.mask
-        }
-        guard let reusable else { fatalError("DaxKV: index table full (load factor invariant broken)") }
-        return (reusable, Format.tombstone, false)
-    }
-
-    @inline(__always)
-    func keyMatches(at offset: UInt64, key: UnsafeRawBufferPointer) -> Bool {
-        guard let room = recordRoom(offset), Format.recordHeaderSize + key.count <= room else { return false }
-        let base = record(offset)
-        let lengths = base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)
-        return Int(lengths & Format.keyLengthMask) == key.count && memcmp(base + Format.keyOffset, key.baseAddress!, key.count) == 0
-    }
-
-    /// The slot whose record is at `offset`, found by the record's key hash.
-    func slotPointing(to offset: UInt64, hash: UInt64, _ table: Table) -> (position: UInt64, slot: UInt64)? {
-        let want = Format.slot(tag: Format.tag(hash), offset: offset)
-        var bucket = hash & table.mask
-        for _ in 0 ... table.mask {
-            let at = table.bucketOffset(bucket)
-            for i in 0 ..< UInt64(Format.slotsPerBucket) {
-                let slot = indexWord(at + i * 8).load(as: UInt64.self)  // only the writer stores slots
-                if slot == Format.emptySlot { return nil }
-                if slot == want { return (at + i * 8, slot) }
-            }
-            bucket = (bucket + 1) & table.mask
-        }
-        return nil
     }
 }

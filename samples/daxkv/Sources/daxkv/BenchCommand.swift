@@ -72,6 +72,19 @@ struct BenchCommand: ParsableCommand {
                 guard memcmp(value.baseAddress!, out.baseAddress!, value.count) == 0 else { throw Failure("bench: wrong value for key \(read[i])") }
             }
             print("\(prefix)read \(Int(readRate)) ops/s"); fflushOut()
+            // The same gets, 16 at a time (`get(batch:)`): their misses overlap.
+            let batchRate = try Bench.batchPhase("read.batch16", n: n, threads: threads, width: 16) { start, batch in
+                for j in 0 ..< batch.count { Bench.makeKey(batch.keyBytes(j), read[start + j]) }
+                try store.get(batch: batch.keys(batch.count), into: batch.outs(batch.count), lengths: batch.lengths)
+                for j in 0 ..< batch.count {
+                    guard let length = batch.lengths[j], length == batch.value.count else { throw Failure("bench: key \(read[start + j]) is missing") }
+                    Bench.makeValue(batch.value, read[start + j], version: 0)
+                    guard memcmp(batch.value.baseAddress!, batch.outs(batch.count)[j].baseAddress!, length) == 0 else {
+                        throw Failure("bench: wrong value for key \(read[start + j])")
+                    }
+                }
+            }
+            print("\(prefix)read.batch16 \(Int(batchRate)) ops/s"); fflushOut()
             let updateRate = try puts("update", update, version: 1)
             print("\(prefix)update \(Int(updateRate)) ops/s"); fflushOut()
             guard store.count == n else { throw Failure("bench: \(store.count) keys after the update, expected \(n)") }
@@ -186,6 +199,77 @@ enum Bench {
         if let message = failure.withLock({ $0 }) { throw Failure(message) }
         return Double(n) / seconds
     }
+}
+
+/// One thread's buffers for a batched phase: `width` keys and value buffers, one value.
+final class BatchBuffers {
+    let width: Int
+    let keyStorage: UnsafeMutableRawBufferPointer
+    let outStorage: UnsafeMutableRawBufferPointer
+    let keyList: UnsafeMutableBufferPointer<UnsafeRawBufferPointer>
+    let outList: UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>
+    let value: UnsafeMutableRawBufferPointer
+    /// The lengths of the batch being run (`count` of them).
+    private(set) var lengths: UnsafeMutableBufferPointer<Int?>
+    private let lengthStorage: UnsafeMutableBufferPointer<Int?>
+    /// Keys in the batch being run.
+    private(set) var count = 0
+
+    init(width: Int, valueSize: Int) {
+        self.width = width
+        keyStorage = .allocate(byteCount: 16 * width, alignment: 8)
+        outStorage = .allocate(byteCount: max(valueSize, 8) * width, alignment: 8)
+        keyList = .allocate(capacity: width)
+        outList = .allocate(capacity: width)
+        lengthStorage = .allocate(capacity: width)
+        lengthStorage.initialize(repeating: nil)
+        lengths = lengthStorage
+        value = .allocate(byteCount: max(valueSize, 8), alignment: 8)
+        for j in 0 ..< width {
+            keyList[j] = UnsafeRawBufferPointer(rebasing: keyStorage[16 * j ..< 16 * (j + 1)])
+            outList[j] = UnsafeMutableRawBufferPointer(rebasing: outStorage[valueSize * j ..< valueSize * (j + 1)])
+        }
+    }
+
+    deinit {
+        keyStorage.deallocate(); outStorage.deallocate(); keyList.deallocate(); outList.deallocate()
+        lengthStorage.deallocate(); value.deallocate()
+    }
+
+    func begin(count: Int) {
+        self.count = count
+        lengths = UnsafeMutableBufferPointer(rebasing: lengthStorage[0 ..< count])
+    }
+
+    func keyBytes(_ j: Int) -> UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: keyStorage[16 * j ..< 16 * (j + 1)]) }
+    func keys(_ n: Int) -> UnsafeBufferPointer<UnsafeRawBufferPointer> { UnsafeBufferPointer(rebasing: keyList[0 ..< n]) }
+    func outs(_ n: Int) -> UnsafeBufferPointer<UnsafeMutableRawBufferPointer> { UnsafeBufferPointer(rebasing: outList[0 ..< n]) }
+}
+
+extension Bench {
+    /// Runs `body(start, buffers)` for batches of `width` consecutive indices of 0..<n
+    /// (buffers.count of them) over `threads` threads (batch b on thread b % threads),
+    /// each with its own buffers allocated outside the timing; returns ops/s.
+    static func batchPhase(_ label: String, n: Int, threads: Int, width: Int,
+                           _ body: @escaping @Sendable (Int, BatchBuffers) throws -> Void) throws -> Double {
+        let valueSize = BenchConfig.valueSize
+        let buffers = (0 ..< threads).map { _ in BatchBuffers(width: width, valueSize: valueSize) }
+        let batches = (n + width - 1) / width
+        let shared = UncheckedBox(buffers)
+        // Thread t runs batches t, t + threads, ...: the buffers of batch b are its own.
+        let batchRate = try phase(label, n: batches, threads: threads) { b, _, _, _ in
+            let mine = shared.value[b % threads]
+            let start = b * width
+            mine.begin(count: min(width, n - start))
+            try body(start, mine)
+        }
+        return batchRate * Double(n) / Double(batches)
+    }
+}
+
+final class UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
 
 final class WorkBox: @unchecked Sendable {

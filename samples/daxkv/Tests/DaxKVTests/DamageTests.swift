@@ -39,6 +39,16 @@ struct DamageTests {
             }
         }
         for i in 0 ..< 100 { #expect(try store.get(key(i)) == stamped(i, version: 3, count: 256)) }
+        // A batched get refuses them too, among good keys.
+        for damaged in ["victim-value", "victim-key-MARKERKEY", "victim-len"] {
+            do {
+                _ = try store.get(batch: [key(1), bytes(damaged), key(2)])
+                Issue.record("get(batch:) returned \(damaged)")
+            } catch let error as KVError {
+                guard case .damagedRecord = error else { Issue.record("batch \(damaged): \(error)"); continue }
+            }
+        }
+        #expect(try store.get(batch: (0 ..< 100).map { key($0) }) == (0 ..< 100).map { stamped($0, version: 3, count: 256) })
         // Iteration refuses to hand out a damaged record too.
         #expect(throws: KVError.self) { try store.pairs() }
         // Putting the key again heals it.

@@ -1,5 +1,6 @@
 import DaxHeap
 @testable import DaxKV
+import DaxTestSupport
 import Foundation
 import Testing
 
@@ -12,7 +13,7 @@ struct ModelTests {
         let scratch = try Scratch()
         defer { scratch.remove() }
         var model: [[UInt8]: [UInt8]] = [:]
-        var generator = SplitMix(seed: 0xDA7A)
+        var generator = SplitMix64(seed: 0xDA7A)
         _ = try scratch.heap(size: 20 << 20)
         var fullErrors = 0
         var compactions = 0
@@ -59,17 +60,5 @@ struct ModelTests {
         // Live data stays well under the heap, so it should never have been full.
         #expect(fullErrors == 0)
         #expect(compactions > 0)
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

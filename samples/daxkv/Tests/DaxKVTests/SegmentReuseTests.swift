@@ -85,8 +85,8 @@ struct SegmentReuseTests {
     /// More readers than cores get the keys and are preempted between a slot load and the
     /// record read now and then. No get may report such a key absent, or return a value
     /// that was never put or was not current at some instant during the get.
-    @Test("readers never miss an always-present key while segments are reused")
-    func readersAcrossReuse() throws {
+    @Test("readers never miss an always-present key while segments are reused", arguments: [false, true])
+    func readersAcrossReuse(batched: Bool) throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let dataSize = 4 * Format.segmentSize
@@ -108,6 +108,26 @@ struct SegmentReuseTests {
                 while !shared.stop.load(ordering: .acquiring) {
                     x = x &* 6364136223846793005 &+ 1442695040888963407
                     let k = Int((x >> 33) % UInt64(keys))
+                    if batched {
+                        // Five keys from k on, looked up together with `get(batch:)`.
+                        let group = (0 ..< 5).map { (k + 3 * $0) % keys }
+                        let floors = group.map { done[$0].load(ordering: .acquiring) }
+                        do {
+                            let values = try store.get(batch: group.map { names[$0] })
+                            shared.reads.add(1, ordering: .relaxed)
+                            for (j, g) in group.enumerated() {
+                                let ceiling = started[g].load(ordering: .acquiring)
+                                guard let value = values[j], let stamp = value.withUnsafeBytes({ stampOf($0[...]) }), stamp.index == g,
+                                      (floors[j] ... ceiling).contains(stamp.version) else {
+                                    shared.problems.withLock { $0.append("batch: key \(g) absent, or a value never put or not current during the get") }
+                                    continue
+                                }
+                            }
+                        } catch {
+                            shared.problems.withLock { $0.append("get(batch:) \(group): \(error)") }
+                        }
+                        continue
+                    }
                     let floor = done[k].load(ordering: .acquiring)
                     do {
                         let length = try names[k].withUnsafeBytes { kb in try buffer.withUnsafeMutableBytes { try store.get(kb, into: $0) } }

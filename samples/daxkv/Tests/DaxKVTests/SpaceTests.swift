@@ -1,5 +1,6 @@
 import DaxHeap
 @testable import DaxKV
+import DaxTestSupport
 import Foundation
 import Testing
 
@@ -37,7 +38,7 @@ struct SpaceTests {
         defer { scratch.remove() }
         // 16 MiB heap: 12 MiB usable; 600 keys x 4 KiB = 2.4 MiB live, 120 MiB written.
         let keys = 600
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: 0x5BACE)
         do {
             let heap = try scratch.heap(size: 16 << 20)
             let store = try KVStore.open(heap: heap)

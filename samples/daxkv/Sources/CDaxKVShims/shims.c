@@ -1,0 +1,2 @@
+// CDaxKVShims is header-only (static inline functions); SwiftPM wants one source file.
+#include "CDaxKVShims.h"

@@ -1,0 +1,127 @@
+// Batched gets: the misses of many keys overlapped (as RocksDB's MultiGet).
+import CDaxKVShims
+import DaxHeap
+import Synchronization
+
+extension KVStore {
+    /// Keys a batched get looks up together. 16 misses in flight is about what a core
+    /// sustains (its miss buffers); more only spreads the batch's lines over a longer time.
+    static let batchWidth = 16
+
+    /// Looks up `keys[i]` for every `i`, copying its value into `buffers[i]` and setting
+    /// `lengths[i]` to its length, or nil if the key is absent. A value longer than its
+    /// buffer is not copied, and its length is set (as the single `get(_:into:)` does).
+    ///
+    /// What it is for: a get is two dependent cache misses (the key's bucket, then its
+    /// record), each one a full memory latency. A batch looks the keys up 16 at a time in
+    /// three passes: it requests every key's bucket, then (the buckets arriving together)
+    /// every key's record, then reads the records, so that each pass waits for one
+    /// latency, not 16. Each value is as a single get would return it at some instant
+    /// during the call, and checked against its record's checksum: a damaged record throws
+    /// ``KVError/damagedRecord`` (the other keys' results are then unspecified). No lock,
+    /// no fence, no allocation.
+    public func get(batch keys: UnsafeBufferPointer<UnsafeRawBufferPointer>,
+                    into buffers: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>,
+                    lengths: UnsafeMutableBufferPointer<Int?>) throws {
+        guard buffers.count == keys.count, lengths.count == keys.count else {
+            throw KVError.batchMismatch(keys: keys.count, buffers: buffers.count, lengths: lengths.count)
+        }
+        for key in keys where !(1 ... Format.maxKeySize).contains(key.count) { throw KVError.invalidKeySize(key.count) }
+        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * Self.batchWidth) { scratch in
+            var start = 0
+            while start < keys.count {
+                let group = start ..< min(keys.count, start + Self.batchWidth)
+                try getGroup(keys, buffers, lengths, group, hashes: scratch.baseAddress!, slots: scratch.baseAddress! + Self.batchWidth)
+                start = group.upperBound
+            }
+        }
+    }
+
+    /// The values of `keys` (nil for those absent), looked up in batches.
+    public func get(batch keys: [[UInt8]]) throws -> [[UInt8]?] {
+        // The keys copied into one allocation, room for values up to `guess` bytes in
+        // another; a longer value is fetched again at its size.
+        let guess = 256
+        let keyBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, keys.reduce(0) { $0 + $1.count }), alignment: 8)
+        let valueBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, keys.count * guess), alignment: 8)
+        let keyBuffers = UnsafeMutableBufferPointer<UnsafeRawBufferPointer>.allocate(capacity: keys.count)
+        let valueBuffers = UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>.allocate(capacity: keys.count)
+        let lengths = UnsafeMutableBufferPointer<Int?>.allocate(capacity: keys.count)
+        defer { keyBytes.deallocate(); valueBytes.deallocate(); keyBuffers.deallocate(); valueBuffers.deallocate(); lengths.deallocate() }
+        var at = 0
+        for (i, key) in keys.enumerated() {
+            let slice = UnsafeMutableRawBufferPointer(rebasing: keyBytes[at ..< at + key.count])
+            slice.copyBytes(from: key)
+            keyBuffers[i] = UnsafeRawBufferPointer(slice)
+            valueBuffers[i] = UnsafeMutableRawBufferPointer(rebasing: valueBytes[i * guess ..< (i + 1) * guess])
+            lengths[i] = nil
+            at += key.count
+        }
+        try get(batch: UnsafeBufferPointer(keyBuffers), into: UnsafeBufferPointer(valueBuffers), lengths: lengths)
+        return try keys.indices.map { i in
+            guard let length = lengths[i] else { return nil }
+            return length <= guess ? Array(valueBuffers[i][..<length]) : try get(keys[i])
+        }
+    }
+
+    /// One group of a batch (at most `batchWidth` keys), in three passes: buckets
+    /// requested, records requested, records read. A segment reuse during the group
+    /// (see `spaceReused`) redoes the whole group.
+    @inline(__always)
+    func getGroup(_ keys: UnsafeBufferPointer<UnsafeRawBufferPointer>, _ buffers: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>,
+                  _ lengths: UnsafeMutableBufferPointer<Int?>, _ group: Range<Int>,
+                  hashes: UnsafeMutablePointer<UInt64>, slots: UnsafeMutablePointer<UInt64>) throws {
+        for (j, i) in group.enumerated() { hashes[j] = hash64(keys[i], seed: Seeds.key) }
+        while true {
+            let reuses = spaceReuses.load(ordering: .acquiring)  // before the descriptor: see `get`
+            let table = currentTable()
+            // 1. Every key's bucket requested before any is waited for.
+            for j in 0 ..< group.count { daxkv_prefetch(indexWord(table.bucketOffset(hashes[j] & table.mask))) }
+            // 2. Every key's first candidate slot (the buckets arrive together); its record requested.
+            for j in 0 ..< group.count {
+                let slot = firstCandidate(table, hash: hashes[j])
+                slots[j] = slot
+                if Format.isLive(slot) {
+                    let base = record(Format.slotOffset(slot))
+                    daxkv_prefetch(base)
+                    daxkv_prefetch(base + Self.prefetchedRecordBytes - 1)  // a small record's last line
+                }
+            }
+            // 3. The records, now arriving together.
+            var damage: (offset: UInt64, reason: String)? = nil
+            for (j, i) in group.enumerated() {
+                var result = Lookup.absent
+                if Format.isLive(slots[j]) {
+                    // Another key with the same tag (rare): the whole probe, as a single get.
+                    result = readRecord(at: Format.slotOffset(slots[j]), key: keys[i], buffer: buffers[i])
+                        ?? lookup(table, hash: hashes[j], key: keys[i], buffer: buffers[i])
+                }
+                switch result {
+                case .absent: lengths[i] = nil
+                case .found(let length): lengths[i] = length
+                case .damaged(let offset, let reason): if damage == nil { damage = (offset, reason) }
+                }
+            }
+            if spaceReused(since: reuses) { continue }
+            if let damage { throw KVError.damagedRecord(store: name, offset: damage.offset, reason: damage.reason) }
+            return
+        }
+    }
+
+    /// A record of a 16-byte key and a 128-byte value spans at most this much: the second
+    /// prefetch covers its last line (the lines between come with the hardware's own).
+    static let prefetchedRecordBytes = 192
+
+    /// The first slot on the probe path of `hash` that holds its tag (emptySlot if the
+    /// probe meets an empty slot first: the key is absent).
+    @inline(__always)
+    func firstCandidate(_ table: Table, hash: UInt64) -> UInt64 {
+        let tag = Format.tag(hash)
+        for position in ProbePath(table, hash: hash) {
+            let slot = atomicLoad(indexWord(position))
+            if slot == Format.emptySlot { return slot }
+            if Format.isLive(slot) && Format.slotTag(slot) == tag { return slot }
+        }
+        return Format.emptySlot
+    }
+}
