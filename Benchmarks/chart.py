@@ -20,7 +20,7 @@ def get(f, name):
 def main():
     f = load(sys.argv[1])
     out = sys.argv[2] if len(sys.argv) > 2 else "results.png"
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    fig, axes = plt.subplots(2, 4, figsize=(21, 9))
     fig.suptitle("DaxHeap vs anchors, one run.sh invocation (medians; PMEM_IS_PMEM_FORCE=1 on /dev/shm)", fontsize=12)
 
     # 1. persist bandwidth
@@ -110,6 +110,34 @@ def main():
     if "daxkv.fill" not in f:
         title += "\n(daxkv not measured in this run)"
     ax.set_title(title)
+    ax.legend(fontsize=8)
+
+    # 6. persistent objects (issue 13): allocate into a slot, the anchor's protocol
+    ax = axes[0][3]
+    sizes = ["64B", "256B", "1024B", "4096B"]
+    x = range(len(sizes))
+    w5 = 0.16
+    bars = [("daxheap.alloc.{}.t1.alloc", "DaxObjects, 1 thread"), ("daxheap.alloc.{}.t2.alloc", "DaxObjects, 2 threads"),
+            ("daxheap.tx.{}.t1.alloc", "DaxObjects transaction, 1 thread"),
+            ("anchor.pmemobj_alloc.atomic.{}.t1.alloc", "pmemobj_alloc, 1 thread"),
+            ("anchor.pmemobj_alloc.tx.{}.t1.alloc", "pmemobj transaction, 1 thread")]
+    for k, (name, label) in enumerate(bars):
+        ax.bar([i + (k - 2) * w5 for i in x], [get(f, name.format(s)) / 1e6 for s in sizes], w5, label=label)
+    ax.set_xticks(list(x), sizes)
+    ax.set_ylabel("M allocations/s")
+    ax.set_title("6. objects: allocate into a slot (target 4x pmemobj)")
+    ax.legend(fontsize=8)
+
+    # 7. SQLite (issue 14): the daxheap VFS against the unix VFS on tmpfs, synchronous=FULL
+    ax = axes[1][3]
+    cases = [(m, p) for m in ("delete", "wal") for p in ("insert1", "insert1000", "select")]
+    x = range(len(cases))
+    ratios = [get(f, f"sqlite.daxheap.{m}.{p}") / get(f, f"sqlite.unix.{m}.{p}") for m, p in cases]
+    ax.bar(list(x), ratios, 0.6, color=["tab:blue"] * 3 + ["tab:orange"] * 3)
+    ax.axhline(1, color="0.3", linestyle="--", linewidth=1, label="unix VFS")
+    ax.set_xticks(list(x), [f"{m}\n{p}" for m, p in cases])
+    ax.set_ylabel("daxheap VFS / unix VFS")
+    ax.set_title("7. SQLite: daxheap VFS vs unix VFS on tmpfs")
     ax.legend(fontsize=8)
 
     fig.tight_layout()
