@@ -22,18 +22,8 @@ public enum DeviceLayoutState: String, Sendable {
 }
 
 /// One mapping range of a device-dax: its bytes from `deviceOffset` live at physical
-/// address `physicalStart`.
-public struct DeviceMappingRange: Hashable, Sendable {
-    public var deviceOffset: UInt64
-    public var physicalStart: UInt64
-    public var length: UInt64
-
-    public init(deviceOffset: UInt64, physicalStart: UInt64, length: UInt64) {
-        self.deviceOffset = deviceOffset
-        self.physicalStart = physicalStart
-        self.length = length
-    }
-}
+/// address `physicalStart` (the device layer's type, as sysfs shows it).
+public typealias DeviceMappingRange = DeviceDaxRange
 
 /// What a heap records of its device-dax's physical layout (a field is nil when sysfs
 /// did not let it be read when it was recorded).

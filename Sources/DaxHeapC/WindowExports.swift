@@ -75,23 +75,26 @@ public func daxheap_window_persist(_ window: OpaquePointer?, _ offset: UInt64, _
 public func daxheap_window_memcpy_persist(
     _ window: OpaquePointer?, _ offset: UInt64, _ src: UnsafeRawPointer?, _ length: UInt64
 ) -> Int32 {
-    status { () throws(Failure) in
-        let handle = try Arguments.window(window)
-        let source = try Arguments.source(src, length, "src")
-        try Arguments.range(offset: offset, length: length)
-        try heapCall { () throws(HeapError) in try handle.window.memcpyPersist(at: offset, from: source) }
-    }
+    copyIn(window, offset, src, length) { (window, source) throws(HeapError) in try window.memcpyPersist(at: offset, from: source) }
 }
 
 @c @implementation
 public func daxheap_window_memcpy_nodrain(
     _ window: OpaquePointer?, _ offset: UInt64, _ src: UnsafeRawPointer?, _ length: UInt64
 ) -> Int32 {
+    copyIn(window, offset, src, length) { (window, source) throws(HeapError) in try window.memcpyNoDrain(at: offset, from: source) }
+}
+
+/// The checks of the window copies (handle, source, range), then `copy`.
+private func copyIn(
+    _ window: OpaquePointer?, _ offset: UInt64, _ src: UnsafeRawPointer?, _ length: UInt64,
+    _ copy: (ArenaWindow, UnsafeRawBufferPointer) throws(HeapError) -> Void
+) -> Int32 {
     status { () throws(Failure) in
         let handle = try Arguments.window(window)
         let source = try Arguments.source(src, length, "src")
         try Arguments.range(offset: offset, length: length)
-        try heapCall { () throws(HeapError) in try handle.window.memcpyNoDrain(at: offset, from: source) }
+        try heapCall { () throws(HeapError) in try copy(handle.window, source) }
     }
 }
 

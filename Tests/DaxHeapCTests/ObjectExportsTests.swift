@@ -137,9 +137,7 @@ extension daxheap_objects_stats: @retroactive Equatable {
 
         let again = try openHeap(path)
         defer { daxheap_close(again) }
-        var reopened: OpaquePointer?
-        #expect(daxheap_objects_open(again, "objs", &reopened) == 0, "\(lastMessage())")
-        let objs = try #require(reopened)
+        let objs = try openObjects(again, "objs")
         defer { #expect(daxheap_objects_close(objs) == 0) }
         var report = daxheap_objects_recovery()
         #expect(daxheap_objects_recovery(objs, &report) == 0)
@@ -289,9 +287,7 @@ extension daxheap_objects_stats: @retroactive Equatable {
 
         let again = try openHeap(path)
         defer { daxheap_close(again) }
-        var out: OpaquePointer?
-        #expect(daxheap_objects_open(again, "objs", &out) == 0, "\(lastMessage())")
-        let reopened = try #require(out)
+        let reopened = try openObjects(again, "objs")
         defer { #expect(daxheap_objects_close(reopened) == 0) }
         #expect(try root(reopened, "a") == a, "an existing root is found after a reopen")
         #expect(daxheap_objects_root(reopened, "new", &slot) == code(DAXHEAP_ENOSPC), "all 64 taken")
@@ -308,9 +304,7 @@ extension daxheap_objects_stats: @retroactive Equatable {
         let image = try fileImage(path)
         let readOnly = try openHeap(path, flags: DAXHEAP_READ_ONLY)
         defer { daxheap_close(readOnly) }
-        var out: OpaquePointer?
-        #expect(daxheap_objects_open(readOnly, "objs", &out) == 0, "\(lastMessage())")
-        let ro = try #require(out)
+        let ro = try openObjects(readOnly, "objs")
         defer { #expect(daxheap_objects_close(ro) == 0) }
         #expect(try root(ro, "a") == a)
         var slot: UInt64 = 7

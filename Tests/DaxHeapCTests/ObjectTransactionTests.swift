@@ -62,9 +62,7 @@ final class Phase: Sendable {
 
         let again = try openHeap(path)
         defer { daxheap_close(again) }
-        var out: OpaquePointer?
-        #expect(daxheap_objects_open(again, "objs", &out) == 0)
-        let objs = try #require(out)
+        let objs = try openObjects(again, "objs")
         defer { #expect(daxheap_objects_close(objs) == 0) }
         #expect(try load(objs, head) == made)
         #expect(try address(objs, made).load(fromByteOffset: 8, as: UInt64.self) == 5)
@@ -275,9 +273,7 @@ final class Phase: Sendable {
 
         let again = try openHeap(path)
         defer { daxheap_close(again) }
-        var out: OpaquePointer?
-        #expect(daxheap_objects_open(again, "objs", &out) == 0)
-        let objs = try #require(out)
+        let objs = try openObjects(again, "objs")
         defer { #expect(daxheap_objects_close(objs) == 0) }
         for i in 0..<2 {
             var values: [UInt64] = []

@@ -46,6 +46,14 @@ func openHeap(_ path: String, flags: Int32 = 0) throws -> OpaquePointer {
     return try #require(heap)
 }
 
+/// Opens the object heap in `arena`, requiring success.
+func openObjects(_ heap: OpaquePointer, _ arena: String) throws -> OpaquePointer {
+    var objects: OpaquePointer?
+    let rc = daxheap_objects_open(heap, arena, &objects)
+    try #require(rc == 0, "daxheap_objects_open: \(lastMessage())")
+    return try #require(objects)
+}
+
 /// Opens a window onto `arena`, requiring success.
 func openWindow(_ heap: OpaquePointer, _ arena: String, reserving reservation: UInt64? = nil) throws -> OpaquePointer {
     var window: OpaquePointer?

@@ -74,6 +74,17 @@ static struct dxh_heap *dxh_heap_find(const char *path, const struct stat *st) {
     return NULL;
 }
 
+/* Makes `h` (its heap and path set) the table's entry for the file `st` describes, with one
+ * reference. dxh_heaps_mutex held. */
+static void dxh_heap_link(struct dxh_heap *h, const struct stat *st) {
+    h->dev = st->st_dev;
+    h->ino = st->st_ino;
+    h->refs = 1;
+    pthread_mutex_init(&h->mutex, NULL);
+    h->next = dxh_heaps;
+    dxh_heaps = h;
+}
+
 int dxh_heap_acquire(const char *path, struct dxh_heap **out) {
     pthread_mutex_lock(&dxh_heaps_mutex);
     *out = dxh_heap_find(path, NULL);
@@ -106,13 +117,8 @@ int dxh_heap_acquire(const char *path, struct dxh_heap **out) {
         free(h);
         return rc;
     }
-    h->dev = st.st_dev;
-    h->ino = st.st_ino;
     h->path = copy;
-    h->refs = 1;
-    pthread_mutex_init(&h->mutex, NULL);
-    h->next = dxh_heaps;
-    dxh_heaps = h;
+    dxh_heap_link(h, &st);
     pthread_mutex_unlock(&dxh_heaps_mutex);
     *out = h;
     return SQLITE_OK;
@@ -367,13 +373,8 @@ int dxh_testing_adopt_heap(const char *path, daxheap *heap) {
         free(h);
         return SQLITE_NOMEM;
     }
-    h->dev = st.st_dev;
-    h->ino = st.st_ino;
     h->heap = heap;
-    h->refs = 1;
-    pthread_mutex_init(&h->mutex, NULL);
-    h->next = dxh_heaps;
-    dxh_heaps = h;
+    dxh_heap_link(h, &st);
     pthread_mutex_unlock(&dxh_heaps_mutex);
     return SQLITE_OK;
 }
