@@ -128,14 +128,7 @@ extension Heap {
                                        heapSize: found.heapSize, statuses: &statuses, device: device, logger: logger,
                                        faults: faults)
         for offset in found.leftovers where isFree(offset, in: table) {
-            do throws(DeviceError) {
-                try MetadataIO.clear(at: offset, on: device)
-                let line = "cleared an old metadata copy at device offset \(offset), left by an interrupted grow or shrink"
-                logger.warning("\(line)", metadata: ["path": "\(device.path)"])
-                repairs.append(line)
-            } catch {
-                logger.error("could not clear the old metadata copy at device offset \(offset): \(HeapError(error))")
-            }
+            if let line = MetadataIO.clearOldCopy(at: offset, generation: nil, on: device, logger: logger) { repairs.append(line) }
         }
         return repairs
     }
@@ -210,15 +203,28 @@ extension Heap {
         var lines: [String] = []
         for copy in MetadataIO.oldCopies(of: s.uuid, table: s.table, on: device) {
             s.highestGeneration = max(s.highestGeneration, copy.generation)
-            do throws(DeviceError) {
-                try MetadataIO.clear(at: copy.deviceOffset, on: device)
-                let line = "cleared an old metadata copy at device offset \(copy.deviceOffset) (generation \(copy.generation)), left by an interrupted grow or shrink"
-                logger.warning("\(line)", metadata: ["path": "\(device.path)"])
+            if let line = MetadataIO.clearOldCopy(at: copy.deviceOffset, generation: copy.generation, on: device, logger: logger) {
                 lines.append(line)
-            } catch {
-                logger.error("could not clear the old metadata copy at device offset \(copy.deviceOffset): \(HeapError(error))")
             }
         }
         return lines
+    }
+}
+
+extension MetadataIO {
+    /// Clears the old copy at `offset` and returns the repair's line (logged as a warning),
+    /// or nil when it could not be cleared (logged as an error, not thrown: the heap's own
+    /// copies win over it at every open).
+    static func clearOldCopy(at offset: UInt64, generation: UInt64?, on device: MappedDevice, logger: Logger) -> String? {
+        do throws(DeviceError) {
+            try clear(at: offset, on: device)
+        } catch {
+            logger.error("could not clear the old metadata copy at device offset \(offset): \(HeapError(error))")
+            return nil
+        }
+        let which = generation.map { " (generation \($0))" } ?? ""
+        let line = "cleared an old metadata copy at device offset \(offset)\(which), left by an interrupted grow or shrink"
+        logger.warning("\(line)", metadata: ["path": "\(device.path)"])
+        return line
     }
 }
