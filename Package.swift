@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "DaxArenasTests", dependencies: ["DaxArenas", "DaxMetadata", "DaxRadix", "DaxResourceTree", "DaxTestSupport"]),
         // Test-only: the child the object heap's SIGKILL test spawns (threads allocating,
         // freeing and committing transactions until killed).
-        .executableTarget(name: "DaxObjectsProbe", dependencies: ["DaxObjects", "DaxHeap"], path: "Tests/DaxObjectsProbe"),
+        .executableTarget(name: "DaxObjectsProbe", dependencies: ["DaxObjects", "DaxHeap", "DaxTestSupport"], path: "Tests/DaxObjectsProbe"),
         .testTarget(name: "DaxObjectsTests", dependencies: ["DaxObjects", "DaxHeap", "DaxTestSupport", "DaxObjectsProbe"]),
         // Test-only: children the crash and SIGBUS tests spawn (package-only fault hooks;
         // signal scenarios whose right outcome may be death), and the latter's C helpers.

@@ -20,6 +20,7 @@
 
 import DaxHeap
 import DaxObjects
+import DaxTestSupport
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -42,19 +43,6 @@ func fail(_ message: String) -> Never {
     exit(1)
 }
 
-/// SplitMix64 (as DaxTestSupport's), inlined: this target depends on nothing else.
-struct Random {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}
-
 func churn(path: String, seed: UInt64, threads: Int) throws {
     let heap = try Heap.open(path: path)
     let objects = try ObjectHeap.open(in: heap, arena: "objects")
@@ -71,7 +59,7 @@ func churn(path: String, seed: UInt64, threads: Int) throws {
             func slot(_ i: Int) -> ObjectSlot { ObjectSlot(in: table, at: UInt64(i) * 8) }
             var full = Array(repeating: false, count: slotCount)
             for i in first..<end { full[i] = try !objects.load(slot(i)).isNull }
-            var random = Random(state: seed &* 0x1000_0001 &+ UInt64(t))
+            var random = SplitMix64(seed: seed &* 0x1000_0001 &+ UInt64(t))
             var number: UInt64 = 0
             while ContinuousClock.now < deadline {
                 number += 1
