@@ -20,14 +20,14 @@ import DaxTestSupport
         #expect(info["device_layout"] as? String == "not recorded", "a file records no device identity")
         #expect(info["device_identity"] is NSNull)
         #expect(["pmem", "msync"].contains(info["persistence"] as? String))
-        #expect((integer(info["size"]) ?? .max) == UInt64(32 * MiB))
-        #expect((integer(info["heap_size"]) ?? .max) == UInt64(32 * MiB))
-        #expect((integer(info["unused_device_size"]) ?? .max) == 0)
-        #expect((integer(info["align"]) ?? .max) == UInt64(2 * MiB))
-        #expect((integer(info["usable_size"]) ?? .max) == UInt64(28 * MiB))
-        #expect((integer(info["available_size"]) ?? .max) == UInt64(22 * MiB))
-        #expect((integer(info["generation"]) ?? .max) == 3)
-        #expect((integer(info["arena_count"]) ?? .max) == 2)
+        #expect(number(info["size"]) == UInt64(32 * MiB))
+        #expect(number(info["heap_size"]) == UInt64(32 * MiB))
+        #expect(number(info["unused_device_size"]) == 0)
+        #expect(number(info["align"]) == UInt64(2 * MiB))
+        #expect(number(info["usable_size"]) == UInt64(28 * MiB))
+        #expect(number(info["available_size"]) == UInt64(22 * MiB))
+        #expect(number(info["generation"]) == 3)
+        #expect(number(info["arena_count"]) == 2)
         for key in ["size", "heap_size", "unused_device_size", "align", "usable_size", "available_size", "generation", "arena_count"] {
             #expect(isInteger(info[key]), "\(key) is not an integer")
         }
@@ -77,10 +77,10 @@ import DaxTestSupport
             for extent in extents {
                 #expect(Set(extent.keys) == ["device_offset", "arena_offset", "size"])
                 #expect(isInteger(extent["device_offset"]) && isInteger(extent["arena_offset"]) && isInteger(extent["size"]))
-                #expect((integer(extent["arena_offset"]) ?? .max) == next, "extents not ordered by arena offset")
+                #expect(number(extent["arena_offset"]) == next, "extents not ordered by arena offset")
                 next += integer(extent["size"]) ?? 0
             }
-            #expect(next == (integer(arena["size"]) ?? .max))
+            #expect(next == number(arena["size"]))
             total += next
         }
         #expect(total + (integer(list["available_size"]) ?? 0) == UInt64(28 * MiB))

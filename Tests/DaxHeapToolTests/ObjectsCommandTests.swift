@@ -191,7 +191,3 @@ import Testing
     }
 }
 
-/// A JSON integer, or UInt64.max when it is absent or not one. Not optional on purpose:
-/// an optional UInt64 in `#expect(a == b)` makes swift-testing's expansion read 9 bytes
-/// from an 8-byte slot (AddressSanitizer's stack-buffer-overflow, Swift 6.3.1).
-private func number(_ value: Any?) -> UInt64 { integer(value) ?? .max }

@@ -167,3 +167,8 @@ func isBool(_ value: Any?) -> Bool {
 func integer(_ value: Any?) -> UInt64? {
     isInteger(value) ? (value as? NSNumber)?.uint64Value : nil
 }
+
+/// A JSON integer, or UInt64.max when it is absent or not one: for `#expect(a == b)`, where
+/// an optional UInt64 makes swift-testing's expansion read 9 bytes from an 8-byte slot
+/// (AddressSanitizer's stack-buffer-overflow, Swift 6.3.1).
+func number(_ value: Any?) -> UInt64 { integer(value) ?? .max }
