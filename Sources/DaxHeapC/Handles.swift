@@ -1,12 +1,33 @@
 import DaxHeap
 
+/// A Swift object behind an opaque C pointer: the pointer C holds is
+/// `Unmanaged.passRetained(handle).toOpaque()`, owning one reference.
+protocol CHandle: AnyObject {}
+
+extension CHandle {
+    /// A new C handle owning one reference.
+    func retainedPointer() -> OpaquePointer {
+        OpaquePointer(Unmanaged.passRetained(self).toOpaque())
+    }
+
+    /// The handle behind a C pointer (not retained: the pointer's reference keeps it).
+    static func from(_ pointer: OpaquePointer) -> Self {
+        unmanaged(pointer).takeUnretainedValue()
+    }
+
+    /// The C pointer's reference, to release it.
+    static func unmanaged(_ pointer: OpaquePointer) -> Unmanaged<Self> {
+        Unmanaged<Self>.fromOpaque(UnsafeRawPointer(pointer))
+    }
+}
+
 /// What a `daxheap *` points to: a retained Swift object owning a ``Heap``.
 ///
 /// The pointer C holds is `Unmanaged.passRetained(handle).toOpaque()`: the C side owns one
 /// reference, dropped by `daxheap_close`. Each open window owns another (through its
 /// ``WindowHandle``), so a heap released with windows still open stays mapped until the
 /// last of them is closed, and is closed then.
-final class HeapHandle: Sendable {
+final class HeapHandle: CHandle, Sendable {
     let heap: Heap
     private let state = Locked(State())
 
@@ -19,20 +40,10 @@ final class HeapHandle: Sendable {
 
     init(_ heap: Heap) { self.heap = heap }
 
-    /// A new C handle owning one reference.
-    func retainedPointer() -> OpaquePointer {
-        OpaquePointer(Unmanaged.passRetained(self).toOpaque())
-    }
-
-    /// The handle behind a C pointer (not retained: the pointer's reference keeps it).
-    static func from(_ pointer: OpaquePointer) -> HeapHandle {
-        Unmanaged<HeapHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
-    }
-
     /// `daxheap_close`: closes the heap now if no window of this handle is open, else
     /// when the last one closes; then drops the C side's reference.
     static func release(_ pointer: OpaquePointer) {
-        let unmanaged = Unmanaged<HeapHandle>.fromOpaque(UnsafeRawPointer(pointer))
+        let unmanaged = HeapHandle.unmanaged(pointer)
         let handle = unmanaged.takeUnretainedValue()
         let closeNow = handle.state.withLock { s in
             s.released = true
@@ -71,7 +82,7 @@ final class HeapHandle: Sendable {
 
 /// What a `daxheap_window *` points to: a retained Swift object owning an ``ArenaWindow``
 /// and a reference to the ``HeapHandle`` it came from.
-final class WindowHandle: Sendable {
+final class WindowHandle: CHandle, Sendable {
     let window: ArenaWindow
     let owner: HeapHandle
 
@@ -80,18 +91,10 @@ final class WindowHandle: Sendable {
         self.owner = owner
     }
 
-    func retainedPointer() -> OpaquePointer {
-        OpaquePointer(Unmanaged.passRetained(self).toOpaque())
-    }
-
-    static func from(_ pointer: OpaquePointer) -> WindowHandle {
-        Unmanaged<WindowHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
-    }
-
     /// `daxheap_window_close`: unmaps, frees the handle, and closes the heap if the C side
     /// released it and this was its last window.
     static func release(_ pointer: OpaquePointer) throws(Failure) {
-        let unmanaged = Unmanaged<WindowHandle>.fromOpaque(UnsafeRawPointer(pointer))
+        let unmanaged = WindowHandle.unmanaged(pointer)
         let handle = unmanaged.takeUnretainedValue()
         handle.window.close()
         unmanaged.release()

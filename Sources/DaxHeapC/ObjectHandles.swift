@@ -12,21 +12,13 @@ import Glibc
 /// An object heap maps its arena as a window, so it counts as one of the heap handle's
 /// windows: a heap released with `daxheap_close` while an object heap is open stays mapped
 /// until the object heap closes.
-final class ObjectsHandle: Sendable {
+final class ObjectsHandle: CHandle, Sendable {
     let objects: ObjectHeap
     let owner: HeapHandle
 
     init(objects: ObjectHeap, owner: HeapHandle) {
         self.objects = objects
         self.owner = owner
-    }
-
-    func retainedPointer() -> OpaquePointer {
-        OpaquePointer(Unmanaged.passRetained(self).toOpaque())
-    }
-
-    static func from(_ pointer: OpaquePointer) -> ObjectsHandle {
-        Unmanaged<ObjectsHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
     }
 
     /// Opens or creates an object heap through `make`, counted as a window of `owner`
@@ -48,7 +40,7 @@ final class ObjectsHandle: Sendable {
     /// are open; else unmaps, frees the handle, and closes the heap if the C side released
     /// it and this was its last window.
     static func release(_ pointer: OpaquePointer) throws(Failure) {
-        let unmanaged = Unmanaged<ObjectsHandle>.fromOpaque(UnsafeRawPointer(pointer))
+        let unmanaged = ObjectsHandle.unmanaged(pointer)
         let handle = unmanaged.takeUnretainedValue()
         try objectCall { () throws(ObjectError) in try handle.objects.close() }
         unmanaged.release()
@@ -64,7 +56,7 @@ final class ObjectsHandle: Sendable {
 /// so every call takes the handle's `busy` flag first (one compare-and-swap) and refuses
 /// with DAXHEAP_EBUSY when another thread, or the context's own transaction body, holds
 /// it. Everything mutable below is touched only by the flag's holder.
-final class ContextHandle {
+final class ContextHandle: CHandle {
     let context: ObjectContext
     let owner: ObjectsHandle
     private let busy = Atomic<Bool>(false)
@@ -81,14 +73,6 @@ final class ContextHandle {
     init(context: ObjectContext, owner: ObjectsHandle) {
         self.context = context
         self.owner = owner
-    }
-
-    func retainedPointer() -> OpaquePointer {
-        OpaquePointer(Unmanaged.passRetained(self).toOpaque())
-    }
-
-    static func from(_ pointer: OpaquePointer) -> ContextHandle {
-        Unmanaged<ContextHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
     }
 
     /// Runs `body` with the context behind `pointer`, holding its `busy` flag.
@@ -120,6 +104,6 @@ final class ContextHandle {
             handle.reservations = [:]
             handle.context.close()
         }
-        Unmanaged<ContextHandle>.fromOpaque(UnsafeRawPointer(pointer)).release()
+        ContextHandle.unmanaged(pointer).release()
     }
 }
