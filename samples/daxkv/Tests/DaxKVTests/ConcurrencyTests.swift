@@ -67,6 +67,7 @@ struct ConcurrencyTests {
                 versions[2 * keys + k].store(round, ordering: .releasing)
                 last[k] = (round, size)
             }
+            shared.awaitReads(20 * round)
             // A second key range comes and goes, growing and churning the index.
             for k in keys ..< 2 * keys where (k + round) % 3 == 0 {
                 if round % 2 == 0 {
@@ -132,6 +133,7 @@ extension ConcurrencyTests {
         for k in 0 ..< total {
             try store.put(key(k), stamped(k, version: 1, count: 300))
             inserted.store(k + 1, ordering: .releasing)
+            if k % 500 == 0 { shared.awaitReads(k / 20) }
         }
         shared.stop.store(true, ordering: .releasing)
         group.wait()
@@ -198,6 +200,14 @@ final class Shared: @unchecked Sendable {
         self.count = count
         versions = .allocate(capacity: count)
         for i in 0 ..< count { (versions + i).initialize(to: Atomic(0)) }
+    }
+
+    /// Waits (yielding) until the readers have done `count` gets in all, or 30 s have
+    /// passed: the writer calls it as it goes so that readers run during its work on a
+    /// loaded machine too, and the final `reads > 1000` check fails only for a hung reader.
+    func awaitReads(_ count: Int) {
+        let clock = ContinuousClock(), start = clock.now
+        while reads.load(ordering: .relaxed) < count, clock.now - start < .seconds(30) { sched_yield() }
     }
 
     deinit {

@@ -157,11 +157,19 @@ struct SegmentReuseTests {
             let started = shared.versions, done = shared.versions + keys
             var value = [UInt8](repeating: 0, count: valueSize)
             let jumper = bytes("jumper"), big = [UInt8](repeating: 0x4A, count: Format.maxValueSize)
+            // At least 2.5 s, and on until the readers have done 1,000 gets and the
+            // segments have turned over 13 times: a loaded CI machine may need longer
+            // for that, a hung reader or writer is caught by the one-minute cap.
             let clock = ContinuousClock()
-            let deadline = clock.now + .milliseconds(2500)
+            let start = clock.now
             var round = 0
+            func enough() -> Bool {
+                let elapsed = clock.now - start
+                if elapsed > .seconds(60) { return true }
+                return elapsed > .milliseconds(2500) && round > 12 && shared.reads.load(ordering: .relaxed) > 1000
+            }
             do {
-                while clock.now < deadline {
+                while !enough() {
                     round += 1
                     for i in 0 ..< keys {
                         let k = (i + 7 * round) % keys
