@@ -16,12 +16,25 @@ public final class Locked<Value>: @unchecked Sendable {
     private let value: UnsafeMutablePointer<Value>
 
     /// A lock around `value`.
-    public init(_ value: Value) {
+    ///
+    /// - Parameter spinning: when the mutex is held, spin for a while before sleeping
+    ///   (glibc's adaptive mutex). For locks held for well under a microsecond by threads
+    ///   that each have a core: a waiter that sleeps pays a futex wait and wake-up, several
+    ///   microseconds, for a lock that would have been free in a few hundred nanoseconds.
+    public init(_ value: Value, spinning: Bool = false) {
         self.value = .allocate(capacity: 1)
         self.value.initialize(to: value)
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
+        guard spinning else {
+            pthread_mutex_init(mutex, nil)
+            return
+        }
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ADAPTIVE_NP))
+        pthread_mutex_init(mutex, &attributes)
+        pthread_mutexattr_destroy(&attributes)
     }
 
     deinit {
