@@ -27,11 +27,12 @@ extension KVStore {
             throw KVError.batchMismatch(keys: keys.count, buffers: buffers.count, lengths: lengths.count)
         }
         for key in keys where !(1 ... Format.maxKeySize).contains(key.count) { throw KVError.invalidKeySize(key.count) }
-        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 2 * Self.batchWidth) { scratch in
+        try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 3 * Self.batchWidth) { scratch in
+            let hashes = scratch.baseAddress!, slots = hashes + Self.batchWidth, reuses = slots + Self.batchWidth
             var start = 0
             while start < keys.count {
                 let group = start ..< min(keys.count, start + Self.batchWidth)
-                try getGroup(keys, buffers, lengths, group, hashes: scratch.baseAddress!, slots: scratch.baseAddress! + Self.batchWidth)
+                try getGroup(keys, buffers, lengths, group, hashes: hashes, slots: slots, reuses: reuses)
                 start = group.upperBound
             }
         }
@@ -65,24 +66,31 @@ extension KVStore {
     }
 
     /// One group of a batch (at most `batchWidth` keys), in three passes: buckets
-    /// requested, records requested, records read. A segment reuse during the group
-    /// (see `spaceReused`) redoes the whole group.
+    /// requested, records requested, records read, each key in its own shard. A segment
+    /// reuse during the group in the shard of any of its keys (see `Shard.spaceReused`)
+    /// redoes the whole group.
     @inline(__always)
     func getGroup(_ keys: UnsafeBufferPointer<UnsafeRawBufferPointer>, _ buffers: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>,
                   _ lengths: UnsafeMutableBufferPointer<Int?>, _ group: Range<Int>,
-                  hashes: UnsafeMutablePointer<UInt64>, slots: UnsafeMutablePointer<UInt64>) throws {
+                  hashes: UnsafeMutablePointer<UInt64>, slots: UnsafeMutablePointer<UInt64>, reuses: UnsafeMutablePointer<UInt64>) throws {
         for (j, i) in group.enumerated() { hashes[j] = hash64(keys[i], seed: Seeds.key) }
         while true {
-            let reuses = spaceReuses.load(ordering: .acquiring)  // before the descriptor: see `get`
-            let table = currentTable()
-            // 1. Every key's bucket requested before any is waited for.
-            for j in 0 ..< group.count { daxkv_prefetch(indexWord(table.bucketOffset(hashes[j] & table.mask))) }
+            // 1. Every key's bucket requested before any is waited for. Each shard's reuse
+            // count is loaded before its table descriptor: see `Shard.get`. (Later passes
+            // load the descriptor again; any table loaded after the count will do.)
+            for j in 0 ..< group.count {
+                let shard = shard(of: hashes[j])
+                reuses[j] = shard.spaceReuses.load(ordering: .acquiring)
+                let table = shard.currentTable()
+                daxkv_prefetch(shard.indexWord(table.bucketOffset(hashes[j] & table.mask)))
+            }
             // 2. Every key's first candidate slot (the buckets arrive together); its record requested.
             for j in 0 ..< group.count {
-                let slot = firstCandidate(table, hash: hashes[j])
+                let shard = shard(of: hashes[j])
+                let slot = shard.firstCandidate(shard.currentTable(), hash: hashes[j])
                 slots[j] = slot
                 if Format.isLive(slot) {
-                    let base = record(Format.slotOffset(slot))
+                    let base = shard.record(Format.slotOffset(slot))
                     daxkv_prefetch(base)
                     daxkv_prefetch(base + Self.prefetchedRecordBytes - 1)  // a small record's last line
                 }
@@ -90,11 +98,12 @@ extension KVStore {
             // 3. The records, now arriving together.
             var damage: (offset: UInt64, reason: String)? = nil
             for (j, i) in group.enumerated() {
-                var result = Lookup.absent
+                let shard = shard(of: hashes[j])
+                var result = Shard.Lookup.absent
                 if Format.isLive(slots[j]) {
                     // Another key with the same tag (rare): the whole probe, as a single get.
-                    result = readRecord(at: Format.slotOffset(slots[j]), key: keys[i], buffer: buffers[i])
-                        ?? lookup(table, hash: hashes[j], key: keys[i], buffer: buffers[i])
+                    result = shard.readRecord(at: Format.slotOffset(slots[j]), key: keys[i], buffer: buffers[i])
+                        ?? shard.lookup(shard.currentTable(), hash: hashes[j], key: keys[i], buffer: buffers[i])
                 }
                 switch result {
                 case .absent: lengths[i] = nil
@@ -102,7 +111,7 @@ extension KVStore {
                 case .damaged(let offset, let reason): if damage == nil { damage = (offset, reason) }
                 }
             }
-            if spaceReused(since: reuses) { continue }
+            if (0 ..< group.count).contains(where: { shard(of: hashes[$0]).spaceReused(since: reuses[$0]) }) { continue }
             if let damage { throw KVError.damagedRecord(store: name, offset: damage.offset, reason: damage.reason) }
             return
         }
@@ -111,7 +120,9 @@ extension KVStore {
     /// A record of a 16-byte key and a 128-byte value spans at most this much: the second
     /// prefetch covers its last line (the lines between come with the hardware's own).
     static let prefetchedRecordBytes = 192
+}
 
+extension Shard {
     /// The first slot on the probe path of `hash` that holds its tag (emptySlot if the
     /// probe meets an empty slot first: the key is absent).
     @inline(__always)

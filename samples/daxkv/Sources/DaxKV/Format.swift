@@ -26,6 +26,9 @@ enum Format {
     static let tailSegmentOffset: UInt64 = 64
     /// Index arena: the table descriptor, (tableOffset >> tableAlignmentShift) << descriptorLog2Bits | log2(buckets).
     static let descriptorOffset: UInt64 = 64
+    /// Index arena: which shard of how many this is, shardIndex << 32 | shardCount (see
+    /// `ShardPlace`); 0 (a store written before shards) reads as shard 0 of 1.
+    static let shardOffset: UInt64 = 72
     /// The size of a header word, a slot and a record's checksum and length word: the
     /// aligned 8-byte store is the unit of failure atomicity.
     static let wordSize: UInt64 = 8

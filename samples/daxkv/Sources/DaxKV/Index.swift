@@ -6,7 +6,7 @@ import Synchronization  // Atomic: the descriptor
 import Glibc
 #endif
 
-extension KVStore {
+extension Shard {
     /// An index table, from the descriptor an operation loaded.
     struct Table {
         let offset: UInt64

@@ -2,7 +2,7 @@
 import DaxHeap
 import Synchronization  // Atomic: the counts readers load
 
-extension KVStore {
+extension Shard {
     /// Rebuilds the index at a larger size when adding `n` entries would make it more
     /// than three quarters full (tombstones count), before anything of the put is written.
     func ensureIndexRoom(adding n: Int) throws {

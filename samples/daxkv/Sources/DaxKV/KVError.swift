@@ -15,6 +15,8 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
     case notAStore(store: String, reason: String)
     /// The store name would make an invalid arena name.
     case invalidStoreName(String)
+    /// A store's shard count must be a power of two from 1 to 64.
+    case invalidShardCount(Int)
     /// The store does not exist and opening was asked not to create it.
     case noSuchStore(String)
     /// Opened read-only right after a crash: the tail of the log holds writes whose index
@@ -38,7 +40,9 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notAStore(let store, let reason):
             "the arenas of store \(quoted(store)) do not hold a DaxKV store (\(reason)); pick another store name or destroy those arenas"
         case .invalidStoreName(let name):
-            "invalid store name \(quoted(name)): use 1 to 57 bytes of UTF-8 without control characters"
+            "invalid store name \(quoted(name)): use 1 to 57 bytes of UTF-8 without control characters (55 for a store of 2 to 8 shards, 54 for more)"
+        case .invalidShardCount(let n):
+            "a store of \(n) shards is not possible; use a power of two from 1 to 64"
         case .noSuchStore(let name):
             "there is no store \(quoted(name)) on this heap"
         case .needsRecovery(let store, let records):

@@ -1,383 +1,265 @@
 import DaxHeap
-import Synchronization  // Atomic (the published index descriptor, the live count, the statistics)
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// How a store is opened.
-public struct KVStoreOptions: Sendable {
-    /// Create the store's arenas when they do not exist yet.
-    public var create: Bool
-    /// Size the index for this many keys up front (it grows online anyway).
-    public var expectedKeys: Int
-    /// The data arena's size when the store is created (a multiple of 2 MiB, at least 2 MiB),
-    /// and the least an open gives space back down to (`giveBackSpace`).
-    public var initialDataSize: UInt64
-
-    /// When the log needs a segment and none is free: compact a segment (rather than grow
-    /// the data arena) if at least this fraction of it is reclaimable. 0.5 bounds both write
-    /// and space amplification by about 2; higher trades space for faster updates (0.75:
-    /// write amplification 1.33, space up to 4x). Once the heap cannot grow, any gain is taken.
-    public var reclaimBeforeGrowth: Double
-
-    /// At a read-write open, give the heap back what the store does not use: the data
-    /// segments at the arena's end that hold no live record (two free ones are kept for
-    /// the log's next switches, and the arena keeps at least `initialDataSize`) and the
-    /// index space past the current table. Only at open: an open store's windows keep its
-    /// arenas mapped, and a mapped arena cannot shrink.
-    public var giveBackSpace: Bool
-
-    public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5,
-                giveBackSpace: Bool = true) {
-        self.create = create
-        self.expectedKeys = expectedKeys
-        self.initialDataSize = initialDataSize
-        self.reclaimBeforeGrowth = min(max(reclaimBeforeGrowth, 0), 1)
-        self.giveBackSpace = giveBackSpace
-    }
-}
-
-/// What opening the store cost: recovery is one scan of the index and one of the log's
-/// tail segment, replaying the writes whose slot stores were lost.
-public struct KVRecoveryStats: Sendable {
-    /// Index slots scanned (8 bytes each, read sequentially).
-    public var slotsScanned: Int
-    /// Record headers read: the records slots reference in the tail segment.
-    public var recordHeadersRead: Int
-    /// Records of the tail segment scanned (read and checksummed) for replay.
-    public var tailRecordsScanned: Int = 0
-    /// Of those, the ones whose slot store (or tombstone) had not reached the media and
-    /// were applied to the index again.
-    public var recordsReplayed: Int = 0
-    public var seconds: Double
-}
-
-/// An embeddable, crash-safe key-value store on two arenas of a DaxHeap heap:
+/// An embeddable, crash-safe key-value store on arenas of a DaxHeap heap, split by key
+/// hash into shards (``KVStoreOptions/shards``). Each shard is two arenas,
 /// `NAME.index` (a hash table of 8-byte slots) and `NAME.data` (a log of checksummed
-/// records in 2 MiB segments). See samples/daxkv/README.md for the layout and the crash
-/// argument.
+/// records in 2 MiB segments), with ".N" appended for shard N > 0. See
+/// samples/daxkv/README.md for the layout and the crash argument.
 ///
 /// Thread safety: any number of threads may call `get` concurrently with each other and
-/// with one writer; writers (`put`, `delete`, batches, iteration) take a mutex.
-public final class KVStore: @unchecked Sendable {
-    // @unchecked: the writer state below is touched only with `lock` held; readers use
-    // only the immutable handles and the atomics.
+/// with the writers; writers (`put`, `delete`, batches) take their key's shard's mutex,
+/// so writers of keys in different shards run in parallel; iteration takes every shard's.
+public final class KVStore: Sendable {
     public let heap: Heap
     public let name: String
-    /// The two arenas, each mapped as one window: one range of addresses for the whole
-    /// arena, however many extents it spans. While the store is open the windows stay
-    /// open, so every address below an arena's size stays valid: the base never moves, a
-    /// grow maps the new space in before it returns, and a shrink or destroy of a mapped
-    /// arena is refused. So no access here needs a read section or a view; what a reader
-    /// must still guard against is the store's own reuse of its space (`spaceReuses`).
-    let index: ArenaWindow
-    let data: ArenaWindow
-    /// `index.base` and `data.base`, fixed while the windows are open: arena offset `o`
-    /// is at `indexBase + o` (`indexWord`) and `dataBase + o` (`record`).
-    let indexBase: UnsafeMutableRawPointer
-    let dataBase: UnsafeMutableRawPointer
-    /// The same arenas, for flushes and fences only: bytes are stored through the windows,
-    /// made durable through `Arena.flush`, `drain` and `persist`. Those flush the same
-    /// cache lines through the heap's whole-device mapping (and, on a file, msync the same
-    /// pages). They were chosen when the window's own `flush` and `drain` retained and
-    /// released the heap's device around `pmem_flush` (a locked instruction waits for
-    /// earlier flushes as a fence does: the fill was 15 % slower). The window's calls no
-    /// longer do, so these fields could go; not measured yet. (README, "What windows bought".)
-    let indexArena: Arena
-    let dataArena: Arena
-    let lock = Locked<Void>(())  // DaxHeap's pthread mutex: visible to ThreadSanitizer
-    /// The current index table, as in the index header (readers load it each lookup).
-    let descriptor: Atomic<UInt64>
-    /// Space the store reused while readers may still be reading it, counted before its
-    /// first byte changes: a segment that held records becoming the tail again, and the
-    /// index space of old tables taken by a rebuild's new one. A get loads it before and
-    /// after its reads and looks again when it changed (a seqlock's reader): see `get` and
-    /// README "Concurrency". This is the one read-side protection the store needs: the
-    /// windows keep the bytes mapped, but only this count tells a reader that the record
-    /// its slot pointed at, or the table it probed, was rewritten.
-    let spaceReuses = Atomic<UInt64>(0)
-    /// The number of pairs, for readers: the writer's `liveCount`, published with a plain
-    /// store (no read-modify-write: that would be a locked instruction).
-    let live: Atomic<Int>
-    public private(set) var recovery: KVRecoveryStats
-    let reclaimBeforeGrowth: Double
+    /// The shards, `shards[i]` on the arenas of shard i. Never empty; a power of two long.
+    let shards: [Shard]
+    /// `shards.count - 1`: a key's shard is `shardMask` bits of its hash (`shard(of:)`).
+    let shardMask: UInt64
 
-    // Writer state, touched only with `lock` held. The lock already serializes every
-    // access, so Swift's dynamic exclusivity checks (a runtime call per access of a class
-    // property, several per put) are switched off for these.
-    @exclusivity(unchecked) var tail: UInt64 = 0
-    @exclusivity(unchecked) var tailSegment = 0
-    @exclusivity(unchecked) var segmentLive: [Int] = []
-    /// Records appended to each segment since it last became the tail; -1 when unknown
-    /// (segments written before this open). With `segmentLive`, tells a segment with no
-    /// dead record, which compaction need not even walk.
-    @exclusivity(unchecked) var segmentAppended: [Int] = []
-    /// Segments known to be all zero (added by growth and not used since).
-    @exclusivity(unchecked) var segmentZeroed: [Bool] = []
-    @exclusivity(unchecked) var freeSegments: [Int] = []
-    @exclusivity(unchecked) var tombstones = 0
-    /// Inserts whose slots are stored but not yet fenced (see `countInserts`).
-    @exclusivity(unchecked) var unpublishedInserts = 0
-    /// The index offset of the slot the last put or delete stored and did not flush; the
-    /// next write flushes it before its fence. Until then the tail replay covers it.
-    @exclusivity(unchecked) var pendingSlot: UInt64? = nil
-    @exclusivity(unchecked) var liveCount = 0
-    @exclusivity(unchecked) var damagedSegments: Set<Int> = []
-    @exclusivity(unchecked) var pending: [Pending] = []
+    /// Where in a key's hash its shard number is: above the bits that pick its bucket in
+    /// any table smaller than 2^38 buckets, below the 20 bits of the slot's tag. (A larger
+    /// table would only see its buckets used a little unevenly.)
+    static let shardShift: UInt64 = 38
 
-    deinit {
-        // A clean close leaves nothing for the next open to replay.
-        if let position = pendingSlot { try? indexArena.persist(at: position, count: Format.slotSize) }
-        // No call is running (each holds the store), so no thread uses the windows'
-        // addresses any more: unmap them, which lets the arenas be shrunk or destroyed.
-        index.close()
-        data.close()
+    init(heap: Heap, name: String, shards: [Shard]) {
+        self.heap = heap
+        self.name = name
+        self.shards = shards
+        shardMask = UInt64(shards.count - 1)
     }
 
-    /// Statistics of the writer's background work. The writer counts under its lock;
-    /// anyone may read them meanwhile, so they are atomics.
-    public var compactions: Int { compactionCount.load(ordering: .relaxed) }
-    public var dataGrowths: Int { growthCount.load(ordering: .relaxed) }
-    public var indexRebuilds: Int { rebuildCount.load(ordering: .relaxed) }
-    let compactionCount = Atomic<Int>(0)
-    let growthCount = Atomic<Int>(0)
-    let rebuildCount = Atomic<Int>(0)
+    /// The shard a key of hash `hash` lives in.
+    @inline(__always)
+    func shard(of hash: UInt64) -> Shard { shards[Int(truncatingIfNeeded: hash >> Self.shardShift & shardMask)] }
 
-    #if DEBUG
-    /// Tests only (compiled in debug builds): called by `get` between loading a slot of the
-    /// key's tag and reading the record the slot points at, with the record's offset. A test
-    /// pauses the reader here while the writer reuses the record's segment.
-    var afterSlotLoad: (@Sendable (_ recordOffset: UInt64) -> Void)? = nil
-    #endif
+    // MARK: - Opening and destroying
 
-    struct Pending { var hash: UInt64; var offset: UInt64; var item: Int }
-
-    // MARK: - Opening
-
-    /// Opens the store `name` on `heap`, creating its arenas if they are absent (unless
-    /// `options.create` is false). Recovery is a sequential scan of the index and a replay
-    /// of the log's tail segment (at most 2 MiB); see ``recovery``. On a read-only heap,
-    /// a store that needs the replay throws ``KVError/needsRecovery(store:records:)``.
+    /// Opens the store `name` on `heap`, creating it if it is absent (unless
+    /// `options.create` is false). Recovery is, in each shard, a sequential scan of the
+    /// index and a replay of the log's tail segment (at most 2 MiB); see ``recovery``. On
+    /// a read-only heap, a store that needs the replay throws
+    /// ``KVError/needsRecovery(store:records:)``.
     ///
-    /// The store maps both arenas as windows (``Arena/mapWindow(reserving:)``) until it is
+    /// The store maps its arenas as windows (``Arena/mapWindow(reserving:)``) until it is
     /// released: meanwhile they cannot be shrunk or destroyed, by ``destroy(heap:name:)``
     /// either. A device whose alignment is coarser than the arenas' extents cannot map
     /// them (`HeapError.windowMisaligned`), and then the store cannot be opened.
     ///
     /// A read-write open gives the heap back space the store does not use
-    /// (``KVStoreOptions/giveBackSpace``): free data segments at the arena's end and index
-    /// space past the current table. Not while the store is open elsewhere in this process.
+    /// (``KVStoreOptions/giveBackSpace``): free data segments at the arenas' ends and index
+    /// space past the current tables. Not while the store is open elsewhere in this process.
     public static func open(heap: Heap, name: String = "kv", options: KVStoreOptions = .init()) throws -> KVStore {
-        guard !name.isEmpty, name.utf8.count <= 57, !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-            throw KVError.invalidStoreName(name)
-        }
-        do {
-            var index = try heap.findArena(named: "\(name).index")?.mapWindow()
-            var data = try heap.findArena(named: "\(name).data")?.mapWindow()
-            let ready = try index.map { try $0.size >= Format.headerSize && $0.load(at: Format.magicOffset) == Format.indexMagic } ?? false
-            if !ready || data == nil {
-                // Absent, or a creation that was interrupted (the index magic is written
-                // last, so no put can have been acknowledged): (re)initialise.
-                guard options.create else {
-                    if index == nil && data == nil { throw KVError.noSuchStore(name) }
-                    throw KVError.notAStore(store: name, reason: "its creation never finished; open it with creation allowed to start afresh")
+        guard Self.isValidName(name, shards: 1) else { throw KVError.invalidStoreName(name) }
+        let shards: [Shard]
+        if let count = try existingShardCount(heap: heap, name: name) {
+            // The store exists, so every shard must: a missing one is damage, not
+            // something to lay out anew.
+            var existing = options
+            existing.create = false
+            shards = try (0 ..< count).map { i in
+                do {
+                    return try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: existing, fresh: false)
+                } catch KVError.noSuchStore {
+                    throw KVError.notAStore(store: name, reason: "the arenas of its shard \(i) of \(count) are missing")
                 }
-                if index != nil, ready { throw KVError.notAStore(store: name, reason: "the data arena is missing") }
-                (index, data) = try initialise(heap: heap, name: name, index: index, data: data, options: options)
             }
-            let store = try KVStore(heap: heap, name: name, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
-            (index, data) = (nil, nil)  // the store holds the windows now
-            guard options.giveBackSpace, let sizes = store.sizesAfterGivingBack(minimumData: options.initialDataSize) else { return store }
-            return try giveBack(consume store, shrinkingTo: sizes, options: options)
+        } else {
+            // Absent, or a creation that never finished (shard 0's index magic is written
+            // last, so no put was acknowledged): lay every shard out anew, shard 0 last.
+            let count = options.shards ?? (heap.availableSize >= KVStoreOptions.shardedHeapMinimum ? KVStoreOptions.defaultShards : 1)
+            guard count >= 1, count <= ShardPlace.maxCount, count & (count - 1) == 0 else { throw KVError.invalidShardCount(count) }
+            guard options.create else {
+                let first = ShardPlace(index: 0, count: 1)
+                let found = try wrapHeapError { try heap.findArena(named: first.arenaName(name, .index)) != nil || heap.findArena(named: first.arenaName(name, .data)) != nil }
+                if found { throw KVError.notAStore(store: name, reason: "its creation never finished; open it with creation allowed to start afresh") }
+                throw KVError.noSuchStore(name)
+            }
+            guard Self.isValidName(name, shards: count) else { throw KVError.invalidStoreName(name) }
+            try destroyShards(heap: heap, name: name, from: count)
+            var created = try (1 ..< count).map { i in
+                try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: true)
+            }
+            created.insert(try Shard.open(heap: heap, name: name, place: ShardPlace(index: 0, count: count), options: options, fresh: true), at: 0)
+            shards = created
+        }
+        return KVStore(heap: heap, name: name, shards: shards)
+    }
+
+    /// Destroys a store's arenas (no-op for those absent): shard 0's first, so that the
+    /// store no longer exists even if a crash interrupts the rest (a later creation lays
+    /// out every shard anew). Fails while the store is open in this process: its windows
+    /// keep the arenas mapped.
+    public static func destroy(heap: Heap, name: String) throws {
+        try destroyShards(heap: heap, name: name, from: 0)
+    }
+
+    /// Destroys the arenas of shards `from` and up, whatever their count.
+    static func destroyShards(heap: Heap, name: String, from first: Int) throws {
+        for i in first ..< ShardPlace.maxCount {
+            let place = ShardPlace(index: i, count: ShardPlace.maxCount)
+            for arena in [place.arenaName(name, .index), place.arenaName(name, .data)] where try heap.findArena(named: arena) != nil {
+                do { try heap.destroyArena(named: arena) } catch { throw KVError.heap(error) }
+            }
+        }
+    }
+
+    /// The shard count shard 0's index header records, or nil if there is no finished store.
+    static func existingShardCount(heap: Heap, name: String) throws -> Int? {
+        do {
+            guard let index = try heap.findArena(named: ShardPlace(index: 0, count: 1).arenaName(name, .index)),
+                  index.size >= Format.headerSize else { return nil }
+            let header = try index.read(at: 0, count: Int(Format.shardOffset + Format.wordSize))
+            func word(_ offset: UInt64) -> UInt64 {
+                header[Int(offset) ..< Int(offset + Format.wordSize)].reversed().reduce(0) { $0 << 8 | UInt64($1) }
+            }
+            guard word(Format.magicOffset) == Format.indexMagic else { return nil }
+            let place = ShardPlace(word: word(Format.shardOffset))
+            guard place.index == 0, place.count >= 1, place.count <= ShardPlace.maxCount, place.count & (place.count - 1) == 0 else {
+                throw KVError.notAStore(store: name, reason: "its index header says shard \(place.index) of \(place.count)")
+            }
+            return place.count
         } catch let error as HeapError {
             throw KVError.heap(error)
         }
     }
 
-    /// Lays out an empty store in the arenas found (mapped), creating those absent. The
-    /// index's magic is written last: the store exists once it is set.
-    static func initialise(heap: Heap, name: String, index found: ArenaWindow?, data existing: ArenaWindow?,
-                                   options: KVStoreOptions) throws -> (index: ArenaWindow, data: ArenaWindow) {
-        let data: ArenaWindow
-        if let existing {
-            data = existing
-        } else {
-            let size = max(Format.segmentSize, roundUp2M(options.initialDataSize))
-            data = try heap.createArena(named: "\(name).data", size: size).mapWindow()
-        }
-        // Segment 0 is the first tail: prefaulted, as `switchToFreeSegment` does each later
-        // one. Then the header and segment 0 are cleared: a data arena left by an earlier
-        // attempt may hold records there, which the tail replay must never see
-        // (invariant 4). A new arena reads as zero already.
-        try prefault(data, segment: 0, store: name)
-        try data.memsetPersist(at: 0, value: 0, count: existing != nil ? Format.segmentSize : Format.headerSize)
-        try data.store(Format.version, at: Format.versionOffset)
-        try data.store(0, at: Format.tailSegmentOffset)
-        try data.store(Format.dataMagic, at: Format.magicOffset)
-        try data.arena.persist(at: 0, count: Format.headerSize)
-        let log2 = Self.log2Buckets(forKeys: options.expectedKeys)
-        let tableBytes = UInt64(1 << log2) * Format.bucketSize
-        let indexSize = roundUp2M(Format.headerSize + tableBytes)
-        let index: ArenaWindow
-        if let found {
-            if found.size < indexSize { try found.arena.resize(to: indexSize) }  // mapped into the window on return
-            index = found
-        } else {
-            index = try heap.createArena(named: "\(name).index", size: indexSize).mapWindow()
-        }
-        try index.memsetPersist(at: 0, value: 0, count: Format.headerSize + tableBytes)
-        try index.store(Format.version, at: Format.versionOffset)
-        try index.store(Format.descriptor(tableOffset: Format.headerSize, log2Buckets: log2), at: Format.descriptorOffset)
-        try index.arena.persist(at: 0, count: Format.headerSize)
-        try index.store(Format.indexMagic, at: Format.magicOffset)
-        try index.arena.persist(at: Format.magicOffset, count: Format.wordSize)
-        return (index, data)
-    }
-
-    /// Destroys a store's arenas (no-op for those absent). Fails while the store is open
-    /// in this process: its windows keep the arenas mapped.
-    public static func destroy(heap: Heap, name: String) throws {
-        for arena in ["\(name).index", "\(name).data"] where try heap.findArena(named: arena) != nil {
-            do { try heap.destroyArena(named: arena) } catch { throw KVError.heap(error) }
-        }
-    }
-
-    static func log2Buckets(forKeys keys: Int) -> Int {
-        // At most half full at the expected size; at least 512 buckets (4096 slots).
-        var log2 = 9
-        while (1 << log2) * Format.slotsPerBucket < 2 * keys { log2 += 1 }
-        return log2
-    }
-
-    /// Opens the store on `index` and `data`: checks the headers, then recovers (the index
-    /// scan and the tail replay), unless `resuming` gives the state a recovery of the same
-    /// media already found (`giveBack` reopens on shrunk arenas without recovering twice).
-    init(heap: Heap, name: String, index: ArenaWindow, data: ArenaWindow, reclaim: Double, resuming: RecoveredState? = nil) throws {
-        self.reclaimBeforeGrowth = reclaim
-        let clock = ContinuousClock()
-        let started = clock.now
-        self.heap = heap
-        self.name = name
-        self.index = index
-        self.data = data
-        indexBase = index.base
-        dataBase = data.base
-        indexArena = index.arena
-        dataArena = data.arena
-        guard try data.load(at: Format.magicOffset) == Format.dataMagic, try index.load(at: Format.magicOffset) == Format.indexMagic else {
-            throw KVError.notAStore(store: name, reason: "bad magic")
-        }
-        let version = try index.load(at: Format.versionOffset), dataVersion = try data.load(at: Format.versionOffset)
-        guard (1 ... Format.version).contains(version), (1 ... Format.version).contains(dataVersion) else {
-            throw KVError.notAStore(store: name, reason: "format version \(max(version, dataVersion)), this build reads 1 to \(Format.version)")
-        }
-        let word = try index.load(at: Format.descriptorOffset)
-        let (tableOffset, log2) = Format.decode(descriptor: word)
-        guard tableOffset >= Format.headerSize, (3 ... 40).contains(log2),
-              tableOffset + UInt64(1 << log2) * Format.bucketSize <= index.size else {
-            throw KVError.notAStore(store: name, reason: "the index descriptor is damaged")
-        }
-        descriptor = Atomic(word)
-        let segments = Int(data.size >> Format.segmentShift)
-        let tailSegment = Int(try data.load(at: Format.tailSegmentOffset))
-        guard tailSegment < segments else { throw KVError.notAStore(store: name, reason: "the tail segment \(tailSegment) is past the data arena") }
-        if let state = resuming {
-            guard state.descriptor == word, state.tailSegment == tailSegment, state.segmentLive.count >= segments else {
-                throw KVError.notAStore(store: name, reason: "it changed while it was reopened to give space back")
-            }
-            live = Atomic(state.liveCount)
-            recovery = state.recovery
-            resume(state, segments: segments)
-            return
-        }
-        let scan = try Self.scanIndex(index, data, Table(descriptor: word), segments: segments, tailSegment: tailSegment, store: name)
-        let count = scan.pairs, segmentLive = scan.segmentLive
-        self.live = Atomic(count)
-        self.liveCount = count
-        self.tail = scan.tail
-        self.tailSegment = tailSegment
-        self.segmentLive = segmentLive
-        self.segmentAppended = [Int](repeating: -1, count: segments)
-        self.segmentZeroed = [Bool](repeating: false, count: segments)
-        self.tombstones = scan.tombstones
-        self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
-        self.recovery = KVRecoveryStats(slotsScanned: scan.slots, recordHeadersRead: scan.headersRead, seconds: 0)
-        let replay = try wrapHeap { try recoverTail(upgrading: version == 1 || dataVersion == 1) }
-        recovery.tailRecordsScanned = replay.scanned
-        recovery.recordsReplayed = replay.replayed
-        let elapsed = clock.now - started
-        recovery.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    /// Whether every arena name of a store `name` of `shards` shards is a valid arena name
+    /// (63 bytes at most, no control characters).
+    static func isValidName(_ name: String, shards: Int) -> Bool {
+        let longest = ShardPlace(index: shards - 1, count: shards).arenaName(name, .index)
+        return !name.isEmpty && longest.utf8.count <= 63 && !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
     }
 
     // MARK: - Facts
 
-    /// The number of pairs.
-    public var count: Int { live.load(ordering: .acquiring) }
+    /// The number of shards (fixed when the store was created).
+    public var shardCount: Int { shards.count }
 
-    /// Sizes of the two arenas and how the data arena is used.
+    /// The number of pairs.
+    public var count: Int { shards.reduce(0) { $0 + $1.count } }
+
+    /// Sizes of the arenas and how the data arenas are used, summed over the shards.
     public var usage: (indexBytes: UInt64, dataBytes: UInt64, segments: Int, freeSegments: Int, indexSlots: Int) {
-        lock.withLock { _ in
-            let (_, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
-            return (index.size, data.size, segmentLive.count, freeSegments.count, (1 << log2) * Format.slotsPerBucket)
+        shards.reduce((0, 0, 0, 0, 0)) { sum, shard in
+            let u = shard.usage
+            return (sum.0 + u.indexBytes, sum.1 + u.dataBytes, sum.2 + u.segments, sum.3 + u.freeSegments, sum.4 + u.indexSlots)
         }
     }
 
-    // MARK: - Addresses
+    /// What opening the store cost, summed over the shards.
+    public var recovery: KVRecoveryStats {
+        shards.dropFirst().reduce(shards[0].recovery) { sum, shard in
+            let r = shard.recovery
+            return KVRecoveryStats(slotsScanned: sum.slotsScanned + r.slotsScanned, recordHeadersRead: sum.recordHeadersRead + r.recordHeadersRead,
+                                   tailRecordsScanned: sum.tailRecordsScanned + r.tailRecordsScanned,
+                                   recordsReplayed: sum.recordsReplayed + r.recordsReplayed, seconds: sum.seconds + r.seconds)
+        }
+    }
 
-    /// The address of the record at data arena offset `offset`, which the caller knows to
-    /// lie inside the window (see `recordRoom`).
-    @inline(__always)
-    func record(_ offset: UInt64) -> UnsafeMutableRawPointer { dataBase + Int(offset) }
+    /// Statistics of the writers' background work, summed over the shards.
+    public var compactions: Int { shards.reduce(0) { $0 + $1.compactions } }
+    public var dataGrowths: Int { shards.reduce(0) { $0 + $1.dataGrowths } }
+    public var indexRebuilds: Int { shards.reduce(0) { $0 + $1.indexRebuilds } }
 
-    /// The bytes from the record at `offset` to its segment's end (a record never
-    /// straddles segments: the segment is the log's unit of reuse and of the replay), or
-    /// nil if that segment lies past the data arena. Every slot the writer stores points
-    /// below the window's size: the arena grew (and the window with it) before the record
-    /// was written, and a reader's acquiring load of the slot sees that; so only a damaged
-    /// slot gets nil. Call it after loading the slot.
-    @inline(__always)
-    func recordRoom(_ offset: UInt64) -> Int? {
-        let end = Format.segmentEnd(Format.segment(of: offset))
-        return end <= data.size ? Int(end - offset) : nil
+    // MARK: - Reading
+
+    /// Copies the value of `key` into `buffer` and returns its length, or nil if the key is
+    /// absent. When the value is longer than `buffer`, nothing is copied and the length is
+    /// returned (call again with a larger buffer). The value is checked against its
+    /// record's checksum first: a damaged record throws ``KVError/damagedRecord``.
+    ///
+    /// No lock, no read section, no fence, no allocation: plain loads through the windows.
+    public func get(_ key: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
+        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
+        let hash = hash64(key, seed: Seeds.key)
+        return try shard(of: hash).get(key, hash: hash, into: buffer)
+    }
+
+    /// The value of `key`, or nil.
+    public func get(_ key: [UInt8]) throws -> [UInt8]? {
+        var capacity = 256
+        while true {
+            var out = [UInt8](repeating: 0, count: capacity)
+            let length = try key.withUnsafeBytes { k in try out.withUnsafeMutableBytes { try get(k, into: $0) } }
+            guard let length else { return nil }
+            if length <= capacity { out.removeSubrange(length...); return out }
+            capacity = length
+        }
+    }
+
+    /// Calls `body` with every pair, shard by shard in index order (every shard's writer
+    /// lock is held meanwhile: a consistent snapshot). `body` must not write to this store
+    /// (that would deadlock). The buffers are the records on the media: copy what you
+    /// keep. Damaged records throw.
+    public func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+        try withEveryLock { for shard in shards { try shard.forEachLocked(body) } }
+    }
+
+    /// Every pair, copied (for tests and small stores).
+    public func pairs() throws -> [(key: [UInt8], value: [UInt8])] {
+        var out: [(key: [UInt8], value: [UInt8])] = []
+        try forEach { k, v in out.append((Array(k), Array(v))) }
+        return out
+    }
+
+    /// Runs `body` holding every shard's writer lock, taken in shard order (as anything
+    /// that takes more than one does: no deadlock).
+    func withEveryLock<R>(from first: Int = 0, _ body: () throws -> R) throws -> R {
+        guard first < shards.count else { return try body() }
+        return try shards[first].lock.withLock { _ in try withEveryLock(from: first + 1, body) }
+    }
+
+    // MARK: - Writing
+
+    /// Inserts or replaces; returns once the pair is durable. One fence: the record is
+    /// durable at the tail of its shard's log, where recovery finds it should its slot
+    /// store be lost; the slot is stored, then flushed and fenced by the shard's next
+    /// write (or a segment switch, an index rebuild, closing the store). See README
+    /// "Crash argument".
+    public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
+        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
+        guard value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(value.count) }
+        let hash = hash64(key, seed: Seeds.key)
+        try shard(of: hash).put(key, hash: hash, value)
+    }
+
+    public func put(_ key: [UInt8], _ value: [UInt8]) throws {
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
+    }
+
+    /// Puts many pairs with group commit: in each shard, records are made durable a
+    /// segment's worth at a time with one fence (their slots are replayable from the
+    /// tail, like a single put's). Returns once all are durable. Later pairs win over
+    /// earlier ones with the same key. On error, some of the pairs may have been applied
+    /// (in each shard, a prefix of that shard's pairs).
+    public func put<C: Collection>(batch pairs: C) throws where C.Element == (key: [UInt8], value: [UInt8]) {
+        var byShard = [[(key: [UInt8], value: [UInt8])]](repeating: [], count: shards.count)
+        for item in pairs {
+            guard (1 ... Format.maxKeySize).contains(item.key.count) else { throw KVError.invalidKeySize(item.key.count) }
+            guard item.value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(item.value.count) }
+            byShard[Int(truncatingIfNeeded: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) } >> Self.shardShift & shardMask)].append(item)
+        }
+        for (shard, items) in zip(shards, byShard) where !items.isEmpty { try shard.put(batch: items) }
+    }
+
+    /// Removes `key`; false if it was absent. One fence: a delete record (the key alone)
+    /// is appended to its shard's log and made durable, then the slot becomes a
+    /// tombstone, flushed like a put's slot (the tail replay covers it).
+    @discardableResult
+    public func delete(_ key: UnsafeRawBufferPointer) throws -> Bool {
+        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
+        let hash = hash64(key, seed: Seeds.key)
+        return try shard(of: hash).delete(key, hash: hash)
+    }
+
+    @discardableResult
+    public func delete(_ key: [UInt8]) throws -> Bool {
+        try key.withUnsafeBytes { try delete($0) }
     }
 }
 
-func isOutOfSpace(_ error: HeapError) -> Bool {
-    switch error {
-    case .noSpace, .tableFull: true
-    default: false
-    }
-}
-
-func roundUp2M(_ n: UInt64) -> UInt64 { (n + Format.segmentSize - 1) & ~(Format.segmentSize - 1) }
-
-/// Whether every byte of `bytes` is zero (8 bytes a step).
-func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
-    var i = 0
-    while i + 8 <= bytes.count {
-        if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
-        i += 8
-    }
-    return bytes[i...].allSatisfy { $0 == 0 }
-}
-
-extension Atomic where Value == Int {
-    /// Adds one with a load and a store, not a read-modify-write (a locked instruction):
-    /// for a count that only the writer changes, holding its lock.
-    @inline(__always)
-    func incrementByWriter() { store(load(ordering: .relaxed) + 1, ordering: .relaxed) }
-}
-
-/// An aligned 8-byte load that the compiler may neither split nor reorder with the loads
-/// that depend on it (x86-64: a plain MOV).
-@inline(__always)
-func atomicLoad(_ p: UnsafeRawPointer) -> UInt64 {
-    UnsafeMutableRawPointer(mutating: p).assumingMemoryBound(to: Atomic<UInt64>.self)[0].load(ordering: .acquiring)
-}
-
-/// An aligned 8-byte store, published whole (the unit of failure atomicity on x86-64).
-@inline(__always)
-func atomicStore(_ p: UnsafeMutableRawPointer, _ value: UInt64) {
-    p.assumingMemoryBound(to: Atomic<UInt64>.self)[0].store(value, ordering: .releasing)
+/// Runs `body`, reporting a heap failure as ``KVError/heap(_:)``.
+func wrapHeapError<R>(_ body: () throws -> R) throws -> R {
+    do { return try body() } catch let error as HeapError { throw KVError.heap(error) }
 }

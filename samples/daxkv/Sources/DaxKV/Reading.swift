@@ -6,18 +6,15 @@ import Synchronization
 import Glibc
 #endif
 
-extension KVStore {
+extension Shard {
     // MARK: - Reading (lock-free)
 
-    /// Copies the value of `key` into `buffer` and returns its length, or nil if the key is
-    /// absent. When the value is longer than `buffer`, nothing is copied and the length is
-    /// returned (call again with a larger buffer). The value is checked against its
-    /// record's checksum first: a damaged record throws ``KVError/damagedRecord``.
+    /// Copies the value of `key` (whose key hash is `hash`) into `buffer` and returns its
+    /// length, or nil if the key is absent; see `KVStore.get(_:into:)`.
     ///
     /// No lock, no read section, no fence, no allocation: plain loads through the windows.
-    public func get(_ key: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
-        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
-        let hash = hash64(key, seed: Seeds.key)
+    @inline(__always)
+    func get(_ key: UnsafeRawBufferPointer, hash: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int? {
         while true {
             // Before the table descriptor (which `lookup` loads): see `spaceReused`.
             let reuses = spaceReuses.load(ordering: .acquiring)
@@ -48,18 +45,6 @@ extension KVStore {
     func spaceReused(since reuses: UInt64) -> Bool {
         atomicMemoryFence(ordering: .acquiring)  // the record reads above, before the load
         return spaceReuses.load(ordering: .relaxed) != reuses
-    }
-
-    /// The value of `key`, or nil.
-    public func get(_ key: [UInt8]) throws -> [UInt8]? {
-        var capacity = 256
-        while true {
-            var out = [UInt8](repeating: 0, count: capacity)
-            let length = try key.withUnsafeBytes { k in try out.withUnsafeMutableBytes { try get(k, into: $0) } }
-            guard let length else { return nil }
-            if length <= capacity { out.removeSubrange(length...); return out }
-            capacity = length
-        }
     }
 
     enum Lookup { case absent, found(Int), damaged(UInt64, String) }
@@ -110,31 +95,21 @@ extension KVStore {
         return sum == checksum ? nil : .damaged(offset, "checksum mismatch")
     }
 
-    /// Calls `body` with every pair, in index order (the writer lock is held meanwhile: a
-    /// consistent snapshot). `body` must not write to this store (that would deadlock).
-    /// The buffers are the records on the media: copy what you keep. Damaged records throw.
-    public func forEach(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
-        try lock.withLock { _ in
-            for position in currentTable().allSlots {
-                let slot = atomicLoad(indexWord(position))
-                guard Format.isLive(slot) else { continue }
-                let offset = Format.slotOffset(slot)
-                let base = record(offset)
-                guard let room = recordRoom(offset), let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
-                      !lengths.isDelete, Format.recordHeaderSize + lengths.keyCount + lengths.valueCount <= room,
-                      recordIsIntact(base, lengths) else {
-                    throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
-                }
-                let key = base + Format.keyOffset, k = lengths.keyCount
-                try body(UnsafeRawBufferPointer(start: key, count: k), UnsafeRawBufferPointer(start: key + k, count: lengths.valueCount))
+    /// Calls `body` with every pair of the shard, in index order. The caller holds the
+    /// writer lock (`KVStore.forEach` holds every shard's). Damaged records throw.
+    func forEachLocked(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+        for position in currentTable().allSlots {
+            let slot = atomicLoad(indexWord(position))
+            guard Format.isLive(slot) else { continue }
+            let offset = Format.slotOffset(slot)
+            let base = record(offset)
+            guard let room = recordRoom(offset), let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
+                  !lengths.isDelete, Format.recordHeaderSize + lengths.keyCount + lengths.valueCount <= room,
+                  recordIsIntact(base, lengths) else {
+                throw KVError.damagedRecord(store: name, offset: offset, reason: "checksum mismatch")
             }
+            let key = base + Format.keyOffset, k = lengths.keyCount
+            try body(UnsafeRawBufferPointer(start: key, count: k), UnsafeRawBufferPointer(start: key + k, count: lengths.valueCount))
         }
-    }
-
-    /// Every pair, copied (for tests and small stores).
-    public func pairs() throws -> [(key: [UInt8], value: [UInt8])] {
-        var out: [(key: [UInt8], value: [UInt8])] = []
-        try forEach { k, v in out.append((Array(k), Array(v))) }
-        return out
     }
 }

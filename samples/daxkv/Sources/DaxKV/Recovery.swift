@@ -2,7 +2,7 @@
 import DaxHeap
 import Synchronization  // Atomic: the counts readers load
 
-extension KVStore {
+extension Shard {
     /// What recovery's first half, the index scan, found.
     struct IndexScan {
         var slots = 0

@@ -6,7 +6,7 @@ import Synchronization  // Atomic: the counts readers load
 import Glibc
 #endif
 
-extension KVStore {
+extension Shard {
     // MARK: Segments: switching, growth, compaction
 
     /// Makes the tail segment one with room for a record of `needed` bytes.

@@ -4,7 +4,7 @@
 import DaxHeap
 import Synchronization  // Atomic: the live count
 
-extension KVStore {
+extension Shard {
     /// Free segments kept at the data arena's end when space is given back: the reserve
     /// (compaction's destination) and one for the tail's next switch.
     static let keptFreeSegments = 2
@@ -76,17 +76,17 @@ extension KVStore {
     /// new one, and the store opens either way. A shrink the heap refuses because the
     /// arena is mapped (the same store opened elsewhere in this process meanwhile) is
     /// skipped: the space stays with the store.
-    static func giveBack(_ store: consuming KVStore, shrinkingTo sizes: (data: UInt64, index: UInt64),
-                         options: KVStoreOptions) throws -> KVStore {
+    static func giveBack(_ store: consuming Shard, shrinkingTo sizes: (data: UInt64, index: UInt64),
+                         options: KVStoreOptions) throws -> Shard {
         let clock = ContinuousClock()
         let started = clock.now
-        let heap = store.heap, name = store.name
+        let heap = store.heap, name = store.name, place = store.place
         var state = store.recoveredState()
         // Unmapped now, not whenever the last reference goes: nothing else holds the store.
         store.index.close()
         store.data.close()
         _ = consume store
-        for (arena, size) in [("\(name).data", sizes.data), ("\(name).index", sizes.index)] {
+        for (arena, size) in [(place.arenaName(name, .data), sizes.data), (place.arenaName(name, .index), sizes.index)] {
             guard let found = try heap.findArena(named: arena), found.size > size else { continue }
             do throws(HeapError) {
                 try found.resize(to: size)
@@ -94,12 +94,12 @@ extension KVStore {
                 guard case .arenaMapped = error else { throw error }
             }
         }
-        guard let index = try heap.findArena(named: "\(name).index")?.mapWindow(),
-              let data = try heap.findArena(named: "\(name).data")?.mapWindow() else {
+        guard let index = try heap.findArena(named: place.arenaName(name, .index))?.mapWindow(),
+              let data = try heap.findArena(named: place.arenaName(name, .data))?.mapWindow() else {
             throw KVError.notAStore(store: name, reason: "its arenas vanished while it was reopened to give space back")
         }
         let elapsed = clock.now - started
         state.recovery.seconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        return try KVStore(heap: heap, name: name, index: index, data: data, reclaim: options.reclaimBeforeGrowth, resuming: state)
+        return try Shard(heap: heap, name: name, place: place, index: index, data: data, reclaim: options.reclaimBeforeGrowth, resuming: state)
     }
 }

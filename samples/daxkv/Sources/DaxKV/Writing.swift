@@ -6,17 +6,15 @@ import Synchronization  // Atomic: the counts readers load
 import Glibc
 #endif
 
-extension KVStore {
+extension Shard {
     // MARK: - Writing
 
     /// Inserts or replaces; returns once the pair is durable. One fence: the record is
     /// durable at the tail of the log, where recovery finds it should its slot store be
     /// lost; the slot is stored, then flushed and fenced by the next write (or a segment
     /// switch, an index rebuild, closing the store). See README "Crash argument".
-    public func put(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws {
-        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
-        guard value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(value.count) }
-        let hash = hash64(key, seed: Seeds.key)
+    /// The key and value are checked, and `hash` is the key's hash (`KVStore.put`).
+    func put(_ key: UnsafeRawBufferPointer, hash: UInt64, _ value: UnsafeRawBufferPointer) throws {
         let size = Format.recordSize(keyCount: key.count, valueCount: value.count)
         try lock.withLock { _ in
             try wrapHeap {
@@ -44,21 +42,13 @@ extension KVStore {
         }
     }
 
-    public func put(_ key: [UInt8], _ value: [UInt8]) throws {
-        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
-    }
-
     /// Puts many pairs with group commit: records are made durable a segment's worth at a
     /// time with one fence (their slots are replayable from the tail, like a single put's).
     /// Returns once all are durable.
     /// Later pairs win over earlier ones with the same key. On error, a prefix of the
-    /// pairs may have been applied.
-    public func put<C: Collection>(batch pairs: C) throws where C.Element == (key: [UInt8], value: [UInt8]) {
-        let items = Array(pairs)
-        for item in items {
-            guard (1 ... Format.maxKeySize).contains(item.key.count) else { throw KVError.invalidKeySize(item.key.count) }
-            guard item.value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(item.value.count) }
-        }
+    /// pairs may have been applied. The pairs are checked (`KVStore.put(batch:)`) and all
+    /// belong to this shard.
+    func put(batch items: [(key: [UInt8], value: [UInt8])]) throws {
         try lock.withLock { _ in
             try wrapHeap {
                 // Room for every pair up front (duplicates only overestimate): one index
@@ -104,10 +94,8 @@ extension KVStore {
     /// Removes `key`; false if it was absent. One fence: a delete record (the key alone)
     /// is appended to the log and made durable, then the slot becomes a tombstone, flushed
     /// like a put's slot (the tail replay covers it).
-    @discardableResult
-    public func delete(_ key: UnsafeRawBufferPointer) throws -> Bool {
-        guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
-        let hash = hash64(key, seed: Seeds.key)
+    /// The key is checked, and `hash` is its hash (`KVStore.delete`).
+    func delete(_ key: UnsafeRawBufferPointer, hash: UInt64) throws -> Bool {
         let size = Format.recordSize(keyCount: key.count, valueCount: 0)
         return try lock.withLock { _ in
             try wrapHeap {
@@ -132,11 +120,6 @@ extension KVStore {
                 return true
             }
         }
-    }
-
-    @discardableResult
-    public func delete(_ key: [UInt8]) throws -> Bool {
-        try key.withUnsafeBytes { try delete($0) }
     }
 
     // MARK: - Writer internals (lock held)

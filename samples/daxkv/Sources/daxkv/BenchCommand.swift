@@ -26,6 +26,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "How many keys.") var keys = 1_000_000
     @Option(name: .long, help: "Value size in bytes (the anchors use 128).") var valueSize = 128
     @Option(name: .long, help: "Threads per phase.") var threads = 1
+    @Option(name: .long, help: "Shards of the bench store (a power of two, 1 to 64; default: the library's choice for a new store).") var shards: Int?
     @Flag(name: .long, help: "Also reopen the store at the end and print `daxkv.open <ms> ms <slots> slots ...` (the recovery cost).")
     var measureOpen = false
 
@@ -50,7 +51,7 @@ struct BenchCommand: ParsableCommand {
             // One thread first; with --threads T > 1, then again with T threads on a fresh store.
             for threads in Set([1, threads]).sorted() {
             try KVStore.destroy(heap: heap, name: name)
-            let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys))
+            let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards))
             let prefix = threads > 1 ? "daxkv.t\(threads)." : "daxkv."
             // The fill and the update: every key put once, in `order`, with values of `version`.
             func puts(_ label: String, _ order: [Int], version: UInt64) throws -> Double {

@@ -20,6 +20,8 @@ struct ConcurrencyTests {
         for i in 0 ..< keys { try store.put(key(i), stamped(i, version: 0, count: 2048)) }
         // versions[i]: the highest version the writer has started writing for key i.
         let shared = Shared(count: 4 * keys)  // started versions, then completed ones
+        // Readers stop even when the writer throws (else they spin on, and the run never ends).
+        defer { shared.stop.store(true, ordering: .releasing) }
         let versions = shared.versions
         let group = DispatchGroup()
         for r in 0 ..< 2 {
@@ -104,6 +106,8 @@ extension ConcurrencyTests {
         let total = 24_000
         let inserted = Atomic<Int>(0)  // keys 0 ..< inserted are durable
         let shared = Shared(count: 1)
+        // Readers stop even when the writer throws (else they spin on, and the run never ends).
+        defer { shared.stop.store(true, ordering: .releasing) }
         let group = DispatchGroup()
         for r in 0 ..< 2 {
             group.enter()
@@ -156,6 +160,8 @@ extension ConcurrencyTests {
         defer { scratch.remove() }
         let store = try KVStore.open(heap: try scratch.heap(size: 16 << 20))
         let shared = Shared(count: 0)
+        // Readers stop even when the writer throws (else they spin on, and the run never ends).
+        defer { shared.stop.store(true, ordering: .releasing) }
         let group = DispatchGroup()
         group.enter()
         Thread.detachNewThread {

@@ -23,7 +23,7 @@ struct CrashTests {
         if fragmented {
             let heap = try Heap.create(path: path, size: 256 << 20)
             try fragment(heap)
-            _ = try KVStore.open(heap: heap, options: KVStoreOptions(expectedKeys: 300_000))  // 2^20 slots
+            _ = try KVStore.open(heap: heap, options: KVStoreOptions(expectedKeys: 300_000).oneShard)  // 2^20 slots
         } else {
             _ = try Heap.create(path: path, size: 64 << 20)
         }
@@ -51,7 +51,7 @@ struct CrashTests {
             }
             // Check with the library: every acknowledged key, and every present key whole.
             let heap = try Heap.open(path: path)
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             // An unacknowledged pair may or may not have survived; if it did, it is the
             // value now (and later rounds must keep it).
             for (k, v) in lines[complete.count...] {

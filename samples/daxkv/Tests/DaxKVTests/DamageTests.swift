@@ -14,7 +14,7 @@ struct DamageTests {
         defer { scratch.remove() }
         let path = scratch.file("heap")
         do {
-            let store = try KVStore.open(heap: try scratch.heap())
+            let store = try KVStore.open(heap: try scratch.heap(), options: .oneShard)
             for i in 0 ..< 100 { try store.put(key(i), stamped(i, version: 3, count: 256)) }
             try store.put(bytes("victim-value"), bytes("MARKER-VALUE-0123456789"))
             try store.put(bytes("victim-key-MARKERKEY"), bytes("some value"))
@@ -28,7 +28,7 @@ struct DamageTests {
         let lengthRecord = try #require(try find(bytes("victim-lenMARKER-LENGTH"), in: path)) - 16
         try flipByte(path, at: lengthRecord + 12)
 
-        let store = try KVStore.open(heap: try Heap.open(path: path))
+        let store = try KVStore.open(heap: try Heap.open(path: path), options: .oneShard)
         for damaged in ["victim-value", "victim-key-MARKERKEY", "victim-len"] {
             #expect(throws: KVError.self, "\(damaged)") { try store.get(bytes(damaged)) }
             do {
@@ -65,7 +65,7 @@ struct DamageTests {
         defer { scratch.remove() }
         let path = scratch.file("heap")
         do {
-            let store = try KVStore.open(heap: try scratch.heap())
+            let store = try KVStore.open(heap: try scratch.heap(), options: .oneShard)
             try store.put(bytes("a"), bytes("TAILMARK-first"))
         }
         // Garbage right after the last record, as a torn append would leave.
@@ -76,12 +76,12 @@ struct DamageTests {
         #expect(pwrite(fd, &junk, junk.count, off_t(at)) == junk.count)
         close(fd)
         do {
-            let store = try KVStore.open(heap: try Heap.open(path: path))
+            let store = try KVStore.open(heap: try Heap.open(path: path), options: .oneShard)
             #expect(store.count == 1)
             #expect(try store.get(bytes("a")) == bytes("TAILMARK-first"))
             try store.put(bytes("b"), bytes("second"))
         }
-        let store = try KVStore.open(heap: try Heap.open(path: path))
+        let store = try KVStore.open(heap: try Heap.open(path: path), options: .oneShard)
         #expect(try store.get(bytes("b")) == bytes("second"))
         #expect(try store.get(bytes("a")) == bytes("TAILMARK-first"))
         #expect(store.count == 2)
@@ -99,7 +99,7 @@ struct DamageTests {
         let victim = bytes("victim-keylen")  // 13 bytes: 14 is a wrong but possible length
         let value = bytes("MARKER-KEYLEN-0123456789")
         do {
-            let store = try KVStore.open(heap: try scratch.heap())
+            let store = try KVStore.open(heap: try scratch.heap(), options: .oneShard)
             for i in 0 ..< 100 { try store.put(key(i), stamped(i, version: 1, count: 64)) }
             try store.put(victim, value)
         }
@@ -107,7 +107,7 @@ struct DamageTests {
         let record = try #require(try find(victim + value, in: path)) - Format.keyOffset
         try overwrite(path, at: record + Format.lengthWordOffset, with: [UInt8(keyLength & 0xFF), UInt8(keyLength >> 8)])
 
-        let store = try KVStore.open(heap: try Heap.open(path: path))
+        let store = try KVStore.open(heap: try Heap.open(path: path), options: .oneShard)
         // Past 3/4 of the table's 4096 slots: the index is rebuilt from the records.
         for i in 100 ..< 3200 { try store.put(key(i), stamped(i, version: 1, count: 8)) }
         #expect(store.indexRebuilds == 1)

@@ -24,7 +24,8 @@ import DaxTestSupport
 /// to be zero and so is not zeroed: only there does the switch's own fence order the
 /// last slot store before the new tail word (README "Crash argument", invariant 3).
 struct Workload {
-    static let options = KVStoreOptions(expectedKeys: 0, initialDataSize: 8 << 20, reclaimBeforeGrowth: 0.95)
+    // One shard: the scene below is laid out in one log.
+    static let options = KVStoreOptions(expectedKeys: 0, initialDataSize: 8 << 20, reclaimBeforeGrowth: 0.95, shards: 1)
     /// Index entries (pairs and tombstones) the window may add before the rebuild.
     static let roomBeforeRebuild = 2
     /// Small keys the window works on: 0 ..< smallKeys at first, new ones count up.

@@ -31,7 +31,7 @@ struct ReplayTests {
         let heap = try scratch.heap()
         var before: [UInt8]
         do {
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             try store.put(bytes("k"), bytes("v1"))
             try store.put(bytes("gone"), bytes("x"))
             before = try Self.indexBytes(heap)
@@ -39,7 +39,7 @@ struct ReplayTests {
         }
         try Self.loseSlotStores(heap, restoring: before)
         do {
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             #expect(store.recovery.recordsReplayed == 1)
             #expect(try store.get(bytes("k")) == bytes("v2"))
             #expect(store.count == 2)
@@ -48,20 +48,20 @@ struct ReplayTests {
         }
         try Self.loseSlotStores(heap, restoring: before)
         do {
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             #expect(try store.get(bytes("new")) == bytes("n"))
             #expect(store.count == 3)
             before = try Self.indexBytes(heap)
             #expect(try store.delete(bytes("gone")))
         }
         try Self.loseSlotStores(heap, restoring: before)
-        let store = try KVStore.open(heap: heap)
+        let store = try KVStore.open(heap: heap, options: .oneShard)
         #expect(store.recovery.recordsReplayed == 1)
         #expect(try store.get(bytes("gone")) == nil)
         #expect(store.count == 2)
         #expect(try store.pairs().map { String(decoding: $0.key, as: UTF8.self) }.sorted() == ["k", "new"])
         // Nothing is left to replay once recovered.
-        let again = try KVStore.open(heap: heap)
+        let again = try KVStore.open(heap: heap, options: .oneShard)
         #expect(again.recovery.recordsReplayed == 0)
     }
 
@@ -76,7 +76,7 @@ struct ReplayTests {
         var rng = SplitMix64(seed: seed)
         let before: [UInt8]
         do {
-            let store = try KVStore.open(heap: heap, options: KVStoreOptions(expectedKeys: 1000))
+            let store = try KVStore.open(heap: heap, options: KVStoreOptions(expectedKeys: 1000).oneShard)
             for i in 0 ..< 20 { try store.put(key(i), stamped(i, version: 0, count: 40)); model[key(i)] = stamped(i, version: 0, count: 40) }
             before = try Self.indexBytes(heap)
             for step in 1 ... 300 {
@@ -97,7 +97,7 @@ struct ReplayTests {
             }
         }
         try Self.loseSlotStores(heap, restoring: before)
-        let store = try KVStore.open(heap: heap)
+        let store = try KVStore.open(heap: heap, options: .oneShard)
         #expect(store.recovery.recordsReplayed > 0)
         #expect(store.count == model.count)
         for (k, v) in model { #expect(try store.get(k) == v) }
@@ -114,7 +114,7 @@ struct ReplayTests {
         let path = scratch.file("heap")
         do {
             let heap = try scratch.heap()
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             try store.put(bytes("a"), bytes("1"))
             let before = try Self.indexBytes(heap)
             try store.put(bytes("a"), bytes("2"))
@@ -123,12 +123,12 @@ struct ReplayTests {
         }
         do {
             let heap = try Heap.open(path: path, mode: .readOnly)
-            #expect(throws: KVError.needsRecovery(store: "kv", records: 1)) { try KVStore.open(heap: heap, options: KVStoreOptions(create: false)) }
+            #expect(throws: KVError.needsRecovery(store: "kv", records: 1)) { try KVStore.open(heap: heap, options: KVStoreOptions(create: false).oneShard) }
         }
         let run = try KVTool.run(["get", path, "a"])
         #expect(run.status == 0 && run.out == "2\n", "\(run)")
         let heap = try Heap.open(path: path, mode: .readOnly)
-        #expect(try KVStore.open(heap: heap, options: KVStoreOptions(create: false)).get(bytes("a")) == bytes("2"))
+        #expect(try KVStore.open(heap: heap, options: KVStoreOptions(create: false).oneShard).get(bytes("a")) == bytes("2"))
     }
 
     /// A torn append (garbage after the last record) and a lost slot together: open
@@ -141,7 +141,7 @@ struct ReplayTests {
         let heap = try scratch.heap()
         let before: [UInt8]
         do {
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             try store.put(bytes("a"), bytes("1"))
             before = try Self.indexBytes(heap)
             try store.put(bytes("b"), bytes("2"))
@@ -153,13 +153,13 @@ struct ReplayTests {
         let garbage: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8, 1, 0, 0, 0, 3, 0, 0, 0] + bytes("zzzz")
         try data.memcpyPersist(at: end, garbage)
         do {
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             #expect(store.recovery.recordsReplayed == 1)
             #expect(try store.get(bytes("b")) == bytes("2"))
             #expect(try data.read(at: end, count: garbage.count) == [UInt8](repeating: 0, count: garbage.count))
             try store.put(bytes("c"), bytes("3"))
         }
-        let store = try KVStore.open(heap: heap)
+        let store = try KVStore.open(heap: heap, options: .oneShard)
         #expect(try store.pairs().count == 3)
     }
 
@@ -173,7 +173,7 @@ struct ReplayTests {
         let heap = try scratch.heap()
         let recordEnd: UInt64
         do {
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             try store.put(bytes("a"), bytes("new"))
             recordEnd = try #require(try findInArena(heap.arena(named: "kv.data"), bytes("anew"))) + 8
         }
@@ -181,7 +181,7 @@ struct ReplayTests {
         // A stale, valid record of "a" after the tail, as a reused v1 segment may hold.
         let stale: [UInt8] = try {
             let other = try scratch.heap("other")
-            let s = try KVStore.open(heap: other)
+            let s = try KVStore.open(heap: other, options: .oneShard)
             try s.put(bytes("a"), bytes("old"))
             let d = try other.arena(named: "kv.data")
             return try d.read(at: try #require(try findInArena(d, bytes("aold"))) - 16, count: 24)
@@ -189,7 +189,7 @@ struct ReplayTests {
         try data.memcpyPersist(at: recordEnd, stale)
         try data.memcpyPersist(at: Format.versionOffset, [1, 0, 0, 0, 0, 0, 0, 0])
         try index.memcpyPersist(at: Format.versionOffset, [1, 0, 0, 0, 0, 0, 0, 0])
-        let store = try KVStore.open(heap: heap)
+        let store = try KVStore.open(heap: heap, options: .oneShard)
         #expect(try store.get(bytes("a")) == bytes("new"))
         #expect(try data.read(at: recordEnd, count: 24) == [UInt8](repeating: 0, count: 24))
         #expect(try data.read(at: Format.versionOffset, count: 1) == [UInt8(Format.version)])
@@ -204,17 +204,17 @@ struct ReplayTests {
         defer { scratch.remove() }
         let heap = try scratch.heap()
         do {
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             try store.put(bytes("a"), bytes("1"))
             try store.put(bytes("b"), bytes("2"))
         }
         try heap.destroyArena(named: "kv.index")
         do {
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             #expect(store.count == 0)
             try store.put(bytes("c"), bytes("3"))  // the size of "a"'s record: "b"'s follows it
         }
-        let store = try KVStore.open(heap: heap)
+        let store = try KVStore.open(heap: heap, options: .oneShard)
         #expect(store.recovery.recordsReplayed == 0)
         #expect(try store.pairs().map { String(decoding: $0.key, as: UTF8.self) } == ["c"])
     }

@@ -23,7 +23,7 @@ struct SegmentReuseTests {
         defer { scratch.remove() }
         // Four segments from the start, so that the writer below never grows the arena:
         // the free segments, and so which one is reused next, stay as planned.
-        let store = try KVStore.open(heap: try scratch.heap(), options: KVStoreOptions(initialDataSize: 4 * Format.segmentSize))
+        let store = try KVStore.open(heap: try scratch.heap(), options: KVStoreOptions(initialDataSize: 4 * Format.segmentSize).oneShard)
         let target = bytes("target-key"), other = bytes("other--key")
         let filler = bytes("filler"), pad = bytes("pad")
         let value = 1000, big = Format.maxValueSize
@@ -32,7 +32,7 @@ struct SegmentReuseTests {
         try store.put(filler, stamped(2, version: 1, count: big))
 
         let pause = Pause()
-        store.afterSlotLoad = { offset in
+        store.only.afterSlotLoad = { offset in
             guard offset == recordAt, pause.armed.exchange(false, ordering: .acquiringAndReleasing) else { return }
             pause.reached.signal()
             // Bounded, so that a writer stuck behind this reader's read section cannot
@@ -67,7 +67,7 @@ struct SegmentReuseTests {
         let room = Format.segmentSize - used
         try store.put(pad, stamped(3, version: 1, count: Int(room) - Format.recordHeaderSize - pad.count))
         try store.put(other, stamped(4, version: 1, count: value))
-        #expect(try store.data.arena.read(at: recordAt + UInt64(Format.keyOffset), count: other.count) == other,
+        #expect(try store.only.data.arena.read(at: recordAt + UInt64(Format.keyOffset), count: other.count) == other,
                 "the other key's record should have landed where the paused reader's slot points")
 
         pause.resume.signal()
@@ -90,13 +90,15 @@ struct SegmentReuseTests {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let dataSize = 4 * Format.segmentSize
-        let store = try KVStore.open(heap: try scratch.heap(), options: KVStoreOptions(initialDataSize: dataSize))
+        let store = try KVStore.open(heap: try scratch.heap(), options: KVStoreOptions(initialDataSize: dataSize).oneShard)
         let keys = 64, valueSize = 256
         let names = (0 ..< keys).map { key($0) }
         for k in 0 ..< keys { try store.put(names[k], stamped(k, version: 0, count: valueSize)) }
         // versions[k]: the newest version of key k whose put began; versions[keys + k]: the
         // newest whose put returned.
         let shared = Shared(count: 2 * keys)
+        // Readers stop even when the writer throws (else they spin on, and the run never ends).
+        defer { shared.stop.store(true, ordering: .releasing) }
         let readers = DispatchGroup()
         for r in 0 ..< 4 {
             readers.enter()

@@ -19,7 +19,7 @@ struct SpaceReturnTests {
         var model: [[UInt8]: [UInt8]] = [:]
         do {
             let options = KVStoreOptions(expectedKeys: 100_000, initialDataSize: 2 << 20)
-            let store = try KVStore.open(heap: heap, options: options)
+            let store = try KVStore.open(heap: heap, options: options.oneShard)
             for i in 0 ..< 12 {
                 model[key(i)] = stamped(i, version: 1, count: big)
                 try store.put(key(i), model[key(i)]!)
@@ -33,29 +33,29 @@ struct SpaceReturnTests {
             for i in 100 ..< 170 { try store.delete(key(i)) }
         }
         // At open the lowest free segment is taken first: fill the tail until it moves there.
-        let store = try KVStore.open(heap: heap, options: KVStoreOptions(giveBackSpace: false))
-        let tail = store.lock.withLock { _ in store.tailSegment }
+        let store = try KVStore.open(heap: heap, options: KVStoreOptions(giveBackSpace: false).oneShard)
+        let tail = store.only.lock.withLock { _ in store.only.tailSegment }
         var version = 0
-        while store.lock.withLock({ _ in store.tailSegment }) == tail {
+        while store.only.lock.withLock({ _ in store.only.tailSegment }) == tail {
             version += 1
             model[key(7)] = stamped(7, version: version, count: big)
             try store.put(key(7), model[key(7)]!)
         }
-        #expect(store.lock.withLock { _ in store.tailSegment } < tail - 2, "the tail should move down to a free segment")
+        #expect(store.only.lock.withLock { _ in store.only.tailSegment } < tail - 2, "the tail should move down to a free segment")
         // Two rebuilds at the same size: the first places its table after the current one
         // (growing the arena), the second at the arena's start again. The tombstone count
         // stands for that many deletes, which would bring the same rebuilds (slowly).
-        let first = store.currentTable()
+        let first = store.only.currentTable()
         for _ in 0 ..< 2 {
-            try store.lock.withLock { _ in
-                store.tombstones = first.slotCount
-                try store.ensureIndexRoom(adding: 1)
+            try store.only.lock.withLock { _ in
+                store.only.tombstones = first.slotCount
+                try store.only.ensureIndexRoom(adding: 1)
             }
         }
-        let table = store.currentTable()
+        let table = store.only.currentTable()
         #expect(table.offset == first.offset && table.byteCount == first.byteCount && store.indexRebuilds == 2)
-        #expect(store.index.size > roundUp2M(table.offset + table.byteCount), "an older table should lie above the current one")
-        return (model, store.data.size, store.index.size)
+        #expect(store.only.index.size > roundUp2M(table.offset + table.byteCount), "an older table should lie above the current one")
+        return (model, store.only.data.size, store.only.index.size)
     }
 
     @Test("free segments at the data arena's end go back to the heap at the next open")
@@ -66,17 +66,17 @@ struct SpaceReturnTests {
         var (model, before, indexBefore) = try Self.freeEnd(heap)
         let available = heap.availableSize
         do {
-            let kept = try KVStore.open(heap: heap, options: KVStoreOptions(giveBackSpace: false))
-            #expect(kept.data.size == before, "giveBackSpace: false keeps the space")
+            let kept = try KVStore.open(heap: heap, options: KVStoreOptions(giveBackSpace: false).oneShard)
+            #expect(kept.only.data.size == before, "giveBackSpace: false keeps the space")
         }
-        let store = try KVStore.open(heap: heap)
-        let (tail, lastLive) = store.lock.withLock { _ in (store.tailSegment, store.segmentLive.lastIndex { $0 > 0 }!) }
-        #expect(lastLive > tail + KVStore.keptFreeSegments, "the C keys' segment should lie well above the tail")
-        #expect(store.data.size == UInt64(lastLive + 1 + KVStore.keptFreeSegments) << Format.segmentShift)
-        #expect(store.data.size < before)
-        let table = store.currentTable()
-        #expect(store.index.size == roundUp2M(table.offset + table.byteCount) && store.index.size < indexBefore)
-        #expect(heap.availableSize >= available + (before - store.data.size) + (indexBefore - store.index.size))
+        let store = try KVStore.open(heap: heap, options: .oneShard)
+        let (tail, lastLive) = store.only.lock.withLock { _ in (store.only.tailSegment, store.only.segmentLive.lastIndex { $0 > 0 }!) }
+        #expect(lastLive > tail + Shard.keptFreeSegments, "the C keys' segment should lie well above the tail")
+        #expect(store.only.data.size == UInt64(lastLive + 1 + Shard.keptFreeSegments) << Format.segmentShift)
+        #expect(store.only.data.size < before)
+        let table = store.only.currentTable()
+        #expect(store.only.index.size == roundUp2M(table.offset + table.byteCount) && store.only.index.size < indexBefore)
+        #expect(heap.availableSize >= available + (before - store.only.data.size) + (indexBefore - store.only.index.size))
         #expect(store.count == model.count)
         for (k, v) in model { #expect(try store.get(k) == v) }
         // The log grows again when it needs to (once the free segments below are full),
@@ -95,7 +95,7 @@ struct SpaceReturnTests {
         for (k, v) in model { #expect(try store.get(k) == v) }
         let count = store.count
         _ = consume store
-        let reopened = try KVStore.open(heap: heap)
+        let reopened = try KVStore.open(heap: heap, options: .oneShard)
         #expect(reopened.count == count && count == model.count)
         for (k, v) in model { #expect(try reopened.get(k) == v) }
     }
@@ -109,16 +109,16 @@ struct SpaceReturnTests {
         let heap = try scratch.heap()
         let options = KVStoreOptions(initialDataSize: 16 << 20)
         do {
-            let store = try KVStore.open(heap: heap, options: options)
-            #expect(store.data.size == 16 << 20)
+            let store = try KVStore.open(heap: heap, options: options.oneShard)
+            #expect(store.only.data.size == 16 << 20)
             for i in 0 ..< 4 { try store.put(key(i), stamped(i, version: 1, count: 1000)) }
         }
         do {
-            let store = try KVStore.open(heap: heap, options: options)
-            #expect(store.data.size == 16 << 20)
+            let store = try KVStore.open(heap: heap, options: options.oneShard)
+            #expect(store.only.data.size == 16 << 20)
         }
-        let store = try KVStore.open(heap: heap)
-        #expect(store.data.size == UInt64(1 + KVStore.keptFreeSegments) << Format.segmentShift)
+        let store = try KVStore.open(heap: heap, options: .oneShard)
+        #expect(store.only.data.size == UInt64(1 + Shard.keptFreeSegments) << Format.segmentShift)
         for i in 0 ..< 4 { #expect(try store.get(key(i)) == stamped(i, version: 1, count: 1000)) }
     }
 
@@ -131,15 +131,15 @@ struct SpaceReturnTests {
         let heap = try scratch.heap()
         let (model, before, _) = try Self.freeEnd(heap)
         let usage: (indexBytes: UInt64, dataBytes: UInt64, segments: Int, freeSegments: Int, indexSlots: Int)
-        let state: KVStore.RecoveredState
+        let state: Shard.RecoveredState
         do {
-            let store = try KVStore.open(heap: heap)
-            #expect(store.data.size < before)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
+            #expect(store.only.data.size < before)
             usage = store.usage
-            state = store.recoveredState()
+            state = store.only.recoveredState()
         }
-        let store = try KVStore.open(heap: heap, options: KVStoreOptions(giveBackSpace: false))
-        let recovered = store.recoveredState()
+        let store = try KVStore.open(heap: heap, options: KVStoreOptions(giveBackSpace: false).oneShard)
+        let recovered = store.only.recoveredState()
         #expect(store.usage == usage)
         #expect(recovered.tail == state.tail && recovered.tailSegment == state.tailSegment)
         #expect(recovered.segmentLive == state.segmentLive && recovered.liveCount == state.liveCount)
@@ -160,16 +160,16 @@ struct SpaceReturnTests {
         let heap = try scratch.heap()
         let (model, before, indexBefore) = try Self.freeEnd(heap)
         do {
-            let first = try KVStore.open(heap: heap, options: KVStoreOptions(giveBackSpace: false))
-            let second = try KVStore.open(heap: heap)
-            #expect(first.data.size == before && second.data.size == before)
+            let first = try KVStore.open(heap: heap, options: KVStoreOptions(giveBackSpace: false).oneShard)
+            let second = try KVStore.open(heap: heap, options: .oneShard)
+            #expect(first.only.data.size == before && second.only.data.size == before)
             #expect(try heap.findArena(named: "kv.data")?.size == before)
             #expect(try heap.findArena(named: "kv.index")?.size == indexBefore)
             #expect(second.count == model.count)
             for (k, v) in model { #expect(try second.get(k) == v) }
         }
-        let store = try KVStore.open(heap: heap)
-        #expect(store.data.size < before && store.index.size < indexBefore)
+        let store = try KVStore.open(heap: heap, options: .oneShard)
+        #expect(store.only.data.size < before && store.only.index.size < indexBefore)
         for (k, v) in model { #expect(try store.get(k) == v) }
     }
 
@@ -180,7 +180,7 @@ struct SpaceReturnTests {
     func indexTablesAlternate() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
-        let store = try KVStore.open(heap: try scratch.heap())
+        let store = try KVStore.open(heap: try scratch.heap(), options: .oneShard)
         let resident = 64
         for i in 0 ..< resident { try store.put(key(i), stamped(i, version: 1, count: 24)) }
         let stop = Atomic<Bool>(false)
@@ -209,7 +209,7 @@ struct SpaceReturnTests {
                 }
             }
         }
-        var offsets: Set<UInt64> = [store.currentTable().offset]
+        var offsets: Set<UInt64> = [store.only.currentTable().offset]
         // Rounds of 1,600 new keys put and deleted: 1,600 tombstones. Then room for 1,500
         // more is asked for (as a batch of them would): pairs + tombstones + 1,500 pass
         // 3/4 of the 4,096 slots, while 64 + 1,500 pairs fit a table of the same size at
@@ -219,19 +219,19 @@ struct SpaceReturnTests {
             let keys = (0 ..< 1600).map { key(1000 + 1600 * round + $0) }
             for k in keys { try store.put(k, [1]) }
             for k in keys { try store.delete(k) }
-            let rebuilds = store.indexRebuilds, reuses = store.spaceReuses.load(ordering: .relaxed)
-            try store.lock.withLock { _ in try store.ensureIndexRoom(adding: 1500) }
+            let rebuilds = store.indexRebuilds, reuses = store.only.spaceReuses.load(ordering: .relaxed)
+            try store.only.lock.withLock { _ in try store.only.ensureIndexRoom(adding: 1500) }
             #expect(store.indexRebuilds == rebuilds + 1)
             // Readers are told (the race itself is too narrow to meet here reliably).
-            #expect(store.spaceReuses.load(ordering: .relaxed) > reuses, "a rebuild into old space must count it")
-            offsets.insert(store.currentTable().offset)
+            #expect(store.only.spaceReuses.load(ordering: .relaxed) > reuses, "a rebuild into old space must count it")
+            offsets.insert(store.only.currentTable().offset)
         }
         #expect(store.indexRebuilds >= 4)
         stop.store(true, ordering: .releasing)
         readers.wait()
         #expect(problems.withLock { $0 }.isEmpty, "\(problems.withLock { $0.prefix(5) })")
         #expect(offsets.count == 2, "tables at \(offsets.sorted())")
-        #expect(store.index.size == 2 << 20)
+        #expect(store.only.index.size == 2 << 20)
         for i in 0 ..< resident { #expect(try store.get(key(i)) == stamped(i, version: 1, count: 24)) }
     }
 
@@ -262,18 +262,18 @@ struct SpaceReturnTests {
             $0.gets = Set(model.keys)
         }
         simulator.isArmed = true
-        let store = try KVStore.open(heap: heap)
+        let store = try KVStore.open(heap: heap, options: .oneShard)
         simulator.isArmed = false
-        #expect(store.data.size < before && store.index.size < indexBefore, "the open should have given space back")
+        #expect(store.only.data.size < before && store.only.index.size < indexBefore, "the open should have given space back")
         #expect(simulator.crashPointsTaken > 0)
         #expect(simulator.failures.isEmpty, "\(simulator.failures.count) of \(simulator.imagesChecked) images failed: \(simulator.failures.prefix(3))")
         // Before both shrinks, between them, after both.
         let seen = sizesSeen.withLock { $0 }
         #expect(seen.contains([before, indexBefore]))
-        #expect(seen.contains([store.data.size, indexBefore]))
-        #expect(seen.contains([store.data.size, store.index.size]))
+        #expect(seen.contains([store.only.data.size, indexBefore]))
+        #expect(seen.contains([store.only.data.size, store.only.index.size]))
         for (k, v) in model { #expect(try store.get(k) == v) }
-        print("SpaceReturnTests: giving back \((before - store.data.size) >> 20) + \((indexBefore - store.index.size) >> 20) MiB at open: "
+        print("SpaceReturnTests: giving back \((before - store.only.data.size) >> 20) + \((indexBefore - store.only.index.size) >> 20) MiB at open: "
               + "\(simulator.crashPointsTaken) crash points, \(simulator.imagesChecked) images, \(simulator.failures.count) failures, sizes \(seen)")
     }
 }

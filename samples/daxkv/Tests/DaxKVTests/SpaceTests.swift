@@ -13,7 +13,7 @@ struct SpaceTests {
         let count = 6000
         do {
             let heap = try scratch.heap(size: 96 << 20)
-            let store = try KVStore.open(heap: heap, options: KVStoreOptions(initialDataSize: 2 << 20))
+            let store = try KVStore.open(heap: heap, options: KVStoreOptions(initialDataSize: 2 << 20).oneShard)
             try fragment(heap)  // the store can only grow into 2 MiB holes
             for i in 0 ..< count { try store.put(key(i), stamped(i, version: 0, count: 4000)) }
             // Many small pairs make the index outgrow its first 2 MiB.
@@ -22,11 +22,11 @@ struct SpaceTests {
             try store.put(batch: small)
             #expect(store.dataGrowths >= 5)
             #expect(store.indexRebuilds >= 1)
-            #expect(try store.data.arena.info.extents.count >= 5, "the data arena should be discontiguous")
-            #expect(try store.index.arena.info.extents.count >= 2, "the index arena should be discontiguous")
+            #expect(try store.only.data.arena.info.extents.count >= 5, "the data arena should be discontiguous")
+            #expect(try store.only.index.arena.info.extents.count >= 2, "the index arena should be discontiguous")
             for i in stride(from: 0, to: count, by: 7) { #expect(try store.get(key(i)) == stamped(i, version: 0, count: 4000)) }
         }
-        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
+        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")), options: .oneShard)
         #expect(store.count == count + 100_000)
         for i in 0 ..< count { #expect(try store.get(key(i)) == stamped(i, version: 0, count: 4000)) }
         for i in stride(from: 0, to: 100_000, by: 11) { #expect(try store.get(bytes("s\(i)")) == stamped(i, version: 9, count: 8)) }
@@ -41,7 +41,7 @@ struct SpaceTests {
         var rng = SplitMix64(seed: 0x5BACE)
         do {
             let heap = try scratch.heap(size: 16 << 20)
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             for round in 0 ..< 50 {
                 // Alternate in-order and shuffled rounds; sizes vary a little.
                 let order = round % 2 == 0 ? Array(0 ..< keys) : Array(0 ..< keys).shuffled(using: &rng)
@@ -52,7 +52,7 @@ struct SpaceTests {
             #expect(heap.availableSize < 16 << 20)
             for i in 0 ..< keys { #expect(try store.get(key(i)) == stamped(i, version: 49, count: 3000 + (i * 37 + 49) % 2000)) }
         }
-        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
+        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")), options: .oneShard)
         #expect(store.count == keys)
         for i in 0 ..< keys { #expect(try store.get(key(i)) == stamped(i, version: 49, count: 3000 + (i * 37 + 49) % 2000)) }
     }
@@ -64,7 +64,7 @@ struct SpaceTests {
         var stored = 0
         do {
             let heap = try scratch.heap(size: 16 << 20)
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             var failure: Error? = nil
             for i in 0 ..< 10_000 {
                 do {
@@ -86,7 +86,7 @@ struct SpaceTests {
             for i in stored / 2 ..< stored { try store.put(key(i), stamped(i, version: 1, count: 60_000)) }
             for i in stored / 2 ..< stored { #expect(try store.get(key(i)) == stamped(i, version: 1, count: 60_000)) }
         }
-        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
+        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")), options: .oneShard)
         #expect(store.count == stored - stored / 2)
         for i in stored / 2 ..< stored { #expect(try store.get(key(i)) == stamped(i, version: 1, count: 60_000)) }
     }

@@ -93,3 +93,24 @@ func find(_ needle: [UInt8], in path: String) throws -> Int? {
     }
 }
 
+
+extension KVStore {
+    /// The store's one shard, for tests of a single shard's internals and arenas (the
+    /// store opened with `.oneShard` options).
+    var only: Shard {
+        precondition(shards.count == 1, "this test needs a store of one shard (open it with .oneShard options)")
+        return shards[0]
+    }
+}
+
+extension KVStoreOptions {
+    /// Default options, for a store of one shard (`kv.index`, `kv.data`).
+    static var oneShard: KVStoreOptions { KVStoreOptions(shards: 1) }
+
+    /// These options, for a store of one shard.
+    var oneShard: KVStoreOptions {
+        var options = self
+        options.shards = 1
+        return options
+    }
+}

@@ -14,9 +14,9 @@ struct WindowTests {
         defer { scratch.remove() }
         let heap = try scratch.heap()
         do {
-            let store = try KVStore.open(heap: heap)
+            let store = try KVStore.open(heap: heap, options: .oneShard)
             try store.put(bytes("k"), bytes("v"))
-            #expect(store.index.arena.openWindowCount == 1 && store.data.arena.openWindowCount == 1)
+            #expect(store.only.index.arena.openWindowCount == 1 && store.only.data.arena.openWindowCount == 1)
             do {
                 try KVStore.destroy(heap: heap, name: "kv")
                 Issue.record("destroying an open store should fail")
@@ -41,7 +41,7 @@ struct WindowTests {
             try heap.createArena(named: "kv.data", size: 2 << 20)  // as if creation stopped there
         }
         let heap = try Heap.open(path: scratch.file("heap"), mode: .readOnly)
-        #expect(throws: KVError.heap(.readOnly(path: heap.path))) { try KVStore.open(heap: heap) }
+        #expect(throws: KVError.heap(.readOnly(path: heap.path))) { try KVStore.open(heap: heap, options: .oneShard) }
     }
 
     /// Bytes past an arena's size lie in the window's reserved address space, which is not
@@ -51,27 +51,27 @@ struct WindowTests {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let heap = try scratch.heap()
-        let store = try KVStore.open(heap: heap)
+        let store = try KVStore.open(heap: heap, options: .oneShard)
         let victim = bytes("victim")
         try store.put(victim, bytes("value"))
         try store.put(bytes("other"), bytes("fine"))
         // The victim's slot, found by its value in the index arena (the store's first record).
         let hash = victim.withUnsafeBytes { hash64($0, seed: Seeds.key) }
         let slot = Format.slot(tag: Format.tag(hash), offset: Format.segmentStart(0))
-        let table = try store.index.arena.read(at: 0, count: Int(store.index.size))
+        let table = try store.only.index.arena.read(at: 0, count: Int(store.only.index.size))
         let position = try #require(stride(from: 0, to: table.count, by: 8).first { at in
             table[at ..< at + 8].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } == slot
         })
         // Behind the store's back: the same tag, an offset 8 MiB past the arena's end.
-        let past = Format.slot(tag: Format.tag(hash), offset: store.data.size + (8 << 20))
-        try store.index.arena.memcpyPersist(at: UInt64(position), withUnsafeBytes(of: past) { Array($0) })
-        #expect(store.data.size + (8 << 20) < store.data.reservation, "the offset should fall inside the window's reservation")
+        let past = Format.slot(tag: Format.tag(hash), offset: store.only.data.size + (8 << 20))
+        try store.only.index.arena.memcpyPersist(at: UInt64(position), withUnsafeBytes(of: past) { Array($0) })
+        #expect(store.only.data.size + (8 << 20) < store.only.data.reservation, "the offset should fall inside the window's reservation")
         do {
             let got = try store.get(victim)
             Issue.record("expected damagedRecord, got \(got.map { "\($0.count) bytes" } ?? "absent")")
         } catch let error as KVError {
             guard case .damagedRecord(_, let offset, _) = error else { Issue.record("expected damagedRecord, got \(error)"); return }
-            #expect(offset == store.data.size + (8 << 20))
+            #expect(offset == store.only.data.size + (8 << 20))
         }
         #expect(throws: KVError.self) { try store.pairs() }
         #expect(try store.get(bytes("other")) == bytes("fine"))

@@ -1,0 +1,116 @@
+import DaxHeap
+@testable import DaxKV
+import DaxTestSupport
+import Foundation
+import Testing
+
+@Suite("DaxKV shards")
+struct ShardTests {
+    /// Two writer threads (and the main thread's deletes) on a store of four shards; after
+    /// a reopen, which keeps the count it was created with whatever the options say,
+    /// every pair is where a dictionary says.
+    @Test("a store of four shards keeps what two writers put, across reopens")
+    func twoWritersAndReopen() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let keys = 3000
+        do {
+            let store = try KVStore.open(heap: try scratch.heap(), options: KVStoreOptions(shards: 4))
+            #expect(store.shardCount == 4)
+            let failures = Locked<[String]>([])
+            let writers = DispatchGroup()
+            for t in 0 ..< 2 {
+                writers.enter()
+                Thread.detachNewThread {
+                    defer { writers.leave() }
+                    do {
+                        for i in stride(from: t, to: keys, by: 2) { try store.put(key(i), stamped(i, version: 1, count: 100 + i % 300)) }
+                        for i in stride(from: t, to: keys, by: 6) { try store.put(key(i), stamped(i, version: 2, count: 64)) }
+                    } catch {
+                        failures.withLock { $0.append("writer \(t): \(error)") }
+                    }
+                }
+            }
+            writers.wait()
+            #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
+            for i in stride(from: 0, to: keys, by: 5) { #expect(try store.delete(key(i))) }
+            #expect(store.count == keys - (keys + 4) / 5)
+            let perShard = store.shards.map(\.count)
+            #expect(perShard.allSatisfy { $0 > keys / 8 }, "the keys should spread over the shards: \(perShard)")
+        }
+        let heap = try Heap.open(path: scratch.file("heap"))
+        for i in 1 ..< 4 {
+            #expect(try heap.findArena(named: "kv.index.\(i)") != nil && heap.findArena(named: "kv.data.\(i)") != nil)
+        }
+        let store = try KVStore.open(heap: heap, options: .oneShard)
+        #expect(store.shardCount == 4, "an existing store keeps its shard count")
+        #expect(store.count == keys - (keys + 4) / 5)
+        for i in 0 ..< keys {
+            let want: [UInt8]? = i % 5 == 0 ? nil : i % 6 < 2 ? stamped(i, version: 2, count: 64) : stamped(i, version: 1, count: 100 + i % 300)
+            #expect(try store.get(key(i)) == want, "key \(i)")
+        }
+        #expect(try store.pairs().count == store.count)
+        let batch = try store.get(batch: (0 ..< 40).map { key($0) })
+        #expect(batch == (0 ..< 40).map { i in i % 5 == 0 ? nil : try? store.get(key(i)) })
+    }
+
+    @Test("the default shard count follows the heap's room, and bad counts and names are refused")
+    func countsAndNames() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        #expect(try KVStore.open(heap: try scratch.heap("small", size: 64 << 20)).shardCount == 1)
+        let heap = try scratch.heap("large", size: 512 << 20)
+        #expect(try KVStore.open(heap: heap, name: "auto").shardCount == KVStoreOptions.defaultShards)
+        for bad in [0, 3, 128, -1] {
+            #expect(throws: KVError.invalidShardCount(bad)) { try KVStore.open(heap: heap, name: "bad", options: KVStoreOptions(shards: bad)) }
+        }
+        #expect(KVError.invalidShardCount(3).description == "a store of 3 shards is not possible; use a power of two from 1 to 64")
+        // 57 bytes make a one-shard store's "NAME.index" 63 bytes; shard 1's "NAME.index.1" would be 65.
+        let long = String(repeating: "n", count: 57)
+        #expect(throws: KVError.invalidStoreName(long)) { try KVStore.open(heap: heap, name: long, options: KVStoreOptions(shards: 2)) }
+        #expect(try KVStore.open(heap: heap, name: String(long.dropLast(2)), options: KVStoreOptions(shards: 2)).shardCount == 2)
+        #expect(try KVStore.open(heap: heap, name: long, options: KVStoreOptions(shards: 1)).shardCount == 1)
+        // Nothing was created by the refused opens.
+        #expect(try heap.findArena(named: "bad.index") == nil && heap.findArena(named: "\(long).index.1") == nil)
+    }
+
+    @Test("a store with a shard's arenas gone does not open, and destroy removes every shard")
+    func missingShardAndDestroy() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap()
+        do {
+            let store = try KVStore.open(heap: heap, options: KVStoreOptions(shards: 4))
+            for i in 0 ..< 100 { try store.put(key(i), bytes("v\(i)")) }
+        }
+        try heap.destroyArena(named: "kv.index.2")
+        try heap.destroyArena(named: "kv.data.2")
+        #expect(throws: KVError.notAStore(store: "kv", reason: "the arenas of its shard 2 of 4 are missing")) { try KVStore.open(heap: heap) }
+        try KVStore.destroy(heap: heap, name: "kv")
+        #expect(heap.arenas.isEmpty, "\(heap.arenas.map(\.name))")
+        #expect(throws: KVError.noSuchStore("kv")) { try KVStore.open(heap: heap, options: KVStoreOptions(create: false)) }
+    }
+
+    /// A creation interrupted before shard 0's magic (or a store whose shard 0 was
+    /// destroyed first, as `destroy` does): the next open lays every shard out anew,
+    /// keeps none of the old pairs, and removes shards past its own count.
+    @Test("an unfinished store is laid out anew, old shards and all")
+    func unfinishedStoreStartsAfresh() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap()
+        do {
+            let store = try KVStore.open(heap: heap, options: KVStoreOptions(shards: 4))
+            for i in 0 ..< 200 { try store.put(key(i), bytes("old")) }
+        }
+        try heap.arena(named: "kv.index").write([UInt8](repeating: 0, count: 8), at: Format.magicOffset)
+        #expect(throws: KVError.notAStore(store: "kv", reason: "its creation never finished; open it with creation allowed to start afresh")) {
+            try KVStore.open(heap: heap, options: KVStoreOptions(create: false))
+        }
+        let store = try KVStore.open(heap: heap, options: KVStoreOptions(shards: 2))
+        #expect(store.shardCount == 2)
+        #expect(store.count == 0)
+        for i in 0 ..< 200 { #expect(try store.get(key(i)) == nil) }
+        #expect(try heap.findArena(named: "kv.index.2") == nil && heap.findArena(named: "kv.data.3") == nil)
+    }
+}
