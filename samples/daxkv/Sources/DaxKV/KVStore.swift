@@ -205,9 +205,8 @@ public final class KVStore: Sendable {
 
     /// Runs `body` holding every shard's writer lock, taken in shard order (as anything
     /// that takes more than one does: no deadlock).
-    func withEveryLock<R>(from first: Int = 0, _ body: () throws -> R) throws -> R {
-        guard first < shards.count else { return try body() }
-        return try shards[first].lock.withLock { _ in try withEveryLock(from: first + 1, body) }
+    func withEveryLock<R>(_ body: () throws -> R) throws -> R {
+        try withLocks(of: Array(shards.indices)[...], body)
     }
 
     // MARK: - Writing
@@ -228,11 +227,11 @@ public final class KVStore: Sendable {
         try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
     }
 
-    /// Puts many pairs with group commit: in each shard, records are made durable a
-    /// segment's worth at a time with one fence (their slots are replayable from the
-    /// tail, like a single put's). Returns once all are durable. Later pairs win over
-    /// earlier ones with the same key. On error, some of the pairs may have been applied
-    /// (in each shard, a prefix of that shard's pairs).
+    /// Puts many pairs with group commit: records are made durable a segment's worth at a
+    /// time, and the last group of every shard the batch touches shares one fence (their
+    /// slots are replayable from the tail, like a single put's). Returns once all are
+    /// durable. Later pairs win over earlier ones with the same key. On error, some of the
+    /// pairs may have been applied (in each shard, a prefix of that shard's pairs).
     public func put<C: Collection>(batch pairs: C) throws where C.Element == (key: [UInt8], value: [UInt8]) {
         var byShard = [[(key: [UInt8], value: [UInt8])]](repeating: [], count: shards.count)
         for item in pairs {
@@ -240,7 +239,31 @@ public final class KVStore: Sendable {
             guard item.value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(item.value.count) }
             byShard[Int(truncatingIfNeeded: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) } >> Self.shardShift & shardMask)].append(item)
         }
-        for (shard, items) in zip(shards, byShard) where !items.isEmpty { try shard.put(batch: items) }
+        let involved = byShard.indices.filter { !byShard[$0].isEmpty }
+        try withLocks(of: involved[...]) {
+            var appended: [Int] = []
+            var failure: (any Error)? = nil
+            for s in involved {
+                do {
+                    try shards[s].appendBatch(byShard[s])
+                    appended.append(s)
+                } catch {
+                    failure = error  // that shard has nothing pending: see `appendBatch`
+                    break
+                }
+            }
+            // One fence for every shard's last group; then what was appended is published,
+            // also when a later shard failed (its records are in the logs' tails already).
+            shards[0].dataArena.drain()
+            for s in appended { try shards[s].publishPending(byShard[s]) }
+            if let failure { throw failure }
+        }
+    }
+
+    /// Runs `body` holding the writer locks of `indices` (ascending), taken in order.
+    func withLocks<R>(of indices: ArraySlice<Int>, _ body: () throws -> R) throws -> R {
+        guard let first = indices.first else { return try body() }
+        return try shards[first].lock.withLock { _ in try withLocks(of: indices.dropFirst(), body) }
     }
 
     /// Removes `key`; false if it was absent. One fence: a delete record (the key alone)

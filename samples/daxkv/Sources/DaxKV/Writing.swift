@@ -50,30 +50,45 @@ extension Shard {
     /// belong to this shard.
     func put(batch items: [(key: [UInt8], value: [UInt8])]) throws {
         try lock.withLock { _ in
-            try wrapHeap {
-                // Room for every pair up front (duplicates only overestimate): one index
-                // rebuild at most, before any record is written.
-                try ensureIndexRoom(adding: items.count)
-                var next = 0
-                while next < items.count {
-                    let first = Format.recordSize(keyCount: items[next].key.count, valueCount: items[next].value.count)
-                    // Nothing is pending here: compaction never sees an unpublished record.
-                    if tail + UInt64(first) > Format.segmentEnd(tailSegment) { try advance(needed: first) }
-                    pending.removeAll(keepingCapacity: true)
-                    // As many records as the tail segment holds, then one commit.
-                    while next < items.count {
-                        let item = items[next]
-                        let size = Format.recordSize(keyCount: item.key.count, valueCount: item.value.count)
-                        if tail + UInt64(size) > Format.segmentEnd(tailSegment) { break }
-                        let offset = tail
-                        try item.key.withUnsafeBytes { k in try item.value.withUnsafeBytes { value in try writeRecord(at: offset, size: size, key: k, value: value) } }
-                        tail += UInt64(size)
-                        pending.append(Pending(hash: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) }, offset: offset, item: next))
-                        next += 1
-                    }
+            try appendBatch(items)
+            dataArena.drain()  // one fence for the last group (and the slot flushed before it)
+            try publishPending(items)
+        }
+    }
+
+    /// A batch's first half (lock held): appends every pair. A group that fills the tail
+    /// segment is committed as it goes (one fence); the last group is left flushed but not
+    /// fenced, in `pending`, with the previous write's slot flushed too, for
+    /// `publishPending` after the caller's fence: so the shards of a batch share one fence
+    /// (`KVStore.put(batch:)`). On error nothing is pending (a switch, the only step that
+    /// can fail after the first record, comes after a commit).
+    func appendBatch(_ items: [(key: [UInt8], value: [UInt8])]) throws {
+        precondition(pending.isEmpty, "a batch's records were left unpublished")
+        try wrapHeap {
+            // Room for every pair up front (duplicates only overestimate): one index
+            // rebuild at most, before any record is written.
+            try ensureIndexRoom(adding: items.count)
+            var next = 0
+            while next < items.count {
+                let first = Format.recordSize(keyCount: items[next].key.count, valueCount: items[next].value.count)
+                if tail + UInt64(first) > Format.segmentEnd(tailSegment) {
+                    // Committed before the switch: compaction never sees an unpublished record.
                     try commitPending(items)
+                    try advance(needed: first)
+                }
+                // As many records as the tail segment holds.
+                while next < items.count {
+                    let item = items[next]
+                    let size = Format.recordSize(keyCount: item.key.count, valueCount: item.value.count)
+                    if tail + UInt64(size) > Format.segmentEnd(tailSegment) { break }
+                    let offset = tail
+                    try item.key.withUnsafeBytes { k in try item.value.withUnsafeBytes { value in try writeRecord(at: offset, size: size, key: k, value: value) } }
+                    tail += UInt64(size)
+                    pending.append(Pending(hash: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) }, offset: offset, item: next))
+                    next += 1
                 }
             }
+            try flushPendingSlot()
         }
     }
 
@@ -83,9 +98,17 @@ extension Shard {
         guard !pending.isEmpty else { return }
         try flushPendingSlot()
         dataArena.drain()  // one fence for the whole group (and the slots flushed before it)
-        for p in pending {
-            let probe = items[p.item].key.withUnsafeBytes { k in find(hash: p.hash, key: k, currentTable()) }
-            _ = try publish(probe, hash: p.hash, offset: p.offset, flush: true)
+        try publishPending(items)
+    }
+
+    /// A batch's second half (lock held, after a fence that made the pending records
+    /// durable): points their keys' slots at them, flushed, not fenced.
+    func publishPending(_ items: [(key: [UInt8], value: [UInt8])]) throws {
+        try wrapHeap {
+            for p in pending {
+                let probe = items[p.item].key.withUnsafeBytes { k in find(hash: p.hash, key: k, currentTable()) }
+                _ = try publish(probe, hash: p.hash, offset: p.offset, flush: true)
+            }
         }
         countInserts()
         pending.removeAll(keepingCapacity: true)

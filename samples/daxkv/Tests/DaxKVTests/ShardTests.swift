@@ -113,4 +113,30 @@ struct ShardTests {
         for i in 0 ..< 200 { #expect(try store.get(key(i)) == nil) }
         #expect(try heap.findArena(named: "kv.index.2") == nil && heap.findArena(named: "kv.data.3") == nil)
     }
+
+    /// A batch's last groups in every shard share one fence: counted by an unarmed
+    /// power-loss simulator, which observes every fence and takes no image.
+    @Test("a batch over four shards is one fence, later pairs win, and it survives a reopen")
+    func batchAcrossShardsIsOneFence() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let want = (0 ..< 64).map { bytes($0 % 3 == 0 ? "later \($0)" : "batch \($0)") }
+        do {
+            let simulator = PowerLossSimulator(directory: scratch.path) { _ in }
+            simulator.isArmed = false
+            let heap = try Heap.create(path: scratch.file("heap"), size: 64 << 20, simulator: simulator)
+            let store = try KVStore.open(heap: heap, options: KVStoreOptions(shards: 4))
+            for i in 0 ..< 64 { try store.put(key(i), bytes("first")) }
+            var batch = (0 ..< 64).map { (key: key($0), value: bytes("batch \($0)")) }
+            batch += (0 ..< 64).filter { $0 % 3 == 0 }.map { (key: key($0), value: bytes("later \($0)")) }
+            let perShard = Set(batch.map { store.shard(of: $0.key.withUnsafeBytes { hash64($0, seed: Seeds.key) }).place.index })
+            #expect(perShard.count == 4, "the batch should touch every shard")
+            let before = simulator.fenceCount
+            try store.put(batch: batch)
+            #expect(simulator.fenceCount - before == 1, "one fence for the whole batch")
+            #expect(try (0 ..< 64).map { try store.get(key($0)) } == want)
+        }
+        let reopened = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
+        #expect(try (0 ..< 64).map { try reopened.get(key($0)) } == want)
+    }
 }
