@@ -40,7 +40,7 @@ public struct KVStoreOptions: Sendable {
     /// below it, the 4 MiB a shard takes at least matters.
     public static let shardedHeapMinimum: UInt64 = 256 << 20
 
-        public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5,
+    public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5,
                 giveBackSpace: Bool = true, shards: Int? = nil) {
         self.create = create
         self.shards = shards

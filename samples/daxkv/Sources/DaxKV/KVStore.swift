@@ -29,9 +29,13 @@ public final class KVStore: Sendable {
         shardMask = UInt64(shards.count - 1)
     }
 
+    /// The number of the shard a key of hash `hash` lives in.
+    @inline(__always)
+    func shardIndex(of hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> Self.shardShift & shardMask) }
+
     /// The shard a key of hash `hash` lives in.
     @inline(__always)
-    func shard(of hash: UInt64) -> Shard { shards[Int(truncatingIfNeeded: hash >> Self.shardShift & shardMask)] }
+    func shard(of hash: UInt64) -> Shard { shards[shardIndex(of: hash)] }
 
     // MARK: - Opening and destroying
 
@@ -55,23 +59,17 @@ public final class KVStore: Sendable {
         if let count = try existingShardCount(heap: heap, name: name) {
             // The store exists, so every shard must: a missing one is damage, not
             // something to lay out anew.
-            var existing = options
-            existing.create = false
             shards = try (0 ..< count).map { i in
-                do {
-                    return try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: existing, fresh: false)
-                } catch KVError.noSuchStore {
-                    throw KVError.notAStore(store: name, reason: "the arenas of its shard \(i) of \(count) are missing")
-                }
+                try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: false)
             }
         } else {
             // Absent, or a creation that never finished (shard 0's index magic is written
             // last, so no put was acknowledged): lay every shard out anew, shard 0 last.
             let count = options.shards ?? (heap.availableSize >= KVStoreOptions.shardedHeapMinimum ? KVStoreOptions.defaultShards : 1)
-            guard count >= 1, count <= ShardPlace.maxCount, count & (count - 1) == 0 else { throw KVError.invalidShardCount(count) }
+            guard ShardPlace.isValidCount(count) else { throw KVError.invalidShardCount(count) }
             guard options.create else {
                 let first = ShardPlace(index: 0, count: 1)
-                let found = try wrapHeapError { try heap.findArena(named: first.arenaName(name, .index)) != nil || heap.findArena(named: first.arenaName(name, .data)) != nil }
+                let found = try wrapHeap { try heap.findArena(named: first.arenaName(name, .index)) != nil || heap.findArena(named: first.arenaName(name, .data)) != nil }
                 if found { throw KVError.notAStore(store: name, reason: "its creation never finished; open it with creation allowed to start afresh") }
                 throw KVError.noSuchStore(name)
             }
@@ -106,22 +104,21 @@ public final class KVStore: Sendable {
 
     /// The shard count shard 0's index header records, or nil if there is no finished store.
     static func existingShardCount(heap: Heap, name: String) throws -> Int? {
-        do {
+        let header = try wrapHeap { () -> [UInt8]? in
             guard let index = try heap.findArena(named: ShardPlace(index: 0, count: 1).arenaName(name, .index)),
                   index.size >= Format.headerSize else { return nil }
-            let header = try index.read(at: 0, count: Int(Format.shardOffset + Format.wordSize))
-            func word(_ offset: UInt64) -> UInt64 {
-                header[Int(offset) ..< Int(offset + Format.wordSize)].reversed().reduce(0) { $0 << 8 | UInt64($1) }
-            }
-            guard word(Format.magicOffset) == Format.indexMagic else { return nil }
-            let place = ShardPlace(word: word(Format.shardOffset))
-            guard place.index == 0, place.count >= 1, place.count <= ShardPlace.maxCount, place.count & (place.count - 1) == 0 else {
-                throw KVError.notAStore(store: name, reason: "its index header says shard \(place.index) of \(place.count)")
-            }
-            return place.count
-        } catch let error as HeapError {
-            throw KVError.heap(error)
+            return try index.read(at: 0, count: Int(Format.shardOffset + Format.wordSize))
         }
+        guard let header else { return nil }
+        func word(_ offset: UInt64) -> UInt64 {
+            UInt64(littleEndian: header.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: Int(offset), as: UInt64.self) })
+        }
+        guard word(Format.magicOffset) == Format.indexMagic else { return nil }
+        let place = ShardPlace(word: word(Format.shardOffset))
+        guard place.index == 0, ShardPlace.isValidCount(place.count) else {
+            throw KVError.notAStore(store: name, reason: "its index header says shard \(place.index) of \(place.count)")
+        }
+        return place.count
     }
 
     /// Whether every arena name of a store `name` of `shards` shards is a valid arena name
@@ -237,7 +234,7 @@ public final class KVStore: Sendable {
         for item in pairs {
             guard (1 ... Format.maxKeySize).contains(item.key.count) else { throw KVError.invalidKeySize(item.key.count) }
             guard item.value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(item.value.count) }
-            byShard[Int(truncatingIfNeeded: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) } >> Self.shardShift & shardMask)].append(item)
+            byShard[shardIndex(of: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) })].append(item)
         }
         let involved = byShard.indices.filter { !byShard[$0].isEmpty }
         try withLocks(of: involved[...]) {
@@ -283,6 +280,6 @@ public final class KVStore: Sendable {
 }
 
 /// Runs `body`, reporting a heap failure as ``KVError/heap(_:)``.
-func wrapHeapError<R>(_ body: () throws -> R) throws -> R {
+func wrapHeap<R>(_ body: () throws -> R) throws -> R {
     do { return try body() } catch let error as HeapError { throw KVError.heap(error) }
 }

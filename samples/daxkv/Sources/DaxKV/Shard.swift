@@ -110,37 +110,37 @@ final class Shard: @unchecked Sendable {
 
     // MARK: - Opening
 
-    /// Opens shard `place` of store `name` on `heap`, creating its arenas if they are
-    /// absent or, with `fresh`, laying it out anew whatever they hold (unless
-    /// `options.create` is false). Recovery is a sequential scan of the index and a replay
-    /// of the log's tail segment (at most 2 MiB); see ``recovery``. On a read-only heap,
-    /// a shard that needs the replay throws ``KVError/needsRecovery(store:records:)``.
+    /// Opens shard `place` of store `name` on `heap`: with `fresh`, lays it out anew in the
+    /// arenas found (whatever they hold) and creates those absent; else opens it as it
+    /// is, and both arenas must be there, the index finished. Recovery is a sequential
+    /// scan of the index and a replay of the log's tail segment (at most 2 MiB); see
+    /// ``recovery``. On a read-only heap, a shard that needs the replay throws
+    /// ``KVError/needsRecovery(store:records:)``.
     ///
     /// The shard maps both arenas as windows (``Arena/mapWindow(reserving:)``) until it is
     /// released: meanwhile they cannot be shrunk or destroyed. A read-write open gives the
     /// heap back space the shard does not use (``KVStoreOptions/giveBackSpace``).
     static func open(heap: Heap, name: String, place: ShardPlace, options: KVStoreOptions, fresh: Bool) throws -> Shard {
-        do {
+        try wrapHeap {
             var index = try heap.findArena(named: place.arenaName(name, .index))?.mapWindow()
             var data = try heap.findArena(named: place.arenaName(name, .data))?.mapWindow()
-            let ready = try index.map { try $0.size >= Format.headerSize && $0.load(at: Format.magicOffset) == Format.indexMagic } ?? false
-            if fresh || !ready || data == nil {
-                // Absent, or a creation that was interrupted (the index magic is written
-                // last, so no put can have been acknowledged): (re)initialise.
-                guard options.create else {
-                    if index == nil && data == nil { throw KVError.noSuchStore(name) }
-                    throw KVError.notAStore(store: name, reason: "its creation never finished; open it with creation allowed to start afresh")
-                }
-                if !fresh, index != nil, ready { throw KVError.notAStore(store: name, reason: "the data arena \(quoted(place.arenaName(name, .data))) is missing") }
+            if fresh {
                 (index, data) = try initialise(heap: heap, name: name, place: place, index: index, data: data, options: options)
+            } else {
+                for (kind, window) in [(ShardPlace.Kind.index, index), (.data, data)] where window == nil {
+                    throw KVError.notAStore(store: name, reason: "its arena \(quoted(place.arenaName(name, kind))) (shard \(place.index) of \(place.count)) is missing")
+                }
+                // Shard 0's index magic says the store exists, and it is written after
+                // every other shard's: an unfinished one is damage.
+                guard try index!.size >= Format.headerSize && index!.load(at: Format.magicOffset) == Format.indexMagic else {
+                    throw KVError.notAStore(store: name, reason: "the index of its shard \(place.index) of \(place.count) was never finished")
+                }
             }
             let store = try Shard(heap: heap, name: name, place: place, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
             (index, data) = (nil, nil)  // the shard holds the windows now
             let minimum = place.initialDataSize(options.initialDataSize)
             guard options.giveBackSpace, let sizes = store.sizesAfterGivingBack(minimumData: minimum) else { return store }
             return try giveBack(consume store, shrinkingTo: sizes, options: options)
-        } catch let error as HeapError {
-            throw KVError.heap(error)
         }
     }
 

@@ -12,6 +12,12 @@ struct ShardPlace: Equatable {
     /// The most shards a store may have.
     static let maxCount = 64
 
+    /// Whether a store may have `count` shards: a power of two from 1 to `maxCount` (a
+    /// key's shard is bits of its hash).
+    static func isValidCount(_ count: Int) -> Bool {
+        count >= 1 && count <= maxCount && count & (count - 1) == 0
+    }
+
     enum Kind: String { case index, data }
 
     /// Shard 0 keeps the names of a store before shards, `NAME.index` and `NAME.data`

@@ -42,25 +42,12 @@ extension Shard {
         }
     }
 
-    /// Puts many pairs with group commit: records are made durable a segment's worth at a
-    /// time with one fence (their slots are replayable from the tail, like a single put's).
-    /// Returns once all are durable.
-    /// Later pairs win over earlier ones with the same key. On error, a prefix of the
-    /// pairs may have been applied. The pairs are checked (`KVStore.put(batch:)`) and all
-    /// belong to this shard.
-    func put(batch items: [(key: [UInt8], value: [UInt8])]) throws {
-        try lock.withLock { _ in
-            try appendBatch(items)
-            dataArena.drain()  // one fence for the last group (and the slot flushed before it)
-            try publishPending(items)
-        }
-    }
-
     /// A batch's first half (lock held): appends every pair. A group that fills the tail
     /// segment is committed as it goes (one fence); the last group is left flushed but not
     /// fenced, in `pending`, with the previous write's slot flushed too, for
     /// `publishPending` after the caller's fence: so the shards of a batch share one fence
-    /// (`KVStore.put(batch:)`). On error nothing is pending (a switch, the only step that
+    /// (`KVStore.put(batch:)`, which checks the pairs; they all belong to this shard, and
+    /// later pairs win over earlier ones with the same key). On error nothing is pending (a switch, the only step that
     /// can fail after the first record, comes after a commit).
     func appendBatch(_ items: [(key: [UInt8], value: [UInt8])]) throws {
         precondition(pending.isEmpty, "a batch's records were left unpublished")
@@ -146,10 +133,6 @@ extension Shard {
     }
 
     // MARK: - Writer internals (lock held)
-
-    func wrapHeap<R>(_ body: () throws -> R) throws -> R {
-        do { return try body() } catch let error as HeapError { throw KVError.heap(error) }
-    }
 
     /// The record format (Format.swift): checksum, length word, key, value, zero padding.
     @inline(__always)

@@ -83,9 +83,12 @@ struct ShardTests {
             let store = try KVStore.open(heap: heap, options: KVStoreOptions(shards: 4))
             for i in 0 ..< 100 { try store.put(key(i), bytes("v\(i)")) }
         }
-        try heap.destroyArena(named: "kv.index.2")
         try heap.destroyArena(named: "kv.data.2")
-        #expect(throws: KVError.notAStore(store: "kv", reason: "the arenas of its shard 2 of 4 are missing")) { try KVStore.open(heap: heap) }
+        #expect(throws: KVError.notAStore(store: "kv", reason: "its arena \"kv.data.2\" (shard 2 of 4) is missing")) { try KVStore.open(heap: heap) }
+        try heap.destroyArena(named: "kv.index.2")
+        #expect(throws: KVError.notAStore(store: "kv", reason: "its arena \"kv.index.2\" (shard 2 of 4) is missing")) { try KVStore.open(heap: heap) }
+        // Refused opens leave the other shards as they were.
+        #expect(try heap.findArena(named: "kv.index.3") != nil && heap.findArena(named: "kv.data.3") != nil)
         try KVStore.destroy(heap: heap, name: "kv")
         #expect(heap.arenas.isEmpty, "\(heap.arenas.map(\.name))")
         #expect(throws: KVError.noSuchStore("kv")) { try KVStore.open(heap: heap, options: KVStoreOptions(create: false)) }
