@@ -1,7 +1,7 @@
 /// SplitMix64 (Steele, Lea and Flood, 2014): a tiny deterministic generator shared by the
 /// seeded randomized tests, so that a failing seed replays identically on any toolchain.
 /// Failure messages print the seed; pass it back to reproduce the run.
-public struct SplitMix64: RandomNumberGenerator {
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     public var state: UInt64
 
     public init(seed: UInt64) { state = seed }

@@ -33,6 +33,9 @@ public final class KVStore: Sendable {
     @inline(__always)
     func shardIndex(of hash: UInt64) -> Int { Int(truncatingIfNeeded: hash >> Self.shardShift & shardMask) }
 
+    /// The number of the shard `key` lives in.
+    func shardIndex(of key: [UInt8]) -> Int { shardIndex(of: key.withUnsafeBytes { hash64($0, seed: Seeds.key) }) }
+
     /// The shard a key of hash `hash` lives in.
     @inline(__always)
     func shard(of hash: UInt64) -> Shard { shards[shardIndex(of: hash)] }
@@ -234,7 +237,7 @@ public final class KVStore: Sendable {
         for item in pairs {
             guard (1 ... Format.maxKeySize).contains(item.key.count) else { throw KVError.invalidKeySize(item.key.count) }
             guard item.value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(item.value.count) }
-            byShard[shardIndex(of: item.key.withUnsafeBytes { hash64($0, seed: Seeds.key) })].append(item)
+            byShard[shardIndex(of: item.key)].append(item)
         }
         let involved = byShard.indices.filter { !byShard[$0].isEmpty }
         try withLocks(of: involved[...]) {

@@ -112,7 +112,7 @@ struct PowerLossTests {
         var firstCompaction: Int? = nil, firstGrowth: Int? = nil, firstRebuild: Int? = nil
         for number in 1 ... operations {
             let operation = workload.nextOperation()
-            expectation.withLock { $0.inFlight = operation; $0.number = number }
+            expectation.withLock { $0.start(operation, number: number) }
             try operation.run(on: store)
             expectation.withLock { $0.acknowledge() }
             if firstCompaction == nil, store.compactions > 0 { firstCompaction = number }
@@ -188,26 +188,41 @@ struct Operation: Sendable, CustomStringConvertible {
     }
 }
 
-/// What an image may hold: the acknowledged pairs, and the operation in flight (the
-/// workload sets it before calling the store and acknowledges it once the call returns).
+/// What an image may hold: the acknowledged pairs, and the operations in flight, one per
+/// writer (a writer starts one before calling the store and acknowledges it once the call
+/// returns). Writers work on keys of their own, so operations in flight never share a key.
 struct Expectation: Sendable {
     var acknowledged: [[UInt8]: [UInt8]] = [:]
-    var inFlight: Operation? = nil
-    /// Operations started in the window (the in-flight one's number, for messages).
-    var number = 0
+    /// By writer (the one-writer sweep is writer 0), with its number in the window.
+    var inFlight: [Int: (number: Int, operation: Operation)] = [:]
     /// Keys the checker looks up with `get` (iteration checks them all).
     var gets: Set<[UInt8]> = []
 
-    mutating func acknowledge() {
-        for step in inFlight?.steps ?? [] {
+    mutating func start(_ operation: Operation, number: Int, writer: Int = 0) {
+        inFlight[writer] = (number, operation)
+    }
+
+    mutating func acknowledge(writer: Int = 0) {
+        for step in inFlight[writer]?.operation.steps ?? [] {
             acknowledged[step.key] = step.value
             gets.insert(step.key)
         }
-        inFlight = nil
+        inFlight[writer] = nil
+    }
+
+    /// Every key of every operation in flight.
+    var inFlightKeys: Set<[UInt8]> { Set(inFlight.values.flatMap { $0.operation.steps.map(\.key) }) }
+
+    /// "during operation 12 of the window, put(...)", for every operation in flight.
+    var context: String {
+        guard !inFlight.isEmpty else { return "between operations" }
+        return inFlight.sorted { $0.key < $1.key }.map { writer, op in
+            (inFlight.count > 1 ? "writer \(writer) " : "") + "during operation \(op.number) of the window, \(op.operation)"
+        }.joined(separator: "; ")
     }
 }
 
-/// How the images showed the operation in flight.
+/// How the images showed the operations in flight.
 struct CheckCounts: CustomStringConvertible {
     var notApplied = 0
     var applied = 0
@@ -238,14 +253,15 @@ func describe(_ value: [UInt8]?) -> String { value.map { describe(value: $0) } ?
 /// leaves the image byte for byte as the first open left it.
 func check(_ image: CrashImage, against expected: Expectation, counts: Locked<CheckCounts>) throws {
     do {
-        let applied: Int
+        let applied: [Int: Int]
         do {
             let store = try KVStore.open(heap: try Heap.open(path: image.path), options: KVStoreOptions(create: false))
             applied = try compare(store, with: expected)
         }
-        if let operation = expected.inFlight {
+        for (writer, op) in expected.inFlight {
+            let steps = applied[writer] ?? 0
             counts.withLock { c in
-                if applied == 0 { c.notApplied += 1 } else if applied == operation.steps.count { c.applied += 1 } else { c.prefix += 1 }
+                if steps == 0 { c.notApplied += 1 } else if steps == op.operation.steps.count { c.applied += 1 } else { c.prefix += 1 }
             }
         }
         let recovered = try FilePages(image.path)
@@ -260,25 +276,25 @@ func check(_ image: CrashImage, against expected: Expectation, counts: Locked<Ch
             }
             let again = try compare(store, with: expected)
             guard again == applied else {
-                throw PowerLossCheckFailure("the first open found \(applied) of the operation's steps applied, the second \(again)")
+                throw PowerLossCheckFailure("the first open found \(applied) steps of the operations in flight applied (by writer), the second \(again)")
             }
         }
         if let offset = try FilePages(image.path).firstDifference(from: recovered) {
             throw PowerLossCheckFailure("the second open wrote to the image (first difference at byte \(offset))")
         }
     } catch {
-        let context = expected.inFlight.map { "during operation \(expected.number) of the window, \($0)" } ?? "between operations"
-        throw PowerLossCheckFailure("\(context): \(error)")
+        throw PowerLossCheckFailure("\(expected.context): \(error)")
     }
 }
 
 /// Compares every pair of `store` with the model: each acknowledged pair there with its
-/// exact value, nothing else, the operation in flight applied in part (a prefix of its
-/// steps: all or nothing for a put or a delete) or not at all; `count` and `get` agree
-/// with iteration. Returns how many of the in-flight operation's steps are applied.
-func compare(_ store: KVStore, with expected: Expectation) throws -> Int {
+/// exact value, nothing else, each operation in flight applied in part or not at all (in
+/// each shard, a prefix of its steps in that shard: all or nothing for a put or a delete);
+/// `count` and `get` agree with iteration. Returns how many steps of each writer's
+/// operation in flight are applied.
+func compare(_ store: KVStore, with expected: Expectation) throws -> [Int: Int] {
     let acknowledged = expected.acknowledged
-    let inFlightKeys = Set(expected.inFlight?.steps.map(\.key) ?? [])
+    let inFlightKeys = expected.inFlightKeys
     // Keys outside the operation in flight: exactly as acknowledged.
     var matching = 0
     var inFlightFound: [[UInt8]: [UInt8]] = [:]
@@ -307,18 +323,24 @@ func compare(_ store: KVStore, with expected: Expectation) throws -> Int {
     guard store.count == matching + inFlightFound.count else {
         throw PowerLossCheckFailure("count says \(store.count) pairs, iteration finds \(matching + inFlightFound.count)")
     }
-    // The operation in flight: the first `applied` of its steps.
-    var applied = 0
-    if let operation = expected.inFlight {
-        let prefix = (0 ... operation.steps.count).first { count in
-            inFlightKeys.allSatisfy { same(inFlightFound[$0], operation.value(of: $0, afterSteps: count, over: acknowledged)) }
+    // Each operation in flight: in each shard, the first few of its steps there (a batch
+    // is split by shard, each shard appends its part in order and replays a prefix of it).
+    var applied: [Int: Int] = [:]
+    for (writer, op) in expected.inFlight {
+        let byShard = Dictionary(grouping: op.operation.steps) { store.shardIndex(of: $0.key) }
+        applied[writer] = 0
+        for part in byShard.values.map({ Operation(kind: op.operation.kind, steps: $0) }) {
+            let keys = Set(part.steps.map(\.key))
+            let prefix = (0 ... part.steps.count).first { count in
+                keys.allSatisfy { same(inFlightFound[$0], part.value(of: $0, afterSteps: count, over: acknowledged)) }
+            }
+            guard let prefix else {
+                let held = keys.sorted { $0.lexicographicallyPrecedes($1) }.map { "\(describe($0)) \(describe(inFlightFound[$0]))" }
+                throw PowerLossCheckFailure("an operation in flight is neither applied nor not (nor a prefix of it) in one shard: "
+                    + held.joined(separator: ", "))
+            }
+            applied[writer]! += prefix
         }
-        guard let prefix else {
-            let held = inFlightKeys.sorted { $0.lexicographicallyPrecedes($1) }.map { "\(describe($0)) \(describe(inFlightFound[$0]))" }
-            throw PowerLossCheckFailure("the operation in flight is neither applied nor not (nor a prefix of it): "
-                + held.joined(separator: ", "))
-        }
-        applied = prefix
     }
     // A get finds what iteration found: the slots are where the keys' probes look.
     for key in expected.gets.union(inFlightKeys) {

@@ -23,7 +23,7 @@ import DaxTestSupport
 /// segment 1 is full again, the tail moves to a segment the growth added, which is known
 /// to be zero and so is not zeroed: only there does the switch's own fence order the
 /// last slot store before the new tail word (README "Crash argument", invariant 3).
-struct Workload {
+struct Workload: Sendable {
     // One shard: the scene below is laid out in one log.
     static let options = KVStoreOptions(expectedKeys: 0, initialDataSize: 8 << 20, reclaimBeforeGrowth: 0.95, shards: 1)
     /// Index entries (pairs and tombstones) the window may add before the rebuild.
@@ -52,6 +52,8 @@ struct Workload {
     static let gets = Set((Array(0 ..< smallKeys) + Array(aKeys) + Array(bKeys) + Array(cKeys)).map { key($0) })
 
     var random: SplitMix64
+    /// Added to every key number the window uses: writers of a two-writer sweep keep apart.
+    let keyBase: Int
     var version = 0
     /// The next small key never used.
     var nextSmall = smallKeys
@@ -59,7 +61,10 @@ struct Workload {
     var present: [Int] = []
     var hugeIsPresent = false
 
-    init(seed: UInt64) { random = SplitMix64(seed: seed) }
+    init(seed: UInt64, keyBase: Int = 0) {
+        random = SplitMix64(seed: seed)
+        self.keyBase = keyBase
+    }
 
     mutating func value(of key: Int, size: Int) -> [UInt8] {
         version += 1
@@ -72,11 +77,12 @@ struct Workload {
 
     mutating func newSmallKey() -> Int {
         nextSmall += 1
-        return nextSmall - 1
+        return keyBase + nextSmall - 1
     }
 
     /// Unarmed: sets the scene described above. Everything is acknowledged.
     mutating func prefill(_ store: KVStore, _ expectation: Locked<Expectation>) throws {
+        precondition(keyBase == 0, "the one-writer scene uses the plain key numbers")
         var model: [[UInt8]: [UInt8]] = [:]
         func put(_ n: Int, _ value: [UInt8]) throws {
             try store.put(key(n), value)
@@ -130,16 +136,16 @@ struct Workload {
     mutating func nextOperation() -> Operation {
         if hugeIsPresent {  // deleted at once: it fills the log, not the checks
             hugeIsPresent = false
-            return Operation(kind: .delete, steps: [Step(number: Self.hugeKey, value: nil)])
+            return Operation(kind: .delete, steps: [Step(number: keyBase + Self.hugeKey, value: nil)])
         }
         let operation: Operation
         switch random.below(100) {
         case 0 ..< 8:  // a huge value (256 to 768 KiB), deleted by the next operation
             hugeIsPresent = true
             let size = 4 * Self.bigValue + random.below(8 * Self.bigValue)
-            return Operation(kind: .put, steps: [Step(number: Self.hugeKey, value: value(of: Self.hugeKey, size: size))])
+            return Operation(kind: .put, steps: [Step(number: keyBase + Self.hugeKey, value: value(of: keyBase + Self.hugeKey, size: size))])
         case 8 ..< 40:  // a big value for an A key: an overwrite, or a put after a delete
-            let n = Self.aKeys.lowerBound + random.below(Self.aKeys.count)
+            let n = keyBase + Self.aKeys.lowerBound + random.below(Self.aKeys.count)
             operation = Operation(kind: .put, steps: [Step(number: n, value: bigValue(of: n))])
         case 40 ..< 55:  // a new small key
             let n = newSmallKey()
@@ -166,7 +172,7 @@ struct Workload {
             for n in keys { steps.append(Step(number: n, value: smallValue(of: n))) }
             operation = Operation(kind: .batch, steps: steps)
         default:  // delete a key that is absent (never put)
-            operation = Operation(kind: .delete, steps: [Step(number: 500_000 + random.below(1000), value: nil)])
+            operation = Operation(kind: .delete, steps: [Step(number: keyBase + 500_000 + random.below(1000), value: nil)])
         }
         for step in operation.steps {
             if step.value == nil {
