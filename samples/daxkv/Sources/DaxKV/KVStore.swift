@@ -58,11 +58,11 @@ public final class KVStore: Sendable {
     /// space past the current tables. Not while the store is open elsewhere in this process.
     public static func open(heap: Heap, name: String = "kv", options: KVStoreOptions = .init()) throws -> KVStore {
         guard Self.isValidName(name, shards: 1) else { throw KVError.invalidStoreName(name) }
-        let shards: [Shard]
+        var opened: [Shard]
         if let count = try existingShardCount(heap: heap, name: name) {
             // The store exists, so every shard must: a missing one is damage, not
             // something to lay out anew.
-            shards = try (0 ..< count).map { i in
+            opened = try (0 ..< count).map { i in
                 try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: false)
             }
         } else {
@@ -82,8 +82,11 @@ public final class KVStore: Sendable {
                 try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: true)
             }
             created.insert(try Shard.open(heap: heap, name: name, place: ShardPlace(index: 0, count: count), options: options, fresh: true), at: 0)
-            shards = created
+            opened = created
         }
+        // Only once every shard has opened (a refused open changes no arena's size).
+        var shards: [Shard] = []
+        while !opened.isEmpty { shards.append(try Shard.givingBackSpace(opened.removeFirst(), options: options)) }
         return KVStore(heap: heap, name: name, shards: shards)
     }
 

@@ -138,10 +138,17 @@ final class Shard: @unchecked Sendable {
             }
             let store = try Shard(heap: heap, name: name, place: place, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
             (index, data) = (nil, nil)  // the shard holds the windows now
-            let minimum = place.initialDataSize(options.initialDataSize)
-            guard options.giveBackSpace, let sizes = store.sizesAfterGivingBack(minimumData: minimum) else { return store }
-            return try giveBack(consume store, shrinkingTo: sizes, options: options)
+            return store
         }
+    }
+
+    /// `store`, after giving the heap back the space it does not use, if
+    /// ``KVStoreOptions/giveBackSpace``. The store calls it once every shard has opened, so
+    /// that an open refused at a later shard has resized no arena of an earlier one.
+    static func givingBackSpace(_ store: consuming Shard, options: KVStoreOptions) throws -> Shard {
+        let minimum = store.place.initialDataSize(options.initialDataSize)
+        guard options.giveBackSpace, let sizes = store.sizesAfterGivingBack(minimumData: minimum) else { return store }
+        do { return try giveBack(store, shrinkingTo: sizes, options: options) } catch let error as HeapError { throw KVError.heap(error) }
     }
 
     /// Lays out an empty store in the arenas found (mapped), creating those absent. The

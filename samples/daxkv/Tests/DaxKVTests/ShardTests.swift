@@ -94,6 +94,26 @@ struct ShardTests {
         #expect(throws: KVError.noSuchStore("kv")) { try KVStore.open(heap: heap, options: KVStoreOptions(create: false)) }
     }
 
+    /// An open refused at a later shard must not have changed the earlier ones: they hold
+    /// free segments a successful open would give back, and keep them.
+    @Test("an open refused at shard 2 gives back no space in shards 0 and 1")
+    func refusedOpenChangesNoArena() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap(size: 128 << 20)
+        do {
+            let store = try KVStore.open(heap: heap, options: KVStoreOptions(initialDataSize: 32 << 20, shards: 4))
+            for i in 0 ..< 100 { try store.put(key(i), bytes("v\(i)")) }
+        }
+        try heap.destroyArena(named: "kv.data.2")
+        let sizes = heap.arenas.map { ($0.name, $0.size) }
+        let smaller = KVStoreOptions(initialDataSize: 4 << 20)  // a successful open would shrink each data arena to 2 MiB
+        #expect(throws: KVError.notAStore(store: "kv", reason: "its arena \"kv.data.2\" (shard 2 of 4) is missing")) {
+            try KVStore.open(heap: heap, options: smaller)
+        }
+        #expect(heap.arenas.map { ($0.name, $0.size) }.elementsEqual(sizes) { $0 == $1 }, "\(heap.arenas.map { ($0.name, $0.size) })")
+    }
+
     /// A creation interrupted before shard 0's magic (or a store whose shard 0 was
     /// destroyed first, as `destroy` does): the next open lays every shard out anew,
     /// keeps none of the old pairs, and removes shards past its own count.
