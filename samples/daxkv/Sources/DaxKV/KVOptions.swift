@@ -28,17 +28,33 @@ public struct KVStoreOptions: Sendable {
     /// each shard is a log and an index of its own with its own writer lock: that many
     /// writers can put at once. Each shard takes at least 4 MiB of the heap (a 2 MiB index
     /// arena and one 2 MiB data segment), and `initialDataSize` is split between them.
-    /// nil (the default): `defaultShards` when the heap has at least
-    /// `shardedHeapMinimum` available at creation, else 1.
+    /// nil (the default): ``defaultShards(available:)`` of the heap's available space at
+    /// creation.
     public var shards: Int?
 
-    /// The shard count of a new store on a heap with room for it: with four shards, two
-    /// writers want the same shard a quarter of the time (Benchmarks/RESULTS.md has what
-    /// two writer threads gain).
-    public static let defaultShards = 4
-    /// The available heap space from which a new store gets `defaultShards` by default:
-    /// below it, the 4 MiB a shard takes at least matters.
+    /// The shard count of a new store when ``shards`` is nil, on a heap with `available`
+    /// bytes free: 1 below ``shardedHeapMinimum`` (there the 4 MiB a shard takes at least
+    /// matters), else one shard per ``heapPerDefaultShard`` (a power of two), at most
+    /// ``maxDefaultShards``: 4 at 256 MiB, 16 from 1 GiB.
+    ///
+    /// Why that many: two writers whose keys fall in the same shard wait for each other,
+    /// one time in `shards`, and a waiter spins or sleeps for most of a put; measured with
+    /// 1,000,000 puts, two writer threads gain about 1.1 to 1.35x over one with 4 shards and
+    /// 1.3 to 1.55x with 16 to 64 (Benchmarks/RESULTS.md). Why not more: each shard's
+    /// recovery replays its own tail segment, so a store's worst-case open time grows with
+    /// the count (README "Recovery cost").
+    public static func defaultShards(available: UInt64) -> Int {
+        guard available >= shardedHeapMinimum else { return 1 }
+        var count = 1
+        while count < maxDefaultShards, UInt64(2 * count) * heapPerDefaultShard <= available { count *= 2 }
+        return count
+    }
+    /// The available heap space from which a new store is split into shards by default.
     public static let shardedHeapMinimum: UInt64 = 256 << 20
+    /// Heap space per shard of ``defaultShards(available:)``.
+    public static let heapPerDefaultShard: UInt64 = 64 << 20
+    /// The most shards ``defaultShards(available:)`` gives.
+    public static let maxDefaultShards = 16
 
     public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5,
                 giveBackSpace: Bool = true, shards: Int? = nil) {

@@ -16,8 +16,8 @@ struct BenchCommand: ParsableCommand {
         Runs in a fresh store NAME-bench (destroyed before and after), so the store NAME is \
         never touched. Prints `daxkv.fill`, `daxkv.read`, `daxkv.update` lines, or \
         then, with --threads T (T > 1), the same three phases on a fresh store as \
-        `daxkv.tT.fill` etc.: the fill and update split the keys between T threads (writers \
-        serialize on the store's mutex), the read runs T readers in parallel. Every read \
+        `daxkv.tT.fill` etc.: the fill and update split the keys between T threads (two \
+        writers wait for each other only on keys of the same shard), the read runs T readers in parallel. Every read \
         checks the value, as the anchors do. The index is sized for N keys up front (as the \
         anchors size theirs); the data arena grows as the fill goes.
         """

@@ -60,7 +60,11 @@ struct ShardTests {
         defer { scratch.remove() }
         #expect(try KVStore.open(heap: try scratch.heap("small", size: 64 << 20)).shardCount == 1)
         let heap = try scratch.heap("large", size: 512 << 20)
-        #expect(try KVStore.open(heap: heap, name: "auto").shardCount == KVStoreOptions.defaultShards)
+        let available = heap.availableSize
+        #expect(try KVStore.open(heap: heap, name: "auto").shardCount == 4)  // 508 MiB available: 4 shards, not yet 8
+        #expect(KVStoreOptions.defaultShards(available: available) == 4)
+        let sizes: [(UInt64, Int)] = [(0, 1), ((256 << 20) - 1, 1), (256 << 20, 4), (512 << 20, 8), (1 << 30, 16), (1 << 40, 16)]
+        for (size, count) in sizes { #expect(KVStoreOptions.defaultShards(available: size) == count, "\(size) bytes available") }
         for bad in [0, 3, 128, -1] {
             #expect(throws: KVError.invalidShardCount(bad)) { try KVStore.open(heap: heap, name: "bad", options: KVStoreOptions(shards: bad)) }
         }
