@@ -80,6 +80,7 @@ public struct KVRecoveryStats: Sendable {
     /// Of those, the ones whose slot store (or tombstone) had not reached the media and
     /// were applied to the index again.
     public var recordsReplayed: Int = 0
+    /// How long the open took (a store's: wall clock, its shards recovering in parallel).
     public var seconds: Double
 }
 

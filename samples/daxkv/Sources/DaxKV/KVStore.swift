@@ -1,4 +1,5 @@
 import DaxHeap
+import Dispatch  // concurrentPerform: shards recover in parallel
 
 /// An embeddable, crash-safe key-value store on arenas of a DaxHeap heap, split by key
 /// hash into shards (``KVStoreOptions/shards``). Each shard is two arenas,
@@ -22,11 +23,15 @@ public final class KVStore: Sendable {
     /// table would only see its buckets used a little unevenly.)
     static let shardShift: UInt64 = 38
 
-    init(heap: Heap, name: String, shards: [Shard]) {
+    /// How long the open took, wall clock (shards recover in parallel).
+    let openSeconds: Double
+
+    init(heap: Heap, name: String, shards: [Shard], openSeconds: Double) {
         self.heap = heap
         self.name = name
         self.shards = shards
         shardMask = UInt64(shards.count - 1)
+        self.openSeconds = openSeconds
     }
 
     /// The number of the shard a key of hash `hash` lives in.
@@ -58,13 +63,12 @@ public final class KVStore: Sendable {
     /// space past the current tables. Not while the store is open elsewhere in this process.
     public static func open(heap: Heap, name: String = "kv", options: KVStoreOptions = .init()) throws -> KVStore {
         guard Self.isValidName(name, shards: 1) else { throw KVError.invalidStoreName(name) }
+        let clock = ContinuousClock(), started = clock.now
         var opened: [Shard]
         if let count = try existingShardCount(heap: heap, name: name) {
             // The store exists, so every shard must: a missing one is damage, not
             // something to lay out anew.
-            opened = try (0 ..< count).map { i in
-                try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: false)
-            }
+            opened = try openShards(heap: heap, name: name, count: count, options: options)
         } else {
             // Absent, or a creation that never finished (shard 0's index magic is written
             // last, so no put was acknowledged): lay every shard out anew, shard 0 last.
@@ -87,7 +91,22 @@ public final class KVStore: Sendable {
         // Only once every shard has opened (a refused open changes no arena's size).
         var shards: [Shard] = []
         while !opened.isEmpty { shards.append(try Shard.givingBackSpace(opened.removeFirst(), options: options)) }
-        return KVStore(heap: heap, name: name, shards: shards)
+        let elapsed = (clock.now - started).components
+        return KVStore(heap: heap, name: name, shards: shards,
+                       openSeconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18)
+    }
+
+    /// Opens the shards of an existing store, as many at once as there are cores: each
+    /// shard's recovery (its index scan and tail replay) touches its own arenas only, and
+    /// a store's open costs the sum of its shards'. Throws the error of the lowest-numbered
+    /// shard that failed (the others are closed again).
+    static func openShards(heap: Heap, name: String, count: Int, options: KVStoreOptions) throws -> [Shard] {
+        let results = Locked([Result<Shard, any Error>?](repeating: nil, count: count))
+        DispatchQueue.concurrentPerform(iterations: count) { i in
+            let result = Result { try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: false) }
+            results.withLock { $0[i] = result }
+        }
+        return try results.withLock { $0 }.map { try $0!.get() }
     }
 
     /// Destroys a store's arenas (no-op for those absent): shard 0's first, so that the
@@ -150,14 +169,16 @@ public final class KVStore: Sendable {
         }
     }
 
-    /// What opening the store cost, summed over the shards.
+    /// What opening the store cost: the counts summed over the shards, the time the open's.
     public var recovery: KVRecoveryStats {
-        shards.dropFirst().reduce(shards[0].recovery) { sum, shard in
-            let r = shard.recovery
-            return KVRecoveryStats(slotsScanned: sum.slotsScanned + r.slotsScanned, recordHeadersRead: sum.recordHeadersRead + r.recordHeadersRead,
-                                   tailRecordsScanned: sum.tailRecordsScanned + r.tailRecordsScanned,
-                                   recordsReplayed: sum.recordsReplayed + r.recordsReplayed, seconds: sum.seconds + r.seconds)
+        var total = KVRecoveryStats(slotsScanned: 0, recordHeadersRead: 0, seconds: openSeconds)
+        for r in shards.map(\.recovery) {
+            total.slotsScanned += r.slotsScanned
+            total.recordHeadersRead += r.recordHeadersRead
+            total.tailRecordsScanned += r.tailRecordsScanned
+            total.recordsReplayed += r.recordsReplayed
         }
+        return total
     }
 
     /// Statistics of the writers' background work, summed over the shards.
