@@ -34,7 +34,9 @@
 // Environment (read by this test only, never by library code; scripts/powerloss.sh sets them):
 //   DAXHEAP_POWERLOSS_SEED   the workload's and the simulator's seed (default 1)
 //   DAXHEAP_POWERLOSS_OPS    operations in the swept window (default `defaultOperations`)
-//   DAXHEAP_POWERLOSS_MIXED  mixed images per crash point (default 4)
+//   DAXHEAP_POWERLOSS_MIXED  mixed images per crash point (default 4; 1 under a sanitizer,
+//                            which looks for memory and ordering errors that every image
+//                            exercises alike: the plain run of the suite sweeps them all)
 //   DAXHEAP_POWERLOSS_FENCE  crash only before this fence (replays one failure; its number
 //                            is in the failure message)
 //
@@ -83,7 +85,7 @@ struct PowerLossTests {
         let environment = ProcessInfo.processInfo.environment
         let seed = environment["DAXHEAP_POWERLOSS_SEED"].flatMap { UInt64($0) } ?? 1
         let operations = environment["DAXHEAP_POWERLOSS_OPS"].flatMap { Int($0) } ?? Self.defaultOperations
-        let mixedImages = environment["DAXHEAP_POWERLOSS_MIXED"].flatMap { Int($0) } ?? 4
+        let mixedImages = environment["DAXHEAP_POWERLOSS_MIXED"].flatMap { Int($0) } ?? (sanitizerIsLoaded ? 1 : 4)
         let onlyFence = environment["DAXHEAP_POWERLOSS_FENCE"].flatMap { Int($0) }
         let started = ContinuousClock.now
 

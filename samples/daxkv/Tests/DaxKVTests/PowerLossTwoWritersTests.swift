@@ -16,7 +16,8 @@
 // The interleaving is the scheduler's, so fence numbers do not replay exactly: a failure
 // names the crash point and each writer's operation in flight; DAXHEAP_POWERLOSS_SEED
 // picks the workloads (default 1), DAXHEAP_POWERLOSS_OPS the operations of each writer
-// (default 32), DAXHEAP_POWERLOSS_MIXED the mixed images per crash point (default 2).
+// (default 32), DAXHEAP_POWERLOSS_MIXED the mixed images per crash point (default 2; 1
+// under AddressSanitizer, as in PowerLossTests).
 // About 20 s in a debug build.
 //
 // Mutation that proves it can fail (made by hand in KVStore.swift, swept, reverted): the
@@ -34,8 +35,6 @@ import Testing
 import Glibc
 #endif
 
-let threadSanitizerIsLoaded = dlsym(nil, "__tsan_init") != nil
-
 @Suite("DaxKV power loss, two writers")
 struct PowerLossTwoWritersTests {
     static let operationsPerWriter = 32
@@ -49,7 +48,7 @@ struct PowerLossTwoWritersTests {
         let environment = ProcessInfo.processInfo.environment
         let seed = environment["DAXHEAP_POWERLOSS_SEED"].flatMap { UInt64($0) } ?? 1
         let operations = environment["DAXHEAP_POWERLOSS_OPS"].flatMap { Int($0) } ?? Self.operationsPerWriter
-        let mixedImages = environment["DAXHEAP_POWERLOSS_MIXED"].flatMap { Int($0) } ?? 2
+        let mixedImages = environment["DAXHEAP_POWERLOSS_MIXED"].flatMap { Int($0) } ?? (sanitizerIsLoaded ? 1 : 2)
         let scratch = try Scratch()
         let expectation = Locked(Expectation())
         let checks = Locked(CheckCounts())
