@@ -18,6 +18,7 @@
 //   this: the zeros sit in the CPU cache and survive a killed process.)
 
 import DaxHeap
+import DaxTestSupport
 import Foundation
 import Testing
 
@@ -60,7 +61,7 @@ private func checkImage(_ image: CrashImage) throws {
     }
 }
 
-@Suite(.serialized) struct PowerLossMetadataTests {
+@Suite(.serialized, .disabled(if: threadSanitizerIsLoaded, "single-threaded: ThreadSanitizer has no race to look for here, and the plain and AddressSanitizer runs sweep it")) struct PowerLossMetadataTests {
     /// Images are checked as they are taken, against the tables before and after the step
     /// in flight; those are learnt first from a plain run of the same steps (provisioning
     /// is deterministic), then the steps run again on a simulated heap.

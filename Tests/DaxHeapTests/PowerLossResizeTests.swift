@@ -19,6 +19,7 @@
 // the scan finds the old secondary, so that order is crash-safe too, through the scan.)
 
 import DaxHeap
+import DaxTestSupport
 import Foundation
 import Testing
 
@@ -102,7 +103,7 @@ private func expectGrowWorks(_ path: String, from seen: Shape, deviceSize: UInt6
     try expectPayload(heap, "after a grow")
 }
 
-@Suite(.serialized) struct PowerLossResizeTests {
+@Suite(.serialized, .disabled(if: threadSanitizerIsLoaded, "single-threaded: ThreadSanitizer has no race to look for here, and the plain and AddressSanitizer runs sweep it")) struct PowerLossResizeTests {
     /// A heap of `size` bytes with arena "a" (4 MiB, the payload at its start) and arena
     /// "b" of `b` bytes after it. Closed on return.
     private func makeHeap(_ path: String, size: UInt64, b: UInt64) throws -> Shape {

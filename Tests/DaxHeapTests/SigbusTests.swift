@@ -12,7 +12,6 @@ import Glibc
 #endif
 
 /// Whether this process runs under ThreadSanitizer (the probe is built the same way).
-let threadSanitizerIsLoaded = dlsym(nil, "__tsan_init") != nil
 
 @Suite struct SigbusTests {
     static let probe: URL? = builtExecutable(named: "DaxSignalProbe", override: "DAXHEAP_SIGNAL_PROBE_BIN")

@@ -30,7 +30,7 @@ import DaxTestSupport
 import Foundation
 import Testing
 
-@Suite struct PowerLossObjectTests {
+@Suite(.disabled(if: threadSanitizerIsLoaded, "single-threaded: ThreadSanitizer has no race to look for here, and the plain and AddressSanitizer runs sweep it")) struct PowerLossObjectTests {
     static let slots = 24
 
     /// What the slots hold: per slot the stamp of the object it reaches (nil: null); and

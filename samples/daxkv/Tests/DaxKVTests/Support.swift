@@ -22,11 +22,6 @@ struct Scratch {
     }
 }
 
-/// Whether this test process runs under ThreadSanitizer.
-let threadSanitizerIsLoaded = dlsym(nil, "__tsan_init") != nil
-/// Whether it runs under a sanitizer (CI's second and third runs of the suite).
-let sanitizerIsLoaded = threadSanitizerIsLoaded || dlsym(nil, "__asan_init") != nil
-
 func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
 /// Fills what is left of `heap` with 2 MiB arenas and destroys every other one, so that
