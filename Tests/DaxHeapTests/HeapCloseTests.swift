@@ -51,7 +51,9 @@ import Glibc
         let b = try survivor.createArena(named: "b", size: 2 << 20)
         do {
             // Closed and dropped while the survivor's mapping is in use.
-            try Heap.create(path: tempPath("other"), size: 8 << 20).close()
+            let other = tempPath("other")
+            defer { removeFile(other) }
+            try Heap.create(path: other, size: 8 << 20).close()
         }
         try b.memcpyPersist(at: 0, [7])
         #expect(try b.read(at: 0, count: 1) == [7])
