@@ -84,3 +84,7 @@ public struct KVRecoveryStats: Sendable {
     public var seconds: Double
 }
 
+extension Duration {
+    /// The duration in seconds (recovery times are reported so).
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}

@@ -91,9 +91,7 @@ public final class KVStore: Sendable {
         // Only once every shard has opened (a refused open changes no arena's size).
         var shards: [Shard] = []
         while !opened.isEmpty { shards.append(try Shard.givingBackSpace(opened.removeFirst(), options: options)) }
-        let elapsed = (clock.now - started).components
-        return KVStore(heap: heap, name: name, shards: shards,
-                       openSeconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18)
+        return KVStore(heap: heap, name: name, shards: shards, openSeconds: (clock.now - started).seconds)
     }
 
     /// Opens the shards of an existing store, as many at once as there are cores: each

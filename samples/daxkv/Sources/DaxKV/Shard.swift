@@ -261,7 +261,7 @@ final class Shard: @unchecked Sendable {
         recovery.tailRecordsScanned = replay.scanned
         recovery.recordsReplayed = replay.replayed
         let elapsed = clock.now - started
-        recovery.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        recovery.seconds = elapsed.seconds
     }
 
     // MARK: - Facts

@@ -99,7 +99,7 @@ extension Shard {
             throw KVError.notAStore(store: name, reason: "its arenas vanished while it was reopened to give space back")
         }
         let elapsed = clock.now - started
-        state.recovery.seconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        state.recovery.seconds += elapsed.seconds
         return try Shard(heap: heap, name: name, place: place, index: index, data: data, reclaim: options.reclaimBeforeGrowth, resuming: state)
     }
 }
