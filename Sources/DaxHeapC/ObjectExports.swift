@@ -84,6 +84,23 @@ public func daxheap_objects_find_root(_ objects: OpaquePointer?, _ name: UnsafeP
 }
 
 @c @implementation
+public func daxheap_objects_roots(_ objects: OpaquePointer?, _ visit: daxheap_root_visitor?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
+    var stoppedWith: Int32 = 0
+    let result = status { () throws(Failure) in
+        let handle = try Arguments.objects(objects)
+        guard let visit else { throw Failure(DAXHEAP_EINVAL, "the root visitor is NULL; pass a function that returns 0 to go on") }
+        // Roots are never removed, so each name listed still has its slot; no lock is held
+        // while the visitor runs (it may make roots).
+        for name in handle.objects.rootNames {
+            guard let slot = handle.objects.findRoot(named: name) else { continue }
+            let code = name.withCString { visit(arg, $0, slot.offset) }
+            if code != 0 { stoppedWith = code; return }
+        }
+    }
+    return stoppedWith != 0 ? stoppedWith : result
+}
+
+@c @implementation
 public func daxheap_objects_load(_ objects: OpaquePointer?, _ slot: UInt64, _ out: UnsafeMutablePointer<UInt64>?) -> Int32 {
     status { () throws(Failure) in
         let handle = try Arguments.objects(objects)
@@ -170,6 +187,24 @@ public func daxheap_objects_stats(_ objects: OpaquePointer?, _ out: UnsafeMutabl
         out.pointee = daxheap_objects_stats(
             objects: UInt64(stats.objects), allocated_bytes: stats.allocatedBytes, free_bytes: stats.freeBytes,
             largest_free_block: stats.largestFreeBlock, arena_size: stats.arenaSize)
+    }
+}
+
+@c @implementation
+public func daxheap_objects_class_stats(_ objects: OpaquePointer?, _ out: UnsafeMutablePointer<daxheap_class_stats>?, _ capacity: Int,
+                                        _ count: UnsafeMutablePointer<Int>?) -> Int32 {
+    status { () throws(Failure) in
+        let handle = try Arguments.objects(objects)
+        let count = try Arguments.out(count, "count")
+        guard capacity >= 0 else { throw Failure(DAXHEAP_EINVAL, "a capacity of \(UInt(bitPattern: capacity)) classes; there are at most \(DAXHEAP_CLASS_COUNT)") }
+        guard capacity == 0 || out != nil else {
+            throw Failure(DAXHEAP_EINVAL, "out is NULL with a capacity of \(capacity); pass capacity 0 to learn the count")
+        }
+        let classes = handle.objects.statistics().classes
+        for (i, entry) in classes.prefix(capacity).enumerated() {
+            out![i] = daxheap_class_stats(block_size: entry.blockSize, chunks: UInt64(entry.chunks), objects: UInt64(entry.objects))
+        }
+        count.pointee = classes.count
     }
 }
 

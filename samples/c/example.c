@@ -207,6 +207,21 @@ static int push_and_print(daxheap_objects *objects, daxheap_objctx *ctx) {
     struct daxheap_objects_stats stats;
     if ((rc = daxheap_objects_stats(objects, &stats)) != DAXHEAP_OK) return fail("daxheap_objects_stats", rc);
     printf("object heap: %" PRIu64 " objects, %" PRIu64 " bytes allocated\n", stats.objects, stats.allocated_bytes);
+    struct daxheap_class_stats classes[DAXHEAP_CLASS_COUNT];
+    size_t class_count = 0;
+    rc = daxheap_objects_class_stats(objects, classes, DAXHEAP_CLASS_COUNT, &class_count);
+    if (rc != DAXHEAP_OK) return fail("daxheap_objects_class_stats", rc);
+    for (size_t i = 0; i < class_count; i++) {
+        printf("size class %" PRIu64 " bytes: %" PRIu64 " objects in %" PRIu64 " chunks\n",
+               classes[i].block_size, classes[i].objects, classes[i].chunks);
+    }
+    return 0;
+}
+
+/* A visitor of daxheap_arena_list: prints one arena. */
+static int print_arena(void *arg, const char *name, uint64_t size) {
+    (void)arg;
+    printf("arena \"%s\": %" PRIu64 " bytes\n", name, size);
     return 0;
 }
 
@@ -240,6 +255,8 @@ int main(int argc, char **argv) {
     daxheap *heap = NULL;
     if (open_or_create(argv[1], &heap) != 0) return 1;
     int failed = count_run(heap) || use_window(heap) || show_errors(heap) || use_objects(heap);
+    int rc;
+    if (!failed && (rc = daxheap_arena_list(heap, print_arena, NULL)) != DAXHEAP_OK) failed = fail("daxheap_arena_list", rc);
     daxheap_close(heap);  /* unmaps and unlocks now: no window is open */
     return failed ? 1 : 0;
 }

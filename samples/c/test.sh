@@ -75,6 +75,8 @@ grep -q '^list: 1$' "$work/run1.out" || fail "run 1's list"
 grep -q '^list: 2 1$' "$work/run2.out" || fail "the list did not persist"
 grep -q '^allocating into a full slot: status -3: the slot at offset .* already holds' "$work/run2.out" || fail "EEXIST for a full slot"
 grep -q '^object heap: 2 objects' "$work/run2.out" || fail "the object heap's statistics"
+grep -q '^size class 64 bytes: 2 objects in 1 chunks$' "$work/run2.out" || fail "the size classes' statistics"
+grep -q '^arena "list": 8388608 bytes$' "$work/run1.out" || fail "the arena list"
 env -i "$work/example" "$heap" > "$work/run3.out" || { cat "$work/run3.out"; fail "third run"; }
 env -i "$work/example" "$heap" > "$work/run4.out" || { cat "$work/run4.out"; fail "fourth run"; }
 cat "$work/run4.out"
@@ -82,6 +84,7 @@ grep -q '^list: 3 2 1$' "$work/run3.out" || fail "run 3's list"
 grep -q '^list: 4 3 2$' "$work/run4.out" || fail "run 4's list"
 grep -q '^dropping node 1$' "$work/run4.out" || fail "the oldest node was not dropped"
 grep -q '^object heap: 3 objects' "$work/run4.out" || fail "the dropped node is still counted"
+grep -q '^size class 64 bytes: 3 objects in 1 chunks$' "$work/run4.out" || fail "the size classes after the drop"
 
 # Loaded with dlopen, as SQLite's and Python's extension loading load libraries (the Swift
 # runtime's thread-local storage inside must not need the static TLS block).

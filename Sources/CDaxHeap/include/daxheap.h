@@ -167,6 +167,17 @@ int  daxheap_arena_destroy(daxheap *heap, const char *name);
  * heap, name or size), DAXHEAP_ENOENT if there is no such arena. */
 int  daxheap_arena_size(daxheap *heap, const char *name, uint64_t *size); /* DAXHEAP_ENOENT if missing */
 
+/* Called by daxheap_arena_list for each arena: `name` (NUL-terminated, valid during the
+ * call only) and its size in bytes. Return 0 to go on, nonzero to stop the walk. */
+typedef int (*daxheap_arena_visitor)(void *arg, const char *name, uint64_t size);
+
+/* Calls `visit(arg, name, size)` for every arena of the heap, in name order, as the arena
+ * table stood at the call (the visitor may create, resize or destroy arenas: the walk does
+ * not see those changes). Returns 0 once every arena is visited, or the visitor's nonzero
+ * return as it is (a positive value of the caller's own, or a daxheap status passed on).
+ * Errors: DAXHEAP_EINVAL (NULL heap or visitor). */
+int  daxheap_arena_list(daxheap *heap, daxheap_arena_visitor visit, void *arg);
+
 /* Copies `length` bytes from `src` to the arena `arena` at `offset`, across its extents,
  * and makes them durable before returning (libpmem's memcpy_persist; msync on a file).
  * `src` may be NULL only when `length` is 0. The range is checked first: an error before
@@ -315,6 +326,8 @@ typedef uint64_t daxheap_ref;
 typedef uint64_t daxheap_slot;
 
 #define DAXHEAP_NULL_REF ((daxheap_ref)0)
+/* How many size classes an object heap has (16 bytes to 1 MiB; see docs/OBJECTS.md). */
+#define DAXHEAP_CLASS_COUNT 60
 
 /* What an object's words may hold, which decides what recovery reads. */
 enum daxheap_kind {
@@ -329,6 +342,14 @@ struct daxheap_objects_stats {
     uint64_t free_bytes;          /* free blocks in carved chunks, plus free chunks */
     uint64_t largest_free_block;  /* the largest object that fits without growing the arena */
     uint64_t arena_size;          /* the arena's size */
+};
+
+/* One size class of an object heap (daxheap_objects_class_stats): objects up to 1 MiB
+ * are blocks carved from 2 MiB chunks, each chunk holding blocks of one size. */
+struct daxheap_class_stats {
+    uint64_t block_size;  /* the class's block size in bytes */
+    uint64_t chunks;      /* 2 MiB chunks carved into blocks of this size */
+    uint64_t objects;     /* live objects in them */
 };
 
 /* What opening an object heap found and did (daxheap_objects_recovery). */
@@ -384,6 +405,16 @@ int  daxheap_objects_root(daxheap_objects *objects, const char *name, daxheap_sl
  * (nothing is made). Errors: DAXHEAP_EINVAL, DAXHEAP_ENOENT. */
 int  daxheap_objects_find_root(daxheap_objects *objects, const char *name, daxheap_slot *out);
 
+/* Called by daxheap_objects_roots for each root: its `name` (NUL-terminated, valid during
+ * the call only) and its slot. Return 0 to go on, nonzero to stop the walk. */
+typedef int (*daxheap_root_visitor)(void *arg, const char *name, daxheap_slot slot);
+
+/* Calls `visit(arg, name, slot)` for every root, in the order they were made (roots are
+ * never removed; one made during the walk may or may not be visited). Returns 0 once every
+ * root is visited, or the visitor's nonzero return as it is. Errors: DAXHEAP_EINVAL (NULL
+ * object heap or visitor). */
+int  daxheap_objects_roots(daxheap_objects *objects, daxheap_root_visitor visit, void *arg);
+
 /* Stores in `*out` the reference `slot` holds (an acquiring load), checked to be null or a
  * live object. Errors: DAXHEAP_EINVAL (NULL, not a slot, or the word names no live
  * object). */
@@ -420,6 +451,13 @@ int  daxheap_objects_persist(daxheap_objects *objects, const void *address, uint
 /* Fills `*out` with what the object heap holds now: a walk over its chunk table (for tools
  * and tests, not hot paths). Errors: DAXHEAP_EINVAL (NULL). */
 int  daxheap_objects_stats(daxheap_objects *objects, struct daxheap_objects_stats *out);
+
+/* Fills `out[0]` to `out[capacity - 1]` with the size classes that have chunks now, in
+ * increasing block size, and stores in `*count` how many there are (which may exceed
+ * `capacity`: call with capacity 0 and out NULL to learn it; DAXHEAP_CLASS_COUNT always
+ * suffices). A walk over the chunk table, as daxheap_objects_stats. Errors: DAXHEAP_EINVAL
+ * (NULL object heap or count, or NULL out with a capacity). */
+int  daxheap_objects_class_stats(daxheap_objects *objects, struct daxheap_class_stats *out, size_t capacity, size_t *count);
 
 /* Fills `*out` with what opening the object heap found and did. Errors: DAXHEAP_EINVAL. */
 int  daxheap_objects_recovery(daxheap_objects *objects, struct daxheap_objects_recovery *out);
