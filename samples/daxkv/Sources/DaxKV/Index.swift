@@ -12,10 +12,12 @@ extension Shard {
         let offset: UInt64
         let mask: UInt64
 
+        /// Inlined: every get decodes the descriptor it loaded (a batched get, twice a key).
+        @inline(__always)
         init(descriptor: UInt64) {
             let (offset, log2) = Format.decode(descriptor: descriptor)
             self.offset = offset
-            self.mask = UInt64(1 << log2) - 1
+            self.mask = (1 as UInt64) &<< UInt64(log2) &- 1  // log2 is 3 to 40 (checked at open)
         }
 
         init(offset: UInt64, log2Buckets: Int) {
