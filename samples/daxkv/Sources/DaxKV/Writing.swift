@@ -1,4 +1,5 @@
 // Puts, batches and deletes, and the writer's index and record primitives (lock held).
+import CDaxKVShims
 import DaxHeap
 import Synchronization  // Atomic: the counts readers load
 
@@ -22,6 +23,13 @@ extension Shard {
                 // every slot to a new table, and a segment switch may compact (redirect
                 // slots), so a slot found before either would be stale.
                 try ensureIndexRoom(adding: 1)
+                // The key's bucket requested first, so that its miss overlaps laying out
+                // the record, and an update's miss on the old record (which `find` reads
+                // to compare keys) starts sooner: 4-14 % more updates, rounds alternated
+                // in one process. Not before the lock: the mutex's locked instruction
+                // waits for the miss (the fill was 13 % slower so).
+                let table = currentTable()
+                daxkv_prefetch(indexWord(table.bucketOffset(hash & table.mask)))
                 if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
                 let offset = tail
                 try writeRecord(at: offset, size: size, key: key, value: value)
@@ -29,7 +37,9 @@ extension Shard {
                 // Find the key's slot while those flushes drain: the bucket miss (and
                 // an update's miss on the old record) overlaps the fence's wait instead
                 // of following it. Loads only: nothing may be stored before the fence.
-                let probe = find(hash: hash, key: key, currentTable())
+                // (A segment switch above may compact, redirecting slots, but never
+                // changes the table.)
+                let probe = find(hash: hash, key: key, table)
                 // The fence: this record and the previous write's slot are durable.
                 dataArena.drain()
                 tail += UInt64(size)
