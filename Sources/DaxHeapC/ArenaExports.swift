@@ -74,15 +74,10 @@ public func daxheap_read(
 
 @c @implementation
 public func daxheap_arena_list(_ heap: OpaquePointer?, _ visit: daxheap_arena_visitor?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    var stoppedWith: Int32 = 0
-    let result = status { () throws(Failure) in
+    walk({ () throws(Failure) in
         let handle = try Arguments.heap(heap)
-        guard let visit else { throw Failure(DAXHEAP_EINVAL, "the arena visitor is NULL; pass a function that returns 0 to go on") }
-        // A snapshot, and no lock held while the visitor runs: it may change the arenas.
-        for arena in handle.heap.arenas {
-            let code = arena.name.withCString { visit(arg, $0, arena.size) }
-            if code != 0 { stoppedWith = code; return }
-        }
-    }
-    return stoppedWith != 0 ? stoppedWith : result
+        guard visit != nil else { throw Failure(DAXHEAP_EINVAL, "the arena visitor is NULL; pass a function that returns 0 to go on") }
+        // A snapshot: the visitor may create, resize or destroy arenas.
+        return handle.heap.arenas.map { ($0.name, $0.size) }
+    }) { name, size in visit!(arg, name, size) }
 }

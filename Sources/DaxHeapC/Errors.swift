@@ -106,6 +106,22 @@ func status(_ body: () throws(Failure) -> Void) -> Int32 {
     }
 }
 
+/// A list call with a C visitor (daxheap_arena_list, daxheap_objects_roots): `entries`
+/// finds what to list, or fails as `status` would; then `visit` is called with each
+/// (name, value), no lock held, until it returns nonzero. Returns that value as it is,
+/// 0 once every entry is visited, or the failure's status.
+func walk(_ entries: () throws(Failure) -> [(name: String, value: UInt64)],
+          _ visit: (UnsafePointer<CChar>, UInt64) -> Int32) -> Int32 {
+    var listed: [(name: String, value: UInt64)] = []
+    let found = status { () throws(Failure) in listed = try entries() }
+    guard found == DAXHEAP_OK.rawValue else { return found }
+    for entry in listed {
+        let code = entry.name.withCString { visit($0, entry.value) }
+        if code != 0 { return code }
+    }
+    return 0
+}
+
 /// Runs `body`, turning a HeapError into a Failure.
 func heapCall<R>(_ body: () throws(HeapError) -> R) throws(Failure) -> R {
     do { return try body() } catch { throw Failure(error) }

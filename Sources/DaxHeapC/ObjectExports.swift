@@ -85,19 +85,12 @@ public func daxheap_objects_find_root(_ objects: OpaquePointer?, _ name: UnsafeP
 
 @c @implementation
 public func daxheap_objects_roots(_ objects: OpaquePointer?, _ visit: daxheap_root_visitor?, _ arg: UnsafeMutableRawPointer?) -> Int32 {
-    var stoppedWith: Int32 = 0
-    let result = status { () throws(Failure) in
+    walk({ () throws(Failure) in
         let handle = try Arguments.objects(objects)
-        guard let visit else { throw Failure(DAXHEAP_EINVAL, "the root visitor is NULL; pass a function that returns 0 to go on") }
-        // Roots are never removed, so each name listed still has its slot; no lock is held
-        // while the visitor runs (it may make roots).
-        for name in handle.objects.rootNames {
-            guard let slot = handle.objects.findRoot(named: name) else { continue }
-            let code = name.withCString { visit(arg, $0, slot.offset) }
-            if code != 0 { stoppedWith = code; return }
-        }
-    }
-    return stoppedWith != 0 ? stoppedWith : result
+        guard visit != nil else { throw Failure(DAXHEAP_EINVAL, "the root visitor is NULL; pass a function that returns 0 to go on") }
+        // Roots are never removed, so each name listed has its slot; the visitor may make roots.
+        return handle.objects.rootNames.compactMap { name in handle.objects.findRoot(named: name).map { (name, $0.offset) } }
+    }) { name, slot in visit!(arg, name, slot) }
 }
 
 @c @implementation
