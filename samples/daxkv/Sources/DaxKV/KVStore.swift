@@ -289,10 +289,13 @@ public final class KVStore: Sendable {
                     break
                 }
             }
-            // One fence for every shard's last group; then what was appended is published,
-            // also when a later shard failed (its records are in the logs' tails already).
-            shards[0].dataArena.drain()
-            for s in appended { try shards[s].publishPending(byShard[s]) }
+            // Every shard's last group flushed, then one fence for them all, with no
+            // retain or release in between (the shards reached unretained: see
+            // `withShard`); then what was appended is published, also when a later shard
+            // failed (its records are in the logs' tails already).
+            for s in appended { try unretainedShards[s]._withUnsafeGuaranteedRef { try $0.flushForCommit() } }
+            unretainedShards[0]._withUnsafeGuaranteedRef { $0.dataArena.drain() }
+            for s in appended { try shards[s].publishPending() }
             if let failure { throw failure }
         }
     }

@@ -80,6 +80,9 @@ final class Shard: @unchecked Sendable {
     @exclusivity(unchecked) var liveCount = 0
     @exclusivity(unchecked) var damagedSegments: Set<Int> = []
     @exclusivity(unchecked) var pending: [Pending] = []
+    /// Where the records `appendBatch` laid out and nobody flushed yet begin (they run to
+    /// `tail`); nil when there are none. `flushForCommit` flushes them.
+    @exclusivity(unchecked) var unflushedFrom: UInt64? = nil
 
     deinit {
         // A clean close leaves nothing for the next open to replay.
@@ -106,7 +109,9 @@ final class Shard: @unchecked Sendable {
     var afterSlotLoad: (@Sendable (_ recordOffset: UInt64) -> Void)? = nil
     #endif
 
-    struct Pending { var hash: UInt64; var offset: UInt64; var item: Int }
+    /// A batch's record appended and not yet published: its key's hash and length, where
+    /// it is, and (once published) the index offset of its slot.
+    struct Pending { var hash: UInt64; var offset: UInt64; var keyCount: Int; var slotAt: UInt64 = 0 }
 
     // MARK: - Opening
 
