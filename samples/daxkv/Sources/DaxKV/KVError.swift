@@ -24,6 +24,8 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
     case needsRecovery(store: String, records: Int)
     /// A batched get was given different numbers of keys, buffers and length slots.
     case batchMismatch(keys: Int, buffers: Int, lengths: Int)
+    /// A batched put was given a different number of values than keys.
+    case batchPutMismatch(keys: Int, values: Int)
     /// The heap itself failed.
     case heap(HeapError)
 
@@ -49,6 +51,8 @@ public enum KVError: Error, Equatable, Sendable, CustomStringConvertible {
             "store \(quoted(store)) needs recovery after a crash (\(records) writes at the tail of its log to apply to its index); open it read-write once (any daxkv put or delete does), then read-only opens work again"
         case .batchMismatch(let keys, let buffers, let lengths):
             "a batched get needs one buffer and one length per key; it was given \(keys) keys, \(buffers) buffers and \(lengths) lengths"
+        case .batchPutMismatch(let keys, let values):
+            "a batched put needs one value per key; it was given \(keys) keys and \(values) values"
         case .heap(let error):
             "\(error)"
         }

@@ -243,7 +243,7 @@ public final class KVStore: Sendable {
     /// Runs `body` holding every shard's writer lock, taken in shard order (as anything
     /// that takes more than one does: no deadlock).
     func withEveryLock<R>(_ body: () throws -> R) throws -> R {
-        try withLocks(of: Array(shards.indices)[...], body)
+        try withLocks(ofShards: shards.count == 64 ? .max : (1 << UInt64(shards.count)) - 1, body)
     }
 
     // MARK: - Writing
@@ -262,48 +262,6 @@ public final class KVStore: Sendable {
 
     public func put(_ key: [UInt8], _ value: [UInt8]) throws {
         try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(k, v) } }
-    }
-
-    /// Puts many pairs with group commit: records are made durable a segment's worth at a
-    /// time, and the last group of every shard the batch touches shares one fence (their
-    /// slots are replayable from the tail, like a single put's). Returns once all are
-    /// durable. Later pairs win over earlier ones with the same key. On error, some of the
-    /// pairs may have been applied (in each shard, a prefix of that shard's pairs).
-    public func put<C: Collection>(batch pairs: C) throws where C.Element == (key: [UInt8], value: [UInt8]) {
-        var byShard = [[(key: [UInt8], value: [UInt8])]](repeating: [], count: shards.count)
-        for item in pairs {
-            guard (1 ... Format.maxKeySize).contains(item.key.count) else { throw KVError.invalidKeySize(item.key.count) }
-            guard item.value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(item.value.count) }
-            byShard[shardIndex(of: item.key)].append(item)
-        }
-        let involved = byShard.indices.filter { !byShard[$0].isEmpty }
-        try withLocks(of: involved[...]) {
-            var appended: [Int] = []
-            var failure: (any Error)? = nil
-            for s in involved {
-                do {
-                    try shards[s].appendBatch(byShard[s])
-                    appended.append(s)
-                } catch {
-                    failure = error  // that shard has nothing pending: see `appendBatch`
-                    break
-                }
-            }
-            // Every shard's last group flushed, then one fence for them all, with no
-            // retain or release in between (the shards reached unretained: see
-            // `withShard`); then what was appended is published, also when a later shard
-            // failed (its records are in the logs' tails already).
-            for s in appended { try unretainedShards[s]._withUnsafeGuaranteedRef { try $0.flushForCommit() } }
-            unretainedShards[0]._withUnsafeGuaranteedRef { $0.dataArena.drain() }
-            for s in appended { try shards[s].publishPending() }
-            if let failure { throw failure }
-        }
-    }
-
-    /// Runs `body` holding the writer locks of `indices` (ascending), taken in order.
-    func withLocks<R>(of indices: ArraySlice<Int>, _ body: () throws -> R) throws -> R {
-        guard let first = indices.first else { return try body() }
-        return try shards[first].lock.withLock { _ in try withLocks(of: indices.dropFirst(), body) }
     }
 
     /// Removes `key`; false if it was absent. One fence: a delete record (the key alone)

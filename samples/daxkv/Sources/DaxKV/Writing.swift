@@ -52,7 +52,8 @@ extension Shard {
         }
     }
 
-    /// A batch's first half (lock held): appends every pair. A group that fills the tail
+    /// A batch's first half (lock held): appends the pairs `pairs` lists (indices into
+    /// `keys`, `values` and their `hashes`), in that order. A group that fills the tail
     /// segment is committed as it goes (one fence); the last group is left laid out but
     /// neither flushed nor fenced, in `pending`, for the caller to flush
     /// (`flushForCommit`), fence and publish (`publishPending`): so the shards of a batch
@@ -61,21 +62,22 @@ extension Shard {
     /// nothing is pending (a switch, the only step that can fail after the first record,
     /// comes after a commit).
     ///
-    /// Nothing is flushed here: the pairs' arrays are retained and released as they are
-    /// read, and the callers retain and release too, and each of those is a locked
-    /// instruction, which waits for every flush before it as a fence does. Flushing each
-    /// record as it went made a batch of 16 slower than 16 single puts. Each key's bucket
-    /// is requested as its record is laid out, for `publishPending`.
-    func appendBatch(_ items: [(key: [UInt8], value: [UInt8])]) throws {
+    /// Nothing is flushed here: the callers retain and release (the shards, arrays), and
+    /// each of those is a locked instruction, which waits for every flush before it as a
+    /// fence does. Flushing each record as it went (with the pairs' arrays retained and
+    /// released around each) made a batch of 16 slower than 16 single puts. Each key's
+    /// bucket is requested as its record is laid out, for `publishPending`.
+    func appendBatch(_ pairs: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<UnsafeRawBufferPointer>,
+                     values: UnsafeBufferPointer<UnsafeRawBufferPointer>, hashes: UnsafeBufferPointer<UInt64>) throws {
         precondition(pending.isEmpty, "a batch's records were left unpublished")
         try wrapHeap {
             // Room for every pair up front (duplicates only overestimate): one index
             // rebuild at most, before any record is written.
-            try ensureIndexRoom(adding: items.count)
+            try ensureIndexRoom(adding: pairs.count)
             let table = currentTable()  // segment switches (and their compactions) keep it
             var next = 0
-            while next < items.count {
-                let first = Format.recordSize(keyCount: items[next].key.count, valueCount: items[next].value.count)
+            while next < pairs.count {
+                let first = Format.recordSize(keyCount: keys[pairs[next]].count, valueCount: values[pairs[next]].count)
                 if tail + UInt64(first) > Format.segmentEnd(tailSegment) {
                     // Committed before the switch: compaction never sees an unpublished record.
                     try commitPending()
@@ -83,18 +85,15 @@ extension Shard {
                 }
                 // As many records as the tail segment holds: one range, flushed at commit.
                 unflushedFrom = tail
-                while next < items.count {
-                    let item = items[next]
-                    let size = Format.recordSize(keyCount: item.key.count, valueCount: item.value.count)
+                while next < pairs.count {
+                    let i = pairs[next]
+                    let size = Format.recordSize(keyCount: keys[i].count, valueCount: values[i].count)
                     if tail + UInt64(size) > Format.segmentEnd(tailSegment) { break }
                     let offset = tail
-                    let hash = item.key.withUnsafeBytes { k in
-                        item.value.withUnsafeBytes { value in Self.layOutRecord(at: record(offset), size: size, key: k, value: value, flags: 0) }
-                        return hash64(k, seed: Seeds.key)
-                    }
-                    daxkv_prefetch(indexWord(table.bucketOffset(hash & table.mask)))
+                    Self.layOutRecord(at: record(offset), size: size, key: keys[i], value: values[i], flags: 0)
+                    daxkv_prefetch(indexWord(table.bucketOffset(hashes[i] & table.mask)))
                     tail += UInt64(size)
-                    pending.append(Pending(hash: hash, offset: offset, keyCount: item.key.count))
+                    pending.append(Pending(hash: hashes[i], offset: offset, keyCount: keys[i].count))
                     next += 1
                 }
             }
@@ -125,6 +124,14 @@ extension Shard {
     /// Each key is read from its record in the log (just written, so in the cache).
     func publishPending() throws {
         try wrapHeap {
+            // The records the keys' slots point at now requested first (the buckets were
+            // requested as the records were laid out): an update reads its old record to
+            // compare keys, and so the batch's updates wait for those misses together.
+            let table = currentTable()
+            for p in pending {
+                let slot = firstCandidate(table, hash: p.hash)
+                if Format.isLive(slot) { daxkv_prefetch(record(Format.slotOffset(slot))) }
+            }
             for i in pending.indices {
                 let p = pending[i]
                 let key = UnsafeRawBufferPointer(start: record(p.offset) + Format.keyOffset, count: p.keyCount)
