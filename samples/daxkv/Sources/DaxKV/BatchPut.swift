@@ -8,7 +8,8 @@ extension KVStore {
     /// put's). Returns once all are durable. Later pairs win over earlier ones with the
     /// same key. Every key and value is checked before anything is written; on an error
     /// after that (the store full), some of the pairs may have been applied: in each
-    /// shard, a prefix of that shard's pairs. No allocation.
+    /// shard, a prefix of that shard's pairs. Its scratch space (a hash and two words a
+    /// pair) is temporary, on the stack for small batches: no allocation there.
     public func put(batch keys: UnsafeBufferPointer<UnsafeRawBufferPointer>, values: UnsafeBufferPointer<UnsafeRawBufferPointer>) throws {
         guard values.count == keys.count else { throw KVError.batchPutMismatch(keys: keys.count, values: values.count) }
         for i in keys.indices {
