@@ -76,7 +76,7 @@ let rootVisitor: daxheap_root_visitor = { arg, name, slot in
         defer { daxheap_close(heap); removeFile(path) }
         for name in ["a", "b"] { #expect(daxheap_arena_create(heap, name, twoMiB) == 0) }
         let visits = Visits()
-        visits.during = {
+        visits.during = { [unowned visits] in  // not a strong capture: the closure is the visits' own
             if visits.seen.count == 1 {
                 #expect(daxheap_arena_destroy(heap, "b") == 0)
                 #expect(daxheap_arena_create(heap, "aa", twoMiB) == 0)
