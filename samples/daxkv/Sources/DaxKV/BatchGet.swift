@@ -127,18 +127,3 @@ extension KVStore {
     /// prefetcher) were 6 % slower, in rounds alternated within one process.
     static let prefetchedRecordBytes = 192
 }
-
-extension Shard {
-    /// The first slot on the probe path of `hash` that holds its tag (emptySlot if the
-    /// probe meets an empty slot first: the key is absent).
-    @inline(__always)
-    func firstCandidate(_ table: Table, hash: UInt64) -> UInt64 {
-        let tag = Format.tag(hash)
-        for position in ProbePath(table, hash: hash) {
-            let slot = atomicLoad(indexWord(position))
-            if slot == Format.emptySlot { return slot }
-            if Format.isLive(slot) && Format.slotTag(slot) == tag { return slot }
-        }
-        return Format.emptySlot
-    }
-}

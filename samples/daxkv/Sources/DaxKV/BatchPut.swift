@@ -56,16 +56,16 @@ extension KVStore {
         for s in Self.shardNumbers(involved) {
             let pairs = UnsafeBufferPointer(rebasing: order[(s == 0 ? 0 : ends[s - 1]) ..< ends[s]])
             do {
-                try unretainedShards[s]._withUnsafeGuaranteedRef { try $0.appendBatch(pairs, keys: keys, values: values, hashes: hashes) }
+                try withShard(at: s) { try $0.appendBatch(pairs, keys: keys, values: values, hashes: hashes) }
                 appended |= 1 << UInt64(s)
             } catch {
                 failure = error  // that shard has nothing pending: see `appendBatch`
                 break
             }
         }
-        for s in Self.shardNumbers(appended) { try unretainedShards[s]._withUnsafeGuaranteedRef { try $0.flushForCommit() } }
-        unretainedShards[0]._withUnsafeGuaranteedRef { $0.dataArena.drain() }
-        for s in Self.shardNumbers(appended) { try unretainedShards[s]._withUnsafeGuaranteedRef { try $0.publishPending() } }
+        for s in Self.shardNumbers(appended) { try withShard(at: s) { try $0.flushForCommit() } }
+        withShard(at: 0) { $0.dataArena.drain() }
+        for s in Self.shardNumbers(appended) { try withShard(at: s) { try $0.publishPending() } }
         if let failure { throw failure }
     }
 

@@ -105,6 +105,20 @@ extension Shard {
             && memcmp(base + Format.keyOffset, key.baseAddress!, key.count) == 0
     }
 
+    /// The first slot on the probe path of `hash` that holds its tag (emptySlot if the
+    /// probe meets an empty slot first: the key is absent). Lock-free; the batched get's
+    /// and a batch's early record requests.
+    @inline(__always)
+    func firstCandidate(_ table: Table, hash: UInt64) -> UInt64 {
+        let tag = Format.tag(hash)
+        for position in ProbePath(table, hash: hash) {
+            let slot = atomicLoad(indexWord(position))
+            if slot == Format.emptySlot { return slot }
+            if Format.isLive(slot) && Format.slotTag(slot) == tag { return slot }
+        }
+        return Format.emptySlot
+    }
+
     /// The slot whose record is at `offset`, found by the record's key hash.
     func slotPointing(to offset: UInt64, hash: UInt64, _ table: Table) -> (position: UInt64, slot: UInt64)? {
         let want = Format.slot(tag: Format.tag(hash), offset: offset)

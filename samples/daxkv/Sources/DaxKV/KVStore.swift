@@ -57,7 +57,13 @@ public final class KVStore: Sendable {
     /// single gets, whose two misses depend on each other anyway, gained nothing).
     @inline(__always)
     func withShard<R>(of hash: UInt64, _ body: (Shard) throws -> R) rethrows -> R {
-        try unretainedShards[shardIndex(of: hash)]._withUnsafeGuaranteedRef(body)
+        try withShard(at: shardIndex(of: hash), body)
+    }
+
+    /// Calls `body` with shard `index`, without retaining it (see `withShard(of:_:)`).
+    @inline(__always)
+    func withShard<R>(at index: Int, _ body: (Shard) throws -> R) rethrows -> R {
+        try unretainedShards[index]._withUnsafeGuaranteedRef(body)
     }
 
     // MARK: - Opening and destroying

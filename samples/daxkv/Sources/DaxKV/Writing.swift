@@ -135,7 +135,7 @@ extension Shard {
             for i in pending.indices {
                 let p = pending[i]
                 let key = UnsafeRawBufferPointer(start: record(p.offset) + Format.keyOffset, count: p.keyCount)
-                pending[i].slotAt = try publish(find(hash: p.hash, key: key, currentTable()), hash: p.hash, offset: p.offset, flush: false)
+                pending[i].slotAt = try publish(find(hash: p.hash, key: key, table), hash: p.hash, offset: p.offset, flush: false)
             }
             // After every store: a flush among them would be waited for by the next
             // locked instruction (a release), as by a fence.

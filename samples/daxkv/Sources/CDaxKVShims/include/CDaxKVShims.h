@@ -4,8 +4,9 @@
 
 /// Asks the CPU to bring the cache line holding `address` towards the core, for reading,
 /// without waiting for it: a batched get issues the loads of every key's bucket (then
-/// record) before it needs any, and a put its key's bucket before it lays out the record. Unlike a load, it retires at once (the misses overlap
-/// however much work sits between them) and never faults (any address will do).
+/// record) before it needs any, and a put its key's bucket before it lays out the
+/// record. Unlike a load, it retires at once (the misses overlap however much work sits
+/// between them) and never faults (any address will do).
 static inline void daxkv_prefetch(const void *address) {
     __builtin_prefetch(address, 0, 3);
 }
