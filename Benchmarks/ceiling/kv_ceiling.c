@@ -25,8 +25,9 @@
  *
  * record: [u64 checksum][u16 key length][u16 0][u32 value length][key][value],
  * padded to 8 bytes (160 bytes here). The key hash and the checksum are
- * daxkv's hash64 (Format.swift), bit for bit: checksum = hash64(value,
- * seed: hash64(key, seed: Seeds.record ^ lengthWord)).
+ * daxkv's (Checksum.swift), bit for bit: the key hash is hash64, the checksum
+ * version 3's four lanes over the key then the value, seeded with
+ * Seeds.record ^ lengthWord (main checks it against daxkv's pinned value).
  *
  * put: hash; checksum; write the record at the log tail with plain stores;
  *      pmem_flush + pmem_drain (fence 1); find the key's slot (the first empty
@@ -125,7 +126,10 @@ die_pmem(const char *what)
 	exit(1);
 }
 
-/* ---- daxkv's hash64 (samples/daxkv/Sources/DaxKV/Format.swift) ---- */
+/* ---- daxkv's hash64 and record checksum (samples/daxkv/Sources/DaxKV/Checksum.swift) ---- */
+
+#define P1 0x9E3779B185EBCA87ULL
+#define P2 0xC2B2AE3D27D4EB4FULL
 
 static inline uint64_t
 rotl64(uint64_t x, unsigned n)
@@ -134,30 +138,92 @@ rotl64(uint64_t x, unsigned n)
 }
 
 static inline uint64_t
-hash64(const void *base, size_t count, uint64_t seed)
+mix_round(uint64_t h, uint64_t w)
 {
-	const uint64_t p1 = 0x9E3779B185EBCA87ULL;
-	const uint64_t p2 = 0xC2B2AE3D27D4EB4FULL;
-	const uint8_t *b = base;
-	uint64_t h = seed ^ ((uint64_t)count * p1);
-	size_t i = 0;
-	for (; i + 8 <= count; i += 8) {
-		uint64_t w;
-		memcpy(&w, b + i, 8);
-		h = rotl64(h ^ (w * p2), 31) * p1;
-	}
-	if (i < count) {
-		uint64_t w = 0;
-		for (unsigned shift = 0; i < count; i++, shift += 8)
-			w |= (uint64_t)b[i] << shift;
-		h = rotl64(h ^ (w * p2), 31) * p1;
-	}
+	return rotl64(h ^ (w * P2), 31) * P1;
+}
+
+static inline uint64_t
+last_bytes(const uint8_t *b, size_t start, size_t end)
+{
+	uint64_t w = 0;
+	for (unsigned shift = 0; start < end; start++, shift += 8)
+		w |= (uint64_t)b[start] << shift;
+	return w;
+}
+
+static inline uint64_t
+avalanche(uint64_t h)
+{
 	h ^= h >> 33;
 	h *= 0xFF51AFD7ED558CCDULL;
 	h ^= h >> 33;
 	h *= 0xC4CEB9FE1A85EC53ULL;
 	h ^= h >> 33;
 	return h;
+}
+
+static inline uint64_t
+hash64(const void *base, size_t count, uint64_t seed)
+{
+	const uint8_t *b = base;
+	uint64_t h = seed ^ ((uint64_t)count * P1);
+	size_t i = 0;
+	for (; i + 8 <= count; i += 8) {
+		uint64_t w;
+		memcpy(&w, b + i, 8);
+		h = mix_round(h, w);
+	}
+	if (i < count)
+		h = mix_round(h, last_bytes(b, i, count));
+	return avalanche(h);
+}
+
+/* version 3's four lanes: word i of a range into lane i mod 4 */
+struct lanes { uint64_t a, b, c, d; };
+
+static inline uint64_t
+load64(const uint8_t *p)
+{
+	uint64_t w;
+	memcpy(&w, p, 8);
+	return w;
+}
+
+static inline void
+absorb(struct lanes *l, const uint8_t *b, size_t count)
+{
+	size_t i = 0;
+	for (; i + 32 <= count; i += 32) {
+		l->a = mix_round(l->a, load64(b + i));
+		l->b = mix_round(l->b, load64(b + i + 8));
+		l->c = mix_round(l->c, load64(b + i + 16));
+		l->d = mix_round(l->d, load64(b + i + 24));
+	}
+	if (i + 8 <= count) {
+		l->a = mix_round(l->a, load64(b + i));
+		i += 8;
+		if (i + 8 <= count) {
+			l->b = mix_round(l->b, load64(b + i));
+			i += 8;
+			if (i + 8 <= count) {
+				l->c = mix_round(l->c, load64(b + i));
+				i += 8;
+			}
+		}
+	}
+	if (i < count)
+		l->d = mix_round(l->d, last_bytes(b, i, count));
+}
+
+static inline uint64_t
+record_checksum(uint64_t lw, const void *key, size_t kl, const void *val, size_t vl)
+{
+	uint64_t seed = SEED_RECORD ^ lw;
+	struct lanes l = { seed + P1 + P2, seed + P2, seed, seed - P1 };
+	absorb(&l, key, kl);
+	absorb(&l, val, vl);
+	return avalanche(rotl64(l.a, 1) + rotl64(l.b, 7) + rotl64(l.c, 12) + rotl64(l.d, 18));
 }
 
 /* ---- the store ---- */
@@ -249,8 +315,7 @@ kv_put(struct kv *kv, const uint8_t key[KV_KEY_SIZE],
 	if (kv->prefetch)
 		__builtin_prefetch(&kv->table[b * SLOTS_PER_BUCKET], 1, 3);
 	const uint64_t lw = LENGTH_WORD;
-	uint64_t cs = hash64(val, KV_VAL_SIZE,
-			hash64(key, KV_KEY_SIZE, SEED_RECORD ^ lw));
+	uint64_t cs = record_checksum(lw, key, KV_KEY_SIZE, val, KV_VAL_SIZE);
 
 	/* append: a record never straddles a segment */
 	uint64_t off = kv->tail;
@@ -334,8 +399,7 @@ kv_get_h(const struct kv *kv, const uint8_t key[KV_KEY_SIZE], uint64_t h,
 			if (vl > KV_VAL_SIZE)
 				die("%s", "value larger than the buffer");
 			memcpy(out, r + REC_HEADER + kl, vl);
-			if (hash64(out, vl, hash64(r + REC_HEADER, kl,
-							SEED_RECORD ^ lw)) != cs)
+			if (record_checksum(lw, r + REC_HEADER, kl, out, vl) != cs)
 				die("%s", "checksum mismatch");
 			return (int)vl;
 		}
@@ -578,6 +642,17 @@ int
 main(int argc, char *argv[])
 {
 	int reps = 1, opt;
+	{
+		/* ChecksumTests.pinned: key "key0000000000042", value bytes 0..127 */
+		uint8_t k[16], v[128];
+		memcpy(k, "key0000000000042", 16);
+		for (int i = 0; i < 128; i++)
+			v[i] = (uint8_t)i;
+		if (record_checksum(16ULL | 128ULL << 32, k, 16, v, 128) != 0xB1294A6BD18B6365ULL) {
+			fprintf(stderr, "kv_ceiling: the checksum differs from daxkv's\n");
+			return 1;
+		}
+	}
 	while ((opt = getopt(argc, argv, "r:")) != -1) {
 		if (opt == 'r') {
 			uint64_t r = kv_parse_u64(optarg, "-r");

@@ -16,8 +16,9 @@ enum Format {
     static let dataMagic: UInt64 = 0x5441_4456_4B58_4144   // "DAXKVDAT" little-endian
     static let indexMagic: UInt64 = 0x5844_4956_4B58_4144  // "DAXKVIDX"
     /// 2: one fence per put, the tail segment replayed at open, delete records, reused
-    /// segments zeroed. Version 1 stores (two fences per put) are upgraded at open.
-    static let version: UInt64 = 2
+    /// segments zeroed. 3: records written with a four-lane checksum (Checksum.swift).
+    /// Version 1 and 2 stores are upgraded at their first read-write open.
+    static let version: UInt64 = 3
 
     // Header words (byte offsets inside the 4 KiB header; each 8 bytes, 8-aligned).
     static let magicOffset: UInt64 = 0
@@ -105,54 +106,6 @@ enum Format {
     static func segment(of offset: UInt64) -> Int { Int(offset >> segmentShift) }
 }
 
-/// A 64-bit hash of a byte string, 8 bytes a step (Swift has no portable CRC-32C
-/// instruction without a C module; this mixes as well for detecting torn or damaged
-/// records and is about as fast). Seeded so that the key hash and the checksum differ.
-@inline(__always)
-func hash64(_ bytes: UnsafeRawBufferPointer, seed: UInt64) -> UInt64 {
-    hash64(bytes.baseAddress, bytes.count, seed: seed)
-}
-
-@inline(__always)
-func hash64(_ base: UnsafeRawPointer?, _ count: Int, seed: UInt64) -> UInt64 {
-    let p1: UInt64 = 0x9E37_79B1_85EB_CA87
-    let p2: UInt64 = 0xC2B2_AE3D_27D4_EB4F
-    var h = seed ^ (UInt64(count) &* p1)
-    var i = 0
-    if let base {
-        while i + 8 <= count {
-            let w = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            h = ((h ^ (w &* p2)).rotl(31)) &* p1
-            i += 8
-        }
-        if i < count {
-            var w: UInt64 = 0
-            var shift: UInt64 = 0
-            while i < count {
-                w |= UInt64(base.load(fromByteOffset: i, as: UInt8.self)) << shift
-                shift += 8
-                i += 1
-            }
-            h = ((h ^ (w &* p2)).rotl(31)) &* p1
-        }
-    }
-    h ^= h >> 33
-    h = h &* 0xFF51_AFD7_ED55_8CCD
-    h ^= h >> 33
-    h = h &* 0xC4CE_B9FE_1A85_EC53
-    h ^= h >> 33
-    return h
-}
-
-extension UInt64 {
-    @inline(__always) func rotl(_ n: UInt64) -> UInt64 { self << n | self >> (64 - n) }
-}
-
-enum Seeds {
-    static let key: UInt64 = 0x6B65_795F_6861_7368
-    static let record: UInt64 = 0x7265_636F_7264_5F63
-}
-
 /// A record header's length word, decoded and checked: nil when no record has these
 /// lengths (zero bytes past the tail, a torn or damaged header).
 struct RecordLengths {
@@ -176,19 +129,4 @@ struct RecordLengths {
 
     /// The record's size in the log, padding included.
     var size: Int { Format.recordSize(keyCount: keyCount, valueCount: valueCount) }
-}
-
-/// Whether the record at `base`, whose lengths are `lengths`, matches its checksum.
-@inline(__always)
-func recordIsIntact(_ base: UnsafeRawPointer, _ lengths: RecordLengths) -> Bool {
-    let key = base + Format.recordHeaderSize
-    return recordChecksum(lengthWord: lengths.word, key: key, keyCount: lengths.keyCount,
-                          value: key + lengths.keyCount, valueCount: lengths.valueCount) == base.load(fromByteOffset: Format.checksumOffset, as: UInt64.self)
-}
-
-/// The checksum stored in a record's header: over the length word, the key and the value.
-@inline(__always)
-func recordChecksum(lengthWord: UInt64, key: UnsafeRawPointer?, keyCount: Int, value: UnsafeRawPointer?, valueCount: Int) -> UInt64 {
-    let a = hash64(key, keyCount, seed: Seeds.record ^ lengthWord)
-    return hash64(value, valueCount, seed: a)
 }

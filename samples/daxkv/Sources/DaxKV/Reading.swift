@@ -83,16 +83,16 @@ extension Shard {
             if v <= buffer.count {
                 if v > 0 { buffer.baseAddress!.copyMemory(from: storedValue, byteCount: v) }
                 // Checked on the copy: what the caller gets is what the checksum covers.
-                let sum = recordChecksum(lengthWord: lengths, key: storedKey, keyCount: k, value: buffer.baseAddress, valueCount: v)
-                return sum == checksum ? .found(v) : .damaged(offset, "checksum mismatch")
+                let intact = checksumMatches(checksum, lengthWord: lengths, key: storedKey, keyCount: k, value: buffer.baseAddress, valueCount: v)
+                return intact ? .found(v) : .damaged(offset, "checksum mismatch")
             }
-            let sum = recordChecksum(lengthWord: lengths, key: storedKey, keyCount: k, value: storedValue, valueCount: v)
-            return sum == checksum ? .found(v) : .damaged(offset, "checksum mismatch")
+            let intact = checksumMatches(checksum, lengthWord: lengths, key: storedKey, keyCount: k, value: storedValue, valueCount: v)
+            return intact ? .found(v) : .damaged(offset, "checksum mismatch")
         }
         // Another key with the same tag: fine unless the record is damaged (then the
         // key bytes themselves may be what is wrong, and absent would be a lie).
-        let sum = recordChecksum(lengthWord: lengths, key: storedKey, keyCount: k, value: storedValue, valueCount: v)
-        return sum == checksum ? nil : .damaged(offset, "checksum mismatch")
+        let intact = checksumMatches(checksum, lengthWord: lengths, key: storedKey, keyCount: k, value: storedValue, valueCount: v)
+        return intact ? nil : .damaged(offset, "checksum mismatch")
     }
 
     /// Calls `body` with every pair of the shard, in index order. The caller holds the

@@ -54,6 +54,17 @@ extension Shard {
     /// A record of the tail segment, as the replay collects them.
     struct TailRecord { var offset: UInt64; var keyCount: Int; var hash: UInt64; var isDelete: Bool }
 
+    /// Both headers made to say `Format.version`, before anything of that version is
+    /// written: a version 3 record in a store an older build still opens would read as
+    /// damaged there. Data first; a crash between leaves the index's older version, and
+    /// the next open upgrades again.
+    func writeVersion() throws {
+        try data.store(Format.version, at: Format.versionOffset)
+        try dataArena.persist(at: Format.versionOffset, count: Format.wordSize)
+        try index.store(Format.version, at: Format.versionOffset)
+        try indexArena.persist(at: Format.versionOffset, count: Format.wordSize)
+    }
+
     /// Recovery's second half (README, "Crash argument"): the tail segment's records, in
     /// log order, applied to the index wherever a slot store or tombstone did not reach the
     /// media. Only the tail can need it: every slot flushed before a segment switch was made
@@ -64,13 +75,10 @@ extension Shard {
         let writable = heap.mode == .readWrite
         if upgrading {
             // Version 1 fenced every slot (nothing to replay) but did not zero reused
-            // segments, so stale records may follow the tail. Zero them, then say 2.
+            // segments, so stale records may follow the tail. Zero them, then say the current version.
             guard writable else { return (0, 0) }
             if tail < end { try data.memsetPersist(at: tail, value: 0, count: end - tail) }
-            try data.store(Format.version, at: Format.versionOffset)
-            try dataArena.persist(at: Format.versionOffset, count: Format.wordSize)
-            try index.store(Format.version, at: Format.versionOffset)
-            try indexArena.persist(at: Format.versionOffset, count: Format.wordSize)
+            try writeVersion()
             return (0, 0)
         }
         // The valid records from the segment's start; the first that fails its checks ends

@@ -263,6 +263,8 @@ final class Shard: @unchecked Sendable {
         self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
         self.recovery = KVRecoveryStats(slotsScanned: scan.slots, recordHeadersRead: scan.headersRead, seconds: 0)
         let replay = try wrapHeap { try recoverTail(upgrading: version == 1 || dataVersion == 1) }
+        // Version 2 differs only in the checksum new records get (old ones still verify).
+        if min(version, dataVersion) == 2 && heap.mode == .readWrite { try wrapHeap { try writeVersion() } }
         recovery.tailRecordsScanned = replay.scanned
         recovery.recordsReplayed = replay.replayed
         let elapsed = clock.now - started

@@ -218,14 +218,4 @@ struct ReplayTests {
         #expect(store.recovery.recordsReplayed == 0)
         #expect(try store.pairs().map { String(decoding: $0.key, as: UTF8.self) } == ["c"])
     }
-
-    /// The first offset of `needle` in the arena's first 4 MiB.
-    func findInArena(_ arena: Arena, _ needle: [UInt8]) throws -> UInt64? {
-        let bytes = try arena.read(at: 0, count: Int(min(arena.size, 4 << 20)))
-        guard bytes.count >= needle.count else { return nil }
-        for i in 0 ... bytes.count - needle.count where bytes[i] == needle[0] && Array(bytes[i ..< i + needle.count]) == needle {
-            return UInt64(i)
-        }
-        return nil
-    }
 }

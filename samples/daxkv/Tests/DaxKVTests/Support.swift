@@ -114,3 +114,9 @@ extension KVStoreOptions {
         return options
     }
 }
+
+/// The first offset of `needle` in `arena`.
+func findInArena(_ arena: Arena, _ needle: [UInt8]) throws -> UInt64? {
+    let bytes = Data(try arena.read(at: 0, count: Int(arena.size)))
+    return bytes.range(of: Data(needle)).map { UInt64($0.lowerBound) }
+}
