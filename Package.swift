@@ -116,7 +116,8 @@ let package = Package(
         // Drives the built `daxheap` executable as a user would.
         .testTarget(name: "DaxHeapToolTests", dependencies: ["DaxHeapTool", "DaxHeap", "DaxObjects", "DaxDevice", "DaxTestSupport",
                                                              .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "DaxHeapCTests", dependencies: ["DaxHeapC", "CDaxHeap", "DaxHeap", "DaxTestSupport"]),
+        .testTarget(name: "DaxHeapCTests", dependencies: ["DaxHeapC", "CDaxHeap", "DaxHeap", "DaxTestSupport",
+                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DaxKVTests", dependencies: ["DaxKV", "DaxKVTool", "DaxHeap", "DaxTestSupport"], path: "samples/daxkv/Tests/DaxKVTests"),
         // samples/sqlite's VFS compiled into the package only for its power-loss sweep, over
         // a heap opened in Swift with a simulator (the installed extension is built by
