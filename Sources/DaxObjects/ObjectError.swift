@@ -46,7 +46,8 @@ public enum ObjectError: Error, Equatable, CustomStringConvertible {
         case .corrupt(let arena, let detail):
             return "the object heap in arena \"\(arena)\" is damaged: \(detail)"
         case .arenaIDTooLarge(let arena, let id):
-            return "arena \"\(arena)\" has id \(id), above 65535: compact references cannot name it; use a newer arena"
+            return "arena \"\(arena)\" has id \(id), above 65535: compact references cannot name it, nor any newer arena (ids are never reused); "
+                + "use an object heap or arena with a lower id"
         case .outOfSpace(let arena, let requested, let reason):
             return "object heap \"\(arena)\" is out of space for \(requested) bytes: \(reason); free objects or make room in the heap"
         case .invalidSize(let size):

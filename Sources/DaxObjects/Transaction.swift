@@ -119,9 +119,10 @@ public struct Transaction: ~Copyable {
     /// pages, say), in the same atomic commit.
     public mutating func write(_ bytes: UnsafeRawBufferPointer, to arena: Arena, at offset: UInt64) throws(ObjectError) {
         guard arena.id != context.heap.tag else { return try write(bytes, at: offset) }
-        guard arena.heap === context.heap.arena.heap, arena.id < 1 << 16 else {
-            throw .misuse("arena \"\(arena.name)\" is not of this object heap's heap, or its id is above 65535")
+        guard arena.heap === context.heap.arena.heap else {
+            throw .misuse("arena \"\(arena.name)\" is not of this object heap's heap")
         }
+        guard arena.id < 1 << 16 else { throw .arenaIDTooLarge(arena: arena.name, id: arena.id) }
         guard offset <= arena.size, UInt64(bytes.count) <= arena.size - offset, offset < 1 << 48 else {
             throw .heap(.outOfRange(arena: arena.name, offset: offset, count: UInt64(bytes.count), arenaSize: arena.size))
         }

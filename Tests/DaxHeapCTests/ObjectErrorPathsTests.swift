@@ -10,12 +10,33 @@ import DaxHeap
 import Logging
 import Testing
 
+/// The first arena id a compact reference cannot hold (references hold 16 bits of it).
+private let firstUnreferenceableID: UInt64 = 1 << 16
+
+/// How many throwaway arenas one metadata update makes and destroys while ids are used up.
+private let idsPerUpdate: UInt64 = 128
+
 /// A message as daxheap_errmsg should give it: one line, naming `subject`, saying `what`.
 private func expectOneLine(_ message: String, naming subject: String, saying what: String,
                            sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(!message.isEmpty && !message.contains("\n"), "not one line: \(message)", sourceLocation: sourceLocation)
     #expect(message.contains(subject), "does not name \(subject): \(message)", sourceLocation: sourceLocation)
     #expect(message.contains(what), "does not say \(what): \(message)", sourceLocation: sourceLocation)
+}
+
+/// Uses up arena ids until the heap's next arena gets `next`: arenas created and destroyed
+/// in the same update, so that nothing is zeroed (through C that would be one call, and
+/// 2 MiB zeroed, per id). `next` must be above every id used so far.
+private func useUpArenaIDs(_ heap: OpaquePointer, until next: UInt64) throws {
+    let swift = swiftHeap(heap)
+    let probe = try swift.createArena(named: "id-probe", size: twoMiB)
+    var remaining = next - probe.id - 1
+    try swift.destroyArena(named: "id-probe")
+    while remaining > 0 {
+        let count = min(remaining, idsPerUpdate)
+        try swift.provision((0..<count).flatMap { _ in [ArenaChange.create(name: "burn", size: twoMiB), .destroy(name: "burn")] })
+        remaining -= count
+    }
 }
 
 /// A heap with an object heap "objs" (a root "kept" holding a 64-byte object), reopened
@@ -35,6 +56,52 @@ private func heapWithFailingMetadata(_ kind: MetadataFaults.Kind) throws -> (pat
 }
 
 @Suite struct ObjectErrorPathsTests {
+    /// A heap whose arena ids have passed 65535: no object heap can be made or opened in
+    /// a newer arena, nor can a transaction write to one (DAXHEAP_ENOTSUP); the arenas,
+    /// the free space, the arena's bytes and the open object heap stay as they were.
+    @Test func arenaIDsPastSixteenBitsAreENOTSUP() throws {
+        let (path, heap, objects) = try createObjects()
+        defer { removeFile(path); daxheap_close(heap) }
+        defer { #expect(daxheap_objects_close(objects) == 0) }
+        try useUpArenaIDs(heap, until: firstUnreferenceableID)
+        #expect(daxheap_arena_create(heap, "late", twoMiB) == 0)
+        try #require(try swiftHeap(heap).arena(named: "late").id == firstUnreferenceableID)
+        #expect(writeBytes(heap, "late", at: 0, pattern(64, seed: 3)) == 0)
+        let arenas = swiftHeap(heap).arenas, available = swiftHeap(heap).availableSize
+        let image = try fileImage(path)
+
+        var out: OpaquePointer?
+        #expect(daxheap_objects_open(heap, "late", &out) == code(DAXHEAP_ENOTSUP))
+        expectOneLine(lastMessage(), naming: "\"late\"", saying: "above 65535")
+        #expect(out == nil)
+        #expect(try fileImage(path) == image, "the open wrote nothing")
+
+        // The arena create makes is destroyed again (its id, and two generations, are used up).
+        #expect(daxheap_objects_create(heap, "more", twoMiB, &out) == code(DAXHEAP_ENOTSUP))
+        expectOneLine(lastMessage(), naming: "\"more\"", saying: "above 65535")
+        #expect(lastMessage().contains("ids are never reused"), "a newer arena cannot help")
+        #expect(out == nil)
+        #expect(swiftHeap(heap).arenas == arenas && swiftHeap(heap).availableSize == available)
+
+        // Inside a transaction the write is refused; the body goes on and commits the rest.
+        let ctx = try openContext(objects)
+        defer { #expect(daxheap_objctx_close(ctx) == 0) }
+        let slot = try root(objects, "made")
+        var refused: Int32 = 0
+        var message = ""
+        let rc = runTransaction(ctx) { tx in
+            var word: UInt64 = 7
+            refused = daxheap_tx_write_arena(tx, "late", 0, &word, 8)
+            message = lastMessage()
+            return daxheap_tx_alloc(tx, 16, kindData, 0, slot, nil)
+        }
+        #expect(refused == code(DAXHEAP_ENOTSUP))
+        expectOneLine(message, naming: "\"late\"", saying: "above 65535")
+        #expect(rc == 0, "\(lastMessage())")
+        #expect(try readBytes(heap, "late", at: 0, count: 64) == pattern(64, seed: 3))
+        #expect(try load(objects, slot) != 0)
+    }
+
     /// A heap handed over from Swift and closed there: opening or creating an object heap
     /// through it is DAXHEAP_ECLOSED, writes nothing, and the heap opens again as it was.
     @Test func aHeapClosedFromSwiftIsECLOSEDForObjects() throws {

@@ -555,7 +555,8 @@ int  daxheap_tx_store64(daxheap_tx *tx, uint64_t offset, uint64_t value);
 
 /* Writes `length` bytes from `src` at `offset` of another arena `arena` of the same heap (a
  * database's own pages, say), in the same atomic commit. Errors: DAXHEAP_EINVAL,
- * DAXHEAP_ENOENT (no such arena), DAXHEAP_ERANGE (past the arena's size), DAXHEAP_ENOSPC. */
+ * DAXHEAP_ENOENT (no such arena), DAXHEAP_ERANGE (past the arena's size), DAXHEAP_ENOSPC,
+ * DAXHEAP_ENOTSUP (the arena's id is above 65535). */
 int  daxheap_tx_write_arena(daxheap_tx *tx, const char *arena, uint64_t offset, const void *src, uint64_t length);
 
 /* Allocates an object (as daxheap_alloc) and stores its reference into `slot` at commit;
