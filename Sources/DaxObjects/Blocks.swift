@@ -160,7 +160,14 @@ extension ObjectHeap {
                 lastError = error
             }
         }
-        throw .outOfSpace(arena: arena.name, requested: bytes, reason: lastError?.description ?? "the arena cannot grow")
+        // Out of space only for want of room: a heap that failed to take the change (a metadata
+        // write failed, say) is not full, and retrying will not help until that is mended.
+        switch lastError {
+        case .noSpace?, .tableFull?, nil:
+            throw .outOfSpace(arena: arena.name, requested: bytes, reason: lastError?.description ?? "the arena cannot grow")
+        case let error?:
+            throw .heap(error)
+        }
     }
 
     /// Gives chunks back to the free pool. Their table entries are cleared and flushed but

@@ -154,4 +154,49 @@ private func heapWithFailingMetadata(_ kind: MetadataFaults.Kind) throws -> (pat
         defer { daxheap_close(again) }
         #expect(swiftHeap(again).arenas == arenas)
     }
+
+    /// An allocation that must grow the arena while its metadata cannot be written: there
+    /// is room, so it is DAXHEAP_EIO, not DAXHEAP_ENOSPC, from daxheap_alloc and from a
+    /// transaction's body (whose status daxheap_tx_run passes on); nothing changes, and
+    /// once the copy can be written (a plain reopen repairs it) the same allocation succeeds.
+    @Test(arguments: [MetadataFaults.Kind.media, .io])
+    func aFailedMetadataWriteIsEIOForAGrowingAllocation(kind: MetadataFaults.Kind) throws {
+        let (path, heap, handle, kept) = try heapWithFailingMetadata(kind)
+        defer { removeFile(path) }
+        let objects = try openObjects(handle, "objs")
+        let ctx = try openContext(objects)
+        let slot = try root(objects, "big")
+        let counts = stats(objects), arenas = heap.arenas
+        let size = counts.arena_size + twoMiB  // more than the arena holds
+        try #require(heap.availableSize >= size, "the heap has room to grow the arena")
+
+        var made: UInt64 = 12345
+        #expect(daxheap_alloc(ctx, size, kindData, 0, slot, &made) == code(DAXHEAP_EIO))
+        expectOneLine(lastMessage(), naming: path, saying: "cannot write the primary metadata copy")
+        #expect(made == 12345)
+        var message = ""
+        let rc = runTransaction(ctx) { tx in
+            let status = daxheap_tx_alloc(tx, size, kindData, 0, slot, nil)
+            message = lastMessage()
+            return status
+        }
+        #expect(rc == code(DAXHEAP_EIO))
+        #expect(lastMessage() == message)
+        expectOneLine(message, naming: path, saying: "cannot write the primary metadata copy")
+        #expect(stats(objects) == counts && heap.arenas == arenas)
+        #expect(try load(objects, slot) == 0)
+        #expect(daxheap_objctx_close(ctx) == 0)
+        #expect(daxheap_objects_close(objects) == 0)
+        daxheap_close(handle)
+
+        let again = try openHeap(path)
+        defer { daxheap_close(again) }
+        let reopened = try openObjects(again, "objs")
+        defer { #expect(daxheap_objects_close(reopened) == 0) }
+        #expect(stats(reopened).objects == counts.objects)
+        #expect(try load(reopened, try root(reopened, "kept")) == kept)
+        let retry = try openContext(reopened)
+        defer { #expect(daxheap_objctx_close(retry) == 0) }
+        #expect(daxheap_alloc(retry, size, kindData, 0, try root(reopened, "big"), nil) == 0, "\(lastMessage())")
+    }
 }
