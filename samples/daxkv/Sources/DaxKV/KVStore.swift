@@ -109,20 +109,33 @@ public final class KVStore: Sendable {
             created.insert(try Shard.open(heap: heap, name: name, place: ShardPlace(index: 0, count: count), options: options, fresh: true), at: 0)
             opened = created
         }
-        // Only once every shard has opened (a refused open changes no arena's size).
+        // Only once every shard has opened, so that an open refused at one shard has
+        // written in none: recovery's writes (tail replays, version upgrades), then the
+        // space given back.
+        let recovering = opened
+        try inParallel(recovering.count) { try recovering[$0].recover() }
         var shards: [Shard] = []
         while !opened.isEmpty { shards.append(try Shard.givingBackSpace(opened.removeFirst(), options: options)) }
         return KVStore(heap: heap, name: name, shards: shards, openSeconds: (clock.now - started).seconds)
     }
 
-    /// Opens the shards of an existing store, as many at once as there are cores: each
-    /// shard's recovery (its index scan and tail replay) touches its own arenas only, and
-    /// a store's open costs the sum of its shards'. Throws the error of the lowest-numbered
-    /// shard that failed (the others are closed again).
+    /// Opens the shards of an existing store (their headers checked and indexes scanned,
+    /// nothing written), as many at once as there are cores. Throws the error of the
+    /// lowest-numbered shard that failed (the others are closed again).
     static func openShards(heap: Heap, name: String, count: Int, options: KVStoreOptions) throws -> [Shard] {
-        let results = Locked([Result<Shard, any Error>?](repeating: nil, count: count))
+        try inParallel(count) { i in
+            try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: false)
+        }
+    }
+
+    /// `body(i)` for i in 0..<count, as many at once as there are cores: each shard's
+    /// recovery touches its own arenas only, and a store's open costs the sum of its
+    /// shards'. Throws the error of the lowest i that failed, once all have returned.
+    @discardableResult
+    static func inParallel<T: Sendable>(_ count: Int, _ body: @Sendable (Int) throws -> T) throws -> [T] {
+        let results = Locked([Result<T, any Error>?](repeating: nil, count: count))
         DispatchQueue.concurrentPerform(iterations: count) { i in
-            let result = Result { try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: false) }
+            let result = Result { try body(i) }
             results.withLock { $0[i] = result }
         }
         return try results.withLock { $0 }.map { try $0!.get() }

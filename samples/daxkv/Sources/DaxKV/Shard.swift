@@ -56,6 +56,8 @@ final class Shard: @unchecked Sendable {
     /// store (no read-modify-write: that would be a locked instruction).
     let live: Atomic<Int>
     private(set) var recovery: KVRecoveryStats
+    /// The header versions the open found (index, data), until `recover` has run.
+    private var versionsFound: (index: UInt64, data: UInt64)?
     let reclaimBeforeGrowth: Double
 
     // Writer state, touched only with `lock` held. The lock already serializes every
@@ -117,10 +119,10 @@ final class Shard: @unchecked Sendable {
 
     /// Opens shard `place` of store `name` on `heap`: with `fresh`, lays it out anew in the
     /// arenas found (whatever they hold) and creates those absent; else opens it as it
-    /// is, and both arenas must be there, the index finished. Recovery is a sequential
-    /// scan of the index and a replay of the log's tail segment (at most 2 MiB); see
-    /// ``recovery``. On a read-only heap, a shard that needs the replay throws
-    /// ``KVError/needsRecovery(store:records:)``.
+    /// is, and both arenas must be there, the index finished. Opening scans the index;
+    /// `recover()` then replays the log's tail segment (at most 2 MiB); see ``recovery``.
+    /// On a read-only heap, a shard that needs the replay throws
+    /// ``KVError/needsRecovery(store:records:)`` from `recover()`.
     ///
     /// The shard maps both arenas as windows (``Arena/mapWindow(reserving:)``) until it is
     /// released: meanwhile they cannot be shrunk or destroyed. A read-write open gives the
@@ -262,13 +264,24 @@ final class Shard: @unchecked Sendable {
         self.tombstones = scan.tombstones
         self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
         self.recovery = KVRecoveryStats(slotsScanned: scan.slots, recordHeadersRead: scan.headersRead, seconds: 0)
+        versionsFound = (version, dataVersion)
+        recovery.seconds = (clock.now - started).seconds
+    }
+
+    /// Recovery's writing half, called once every shard of the store has opened (so an open
+    /// refused at one shard has written in none): the tail replay, and the headers of an
+    /// older version made to say this one. Does nothing the second time, nor on a shard
+    /// reopened by `giveBack` (its recovery was done before).
+    func recover() throws {
+        guard let (version, dataVersion) = versionsFound else { return }
+        let clock = ContinuousClock(), started = clock.now
         let replay = try wrapHeap { try recoverTail(upgrading: version == 1 || dataVersion == 1) }
         // Version 2 differs only in the checksum new records get (old ones still verify).
         if min(version, dataVersion) == 2 && heap.mode == .readWrite { try wrapHeap { try writeVersion() } }
+        versionsFound = nil
         recovery.tailRecordsScanned = replay.scanned
         recovery.recordsReplayed = replay.replayed
-        let elapsed = clock.now - started
-        recovery.seconds = elapsed.seconds
+        recovery.seconds += (clock.now - started).seconds
     }
 
     // MARK: - Facts

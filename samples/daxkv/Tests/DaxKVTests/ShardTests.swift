@@ -118,6 +118,34 @@ struct ShardTests {
         #expect(heap.arenas.map { ($0.name, $0.size) }.elementsEqual(sizes) { $0 == $1 }, "\(heap.arenas.map { ($0.name, $0.size) })")
     }
 
+    /// Recovery writes too: a tail replay stores the slots a power loss lost, and an open
+    /// of a version 2 store makes its headers say 3. An open refused at one shard (here
+    /// its index claims to be another shard) must have done neither in any shard.
+    @Test("an open refused at shard 3 replays no tail and upgrades no header in the others")
+    func refusedOpenRecoversNothing() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap()
+        let names = (0 ..< 4).flatMap { i in [ShardPlace(index: i, count: 4).arenaName("kv", .index), ShardPlace(index: i, count: 4).arenaName("kv", .data)] }
+        var lost: [String: [UInt8]] = [:]
+        do {
+            let store = try KVStore.open(heap: heap, options: KVStoreOptions(shards: 4))
+            for i in 0 ..< 100 { try store.put(key(i), bytes("v\(i)")) }
+            for name in names where name.contains(".index") { lost[name] = try heap.arena(named: name).read(at: 0, count: Int(heap.arena(named: name).size)) }
+            for i in 100 ..< 200 { try store.put(key(i), bytes("v\(i)")) }  // every shard's tail
+        }
+        for (name, bytes) in lost { try heap.arena(named: name).memcpyPersist(at: 0, bytes) }  // the slot stores lost
+        for name in names { try heap.arena(named: name).memcpyPersist(at: Format.versionOffset, [2, 0, 0, 0, 0, 0, 0, 0]) }
+        let claim = ShardPlace(index: 2, count: 4).word
+        try heap.arena(named: "kv.index.3").memcpyPersist(at: Format.shardOffset, (0 ..< 8).map { UInt8(truncatingIfNeeded: claim >> (8 * $0)) })
+        let before = try names.map { try heap.arena(named: $0).read(at: 0, count: Int(heap.arena(named: $0).size)) }
+
+        #expect(throws: KVError.notAStore(store: "kv", reason: "\"kv.index.3\" holds shard 2 of 4, not shard 3 of 4")) {
+            try KVStore.open(heap: heap)
+        }
+        for (name, bytes) in zip(names, before) { #expect(try heap.arena(named: name).read(at: 0, count: bytes.count) == bytes, "\(name) changed") }
+    }
+
     /// A creation interrupted before shard 0's magic (or a store whose shard 0 was
     /// destroyed first, as `destroy` does): the next open lays every shard out anew,
     /// keeps none of the old pairs, and removes shards past its own count.
