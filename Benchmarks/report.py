@@ -92,6 +92,10 @@ def rows(f):
     ratio("daxkv.read.batch16", "anchor.pmemobj_kv.get", ">= 5", lambda r: r >= 5)
     for phase in ("fill", "update"):
         ratio(f"daxkv.t2.{phase}", f"daxkv.{phase}", ">= 1.5", lambda r: r >= 1.5)
+    # Batched puts (put(batch:values:), 16 a call: a group commit), no target: against
+    # single puts in the same run, and against LMDB's fill.
+    ratio("daxkv.fill.batch16", "daxkv.fill")
+    ratio("daxkv.fill.batch16", "anchor.lmdb_kv.nosync_wm.fill")
     ratio("daxkv.fill", "anchor.pmemobj_kv.insert")
     ratio("daxkv.read", "anchor.lmdb_kv.nosync_wm.read")
     ratio("daxkv.update", "anchor.pmemobj_kv.update")

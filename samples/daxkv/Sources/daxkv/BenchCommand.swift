@@ -14,12 +14,14 @@ struct BenchCommand: ParsableCommand {
         abstract: "Fill, read and update N keys in random order; print ops/s per phase.",
         discussion: """
         Runs in a fresh store NAME-bench (destroyed before and after), so the store NAME is \
-        never touched. Prints `daxkv.fill`, `daxkv.read`, `daxkv.update` lines, or \
+        never touched. Prints `daxkv.fill`, `daxkv.read`, `daxkv.update` lines, and \
         then, with --threads T (T > 1), the same three phases on a fresh store as \
         `daxkv.tT.fill` etc.: the fill and update split the keys between T threads (two \
         writers wait for each other only on keys of the same shard), the read runs T readers in parallel. Every read \
         checks the value, as the anchors do. The index is sized for N keys up front (as the \
-        anchors size theirs); the data arena grows as the fill goes.
+        anchors size theirs); the data arena grows as the fill goes. `daxkv.read.batch16` \
+        reads the keys 16 a call (`get(batch:)`), and `daxkv.fill.batch16` fills a fresh \
+        store again 16 puts a call (`put(batch:values:)`).
         """
     )
     @OptionGroup var options: StoreOptions
@@ -50,54 +52,79 @@ struct BenchCommand: ParsableCommand {
             let update = Bench.permutation(n, seed: 0x13579bdf)
             // One thread first; with --threads T > 1, then again with T threads on a fresh store.
             for threads in Set([1, threads]).sorted() {
-            try KVStore.destroy(heap: heap, name: name)
-            let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards))
-            let prefix = threads > 1 ? "daxkv.t\(threads)." : "daxkv."
-            // The fill and the update: every key put once, in `order`, with values of `version`.
-            func puts(_ label: String, _ order: [Int], version: UInt64) throws -> Double {
-                try Bench.phase(label, n: n, threads: threads) { i, key, value, _ in
-                    Bench.makeKey(key, order[i])
-                    Bench.makeValue(value, order[i], version: version)
-                    try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
-                }
-            }
-            let fillRate = try puts("fill", fill, version: 0)
-            print("\(prefix)fill \(Int(fillRate)) ops/s"); fflushOut()
-            guard store.count == n else { throw Failure("bench: \(store.count) keys after the fill, expected \(n)") }
-            let readRate = try Bench.phase("read", n: n, threads: threads) { i, key, value, out in
-                Bench.makeKey(key, read[i])
-                guard let length = try store.get(UnsafeRawBufferPointer(key), into: out), length == value.count else {
-                    throw Failure("bench: key \(read[i]) is missing")
-                }
-                Bench.makeValue(value, read[i], version: 0)
-                guard memcmp(value.baseAddress!, out.baseAddress!, value.count) == 0 else { throw Failure("bench: wrong value for key \(read[i])") }
-            }
-            print("\(prefix)read \(Int(readRate)) ops/s"); fflushOut()
-            // The same gets, 16 at a time (`get(batch:)`): their misses overlap.
-            let batchRate = try Bench.batchPhase("read.batch16", n: n, threads: threads, width: 16) { start, batch in
-                for j in 0 ..< batch.count { Bench.makeKey(batch.keyBytes(j), read[start + j]) }
-                try store.get(batch: batch.keys(batch.count), into: batch.outs(batch.count), lengths: batch.lengths)
-                for j in 0 ..< batch.count {
-                    guard let length = batch.lengths[j], length == batch.value.count else { throw Failure("bench: key \(read[start + j]) is missing") }
-                    Bench.makeValue(batch.value, read[start + j], version: 0)
-                    guard memcmp(batch.value.baseAddress!, batch.outs(batch.count)[j].baseAddress!, length) == 0 else {
-                        throw Failure("bench: wrong value for key \(read[start + j])")
-                    }
-                }
-            }
-            print("\(prefix)read.batch16 \(Int(batchRate)) ops/s"); fflushOut()
-            let updateRate = try puts("update", update, version: 1)
-            print("\(prefix)update \(Int(updateRate)) ops/s"); fflushOut()
-            guard store.count == n else { throw Failure("bench: \(store.count) keys after the update, expected \(n)") }
-            if measureOpen {
-                // What a restart costs: open runs the same recovery as after a crash.
-                let reopened = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(create: false))
-                let r = reopened.recovery
-                print("daxkv.open \((r.seconds * 1e5).rounded() / 100) ms \(r.slotsScanned) slots \(r.recordHeadersRead) headers \(r.tailRecordsScanned) tail-records \(r.recordsReplayed) replayed"); fflushOut()
-                guard reopened.count == n else { throw Failure("bench: \(reopened.count) keys after reopening, expected \(n)") }
-            }
+                let prefix = threads > 1 ? "daxkv.t\(threads)." : "daxkv."
+                try KVStore.destroy(heap: heap, name: name)
+                try singlePhases(heap: heap, name: name, threads: threads, prefix: prefix, fill: fill, read: read, update: update)
+                try KVStore.destroy(heap: heap, name: name)
+                try batchedFill(heap: heap, name: name, threads: threads, prefix: prefix, fill: fill)
             }
         }
+    }
+
+    /// Fill, read, batched read and update on a fresh store, then (with --measure-open)
+    /// its reopening; the store is closed on return.
+    func singlePhases(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int], read: [Int], update: [Int]) throws {
+        let n = keys
+        let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards))
+        // The fill and the update: every key put once, in `order`, with values of `version`.
+        func puts(_ label: String, _ order: [Int], version: UInt64) throws -> Double {
+            try Bench.phase(label, n: n, threads: threads) { i, key, value, _ in
+                Bench.makeKey(key, order[i])
+                Bench.makeValue(value, order[i], version: version)
+                try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
+            }
+        }
+        let fillRate = try puts("fill", fill, version: 0)
+        print("\(prefix)fill \(Int(fillRate)) ops/s"); fflushOut()
+        guard store.count == n else { throw Failure("bench: \(store.count) keys after the fill, expected \(n)") }
+        let readRate = try Bench.phase("read", n: n, threads: threads) { i, key, value, out in
+            Bench.makeKey(key, read[i])
+            guard let length = try store.get(UnsafeRawBufferPointer(key), into: out), length == value.count else {
+                throw Failure("bench: key \(read[i]) is missing")
+            }
+            Bench.makeValue(value, read[i], version: 0)
+            guard memcmp(value.baseAddress!, out.baseAddress!, value.count) == 0 else { throw Failure("bench: wrong value for key \(read[i])") }
+        }
+        print("\(prefix)read \(Int(readRate)) ops/s"); fflushOut()
+        // The same gets, 16 at a time (`get(batch:)`): their misses overlap.
+        let batchRate = try Bench.batchPhase("read.batch16", n: n, threads: threads, width: 16) { start, batch in
+            for j in 0 ..< batch.count { Bench.makeKey(batch.keyBytes(j), read[start + j]) }
+            try store.get(batch: batch.keys(batch.count), into: batch.outs(batch.count), lengths: batch.lengths)
+            for j in 0 ..< batch.count {
+                guard let length = batch.lengths[j], length == batch.value.count else { throw Failure("bench: key \(read[start + j]) is missing") }
+                Bench.makeValue(batch.value, read[start + j], version: 0)
+                guard memcmp(batch.value.baseAddress!, batch.outs(batch.count)[j].baseAddress!, length) == 0 else {
+                    throw Failure("bench: wrong value for key \(read[start + j])")
+                }
+            }
+        }
+        print("\(prefix)read.batch16 \(Int(batchRate)) ops/s"); fflushOut()
+        let updateRate = try puts("update", update, version: 1)
+        print("\(prefix)update \(Int(updateRate)) ops/s"); fflushOut()
+        guard store.count == n else { throw Failure("bench: \(store.count) keys after the update, expected \(n)") }
+        if measureOpen {
+            // What a restart costs: open runs the same recovery as after a crash.
+            let reopened = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(create: false))
+            let r = reopened.recovery
+            print("daxkv.open \((r.seconds * 1e5).rounded() / 100) ms \(r.slotsScanned) slots \(r.recordHeadersRead) headers \(r.tailRecordsScanned) tail-records \(r.recordsReplayed) replayed"); fflushOut()
+            guard reopened.count == n else { throw Failure("bench: \(reopened.count) keys after reopening, expected \(n)") }
+        }
+    }
+
+    /// The fill again on a fresh store, 16 puts a call (`put(batch:values:)`): one fence
+    /// and one flushed range per shard a batch reaches, as a group commit would.
+    func batchedFill(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int]) throws {
+        let n = keys
+        let batched = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards))
+        let batchFillRate = try Bench.batchPhase("fill.batch16", n: n, threads: threads, width: 16) { start, batch in
+            for j in 0 ..< batch.count {
+                Bench.makeKey(batch.keyBytes(j), fill[start + j])
+                Bench.makeValue(batch.outs(batch.count)[j], fill[start + j], version: 0)
+            }
+            try batched.put(batch: batch.keys(batch.count), values: batch.values(batch.count))
+        }
+        print("\(prefix)fill.batch16 \(Int(batchFillRate)) ops/s"); fflushOut()
+        guard batched.count == n else { throw Failure("bench: \(batched.count) keys after the batched fill, expected \(n)") }
     }
 }
 
@@ -202,13 +229,16 @@ enum Bench {
     }
 }
 
-/// One thread's buffers for a batched phase: `width` keys and value buffers, one value.
+/// One thread's buffers for a batched phase: `width` keys and value buffers (a batched
+/// get's outputs, a batched put's values), one value.
 final class BatchBuffers {
     let width: Int
     let keyStorage: UnsafeMutableRawBufferPointer
     let outStorage: UnsafeMutableRawBufferPointer
     let keyList: UnsafeMutableBufferPointer<UnsafeRawBufferPointer>
     let outList: UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>
+    /// The value buffers again, read-only: a batched put's values.
+    let valueList: UnsafeMutableBufferPointer<UnsafeRawBufferPointer>
     let value: UnsafeMutableRawBufferPointer
     /// The lengths of the batch being run (`count` of them).
     private(set) var lengths: UnsafeMutableBufferPointer<Int?>
@@ -222,6 +252,7 @@ final class BatchBuffers {
         outStorage = .allocate(byteCount: max(valueSize, 8) * width, alignment: 8)
         keyList = .allocate(capacity: width)
         outList = .allocate(capacity: width)
+        valueList = .allocate(capacity: width)
         lengthStorage = .allocate(capacity: width)
         lengthStorage.initialize(repeating: nil)
         lengths = lengthStorage
@@ -229,11 +260,12 @@ final class BatchBuffers {
         for j in 0 ..< width {
             keyList[j] = UnsafeRawBufferPointer(rebasing: keyStorage[16 * j ..< 16 * (j + 1)])
             outList[j] = UnsafeMutableRawBufferPointer(rebasing: outStorage[valueSize * j ..< valueSize * (j + 1)])
+            valueList[j] = UnsafeRawBufferPointer(outList[j])
         }
     }
 
     deinit {
-        keyStorage.deallocate(); outStorage.deallocate(); keyList.deallocate(); outList.deallocate()
+        keyStorage.deallocate(); outStorage.deallocate(); keyList.deallocate(); outList.deallocate(); valueList.deallocate()
         lengthStorage.deallocate(); value.deallocate()
     }
 
@@ -245,6 +277,7 @@ final class BatchBuffers {
     func keyBytes(_ j: Int) -> UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: keyStorage[16 * j ..< 16 * (j + 1)]) }
     func keys(_ n: Int) -> UnsafeBufferPointer<UnsafeRawBufferPointer> { UnsafeBufferPointer(rebasing: keyList[0 ..< n]) }
     func outs(_ n: Int) -> UnsafeBufferPointer<UnsafeMutableRawBufferPointer> { UnsafeBufferPointer(rebasing: outList[0 ..< n]) }
+    func values(_ n: Int) -> UnsafeBufferPointer<UnsafeRawBufferPointer> { UnsafeBufferPointer(rebasing: valueList[0 ..< n]) }
 }
 
 extension Bench {
