@@ -53,7 +53,8 @@ extension Shard {
         try index.store(word, at: Format.descriptorOffset)
         try indexArena.persist(at: Format.descriptorOffset, count: Format.wordSize)
         descriptor.store(word, ordering: .releasing)
-        pendingSlot = nil  // its value is in the new table, which is durable
+        pendingSlot = nil  // their values are in the new table, which is durable
+        pendingBatchSlots.removeAll(keepingCapacity: true)
         tombstones = 0
         rebuildCount.incrementByWriter()
     }

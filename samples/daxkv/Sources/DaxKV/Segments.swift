@@ -57,9 +57,8 @@ extension Shard {
         // from then on the replay reads only the new tail. A fence of its own, right after
         // the flush: a store may reach the media before the fence that follows it, so the
         // one persisting the tail word below comes too late to order the slots before it.
-        if let position = pendingSlot { try indexArena.flush(at: position, count: Format.slotSize) }
+        try flushPendingSlot()
         indexArena.drain()
-        pendingSlot = nil
         // Invariant 4: past the tail, the tail segment is zero, so the replay at open stops
         // at the end of what was written there and never reads a stale record of the
         // segment's earlier use. Zeroed and persisted before it becomes the tail.

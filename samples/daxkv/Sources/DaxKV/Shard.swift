@@ -79,6 +79,8 @@ final class Shard: @unchecked Sendable {
     /// The index offset of the slot the last put or delete stored and did not flush; the
     /// next write flushes it before its fence. Until then the tail replay covers it.
     @exclusivity(unchecked) var pendingSlot: UInt64? = nil
+    /// The same for the slots the last batch published in this shard (`publishPending`).
+    @exclusivity(unchecked) var pendingBatchSlots: [UInt64] = []
     @exclusivity(unchecked) var liveCount = 0
     @exclusivity(unchecked) var damagedSegments: Set<Int> = []
     @exclusivity(unchecked) var pending: [Pending] = []
@@ -89,6 +91,7 @@ final class Shard: @unchecked Sendable {
     deinit {
         // A clean close leaves nothing for the next open to replay.
         if let position = pendingSlot { try? indexArena.persist(at: position, count: Format.slotSize) }
+        for position in pendingBatchSlots { try? indexArena.persist(at: position, count: Format.slotSize) }
         // No call is running (each holds the store), so no thread uses the windows'
         // addresses any more: unmap them, which lets the arenas be shrunk or destroyed.
         index.close()
