@@ -94,9 +94,9 @@ extension KVStore {
                         let base = shard.record(Format.slotOffset(slot))
                         // Every line of a small record, wherever in its first line it starts.
                         daxkv_prefetch(base)
-                        daxkv_prefetch(base + 64)
-                        daxkv_prefetch(base + 128)
-                        daxkv_prefetch(base + Self.prefetchedRecordBytes - 1)
+                        daxkv_prefetch(base + Format.cacheLineSize)
+                        daxkv_prefetch(base + 2 * Format.cacheLineSize)
+                        daxkv_prefetch(base + Format.prefetchedRecordBytes - 1)
                     }
                 }
             }
@@ -120,10 +120,4 @@ extension KVStore {
             return
         }
     }
-
-    /// The record size whose every line the four prefetches request, wherever in its first
-    /// line the record starts (a 16-byte key and a 128-byte value make 160 bytes). Two
-    /// prefetches (the first and last lines, the middle one left to the hardware's own
-    /// prefetcher) were 6 % slower, in rounds alternated within one process.
-    static let prefetchedRecordBytes = 192
 }

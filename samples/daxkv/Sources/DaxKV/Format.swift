@@ -52,6 +52,13 @@ enum Format {
     static let maxKeySize = 1024
     static let maxValueSize = 1 << 20
     static let recordAlignment = 8
+    /// The CPU's cache line: the unit the prefetches of records and the log's tail request.
+    static let cacheLineSize = 64
+    /// The bytes from a record's start that the four prefetches of a record (or of the
+    /// log's tail) cover: lines at +0, +64, +128 and +191, so a small record (a 16-byte
+    /// key and a 128-byte value make 160 bytes) whole, wherever in its first line it
+    /// starts. (Two prefetches, the first and last lines, were 6 % slower for batched gets.)
+    static let prefetchedRecordBytes = 192
 
     @inline(__always)
     static func recordSize(keyCount: Int, valueCount: Int) -> Int {

@@ -48,6 +48,7 @@ extension Shard {
                 // the mutex, as if it were a fence of its own).
                 pendingSlot = try publish(probe, hash: hash, offset: offset, flush: false)
                 countInserts()
+                requestTail()
             }
         }
     }
@@ -147,6 +148,7 @@ extension Shard {
         }
         countInserts()
         pending.removeAll(keepingCapacity: true)
+        requestTail()
     }
 
     /// Removes `key`; false if it was absent. One fence: a delete record (the key alone)
@@ -175,6 +177,7 @@ extension Shard {
                 tombstones += 1
                 liveCount -= 1
                 live.store(liveCount, ordering: .releasing)
+                requestTail()
                 return true
             }
         }
@@ -229,6 +232,23 @@ extension Shard {
             live.store(liveCount, ordering: .releasing)
         }
         unpublishedInserts = 0
+    }
+
+    /// Requests, to be written, the lines the shard's next record goes to (the log's tail).
+    /// Most of them were never in the cache (the segment was zeroed long before), and the
+    /// one the last record ends in was just flushed, which may have taken it out
+    /// (clflushopt does). A store to a line the core does not own waits for the line to be
+    /// read, and the next write's fence waits for that store; requested now, the lines
+    /// arrive while the puts of other shards run. Fill +15-17 %, update +15-16 % (rounds
+    /// alternated in one process, and alternated runs; daxkv bench, 1 M keys).
+    @inline(__always)
+    func requestTail() {
+        let next = record(tail)
+        // Every line of a small record, wherever in its first line it starts (as `get(batch:)` reads one).
+        daxkv_prefetch_for_write(next)
+        daxkv_prefetch_for_write(next + Format.cacheLineSize)
+        daxkv_prefetch_for_write(next + 2 * Format.cacheLineSize)
+        daxkv_prefetch_for_write(next + Format.prefetchedRecordBytes - 1)
     }
 
     /// Flushes the slot the last put or delete stored, or the slots the last batch did (no

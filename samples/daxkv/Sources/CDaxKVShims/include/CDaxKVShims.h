@@ -1,4 +1,4 @@
-// CDaxKVShims: what DaxKV needs from C and Swift cannot say. One thing: a prefetch.
+// CDaxKVShims: what DaxKV needs from C and Swift cannot say: prefetches, for reading and for writing.
 #ifndef CDAXKV_SHIMS_H
 #define CDAXKV_SHIMS_H
 
@@ -9,6 +9,12 @@
 /// between them) and never faults (any address will do).
 static inline void daxkv_prefetch(const void *address) {
     __builtin_prefetch(address, 0, 3);
+}
+
+/// The same, for writing: the line comes in owned (exclusive), so a later store to it
+/// does not wait for the line to be read first.
+static inline void daxkv_prefetch_for_write(const void *address) {
+    __builtin_prefetch(address, 1, 3);
 }
 
 #endif
