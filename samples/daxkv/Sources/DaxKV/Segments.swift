@@ -97,6 +97,7 @@ extension Shard {
     /// nil (and the segment marked damaged) when a live record is damaged or cannot be
     /// found. Valid until the writer next changes a slot.
     func planCompaction(of segment: Int) -> CompactionPlan? {
+        compactionWalks.incrementByWriter()
         var plan = CompactionPlan(victim: segment)
         let table = currentTable()
         var offset = Format.segmentStart(segment)

@@ -104,6 +104,8 @@ final class Shard: @unchecked Sendable {
     var dataGrowths: Int { growthCount.load(ordering: .relaxed) }
     var indexRebuilds: Int { rebuildCount.load(ordering: .relaxed) }
     let compactionCount = Atomic<Int>(0)
+    /// Segments walked to plan a compaction (`planCompaction`), worth it or not.
+    let compactionWalks = Atomic<Int>(0)
     let growthCount = Atomic<Int>(0)
     let rebuildCount = Atomic<Int>(0)
 
@@ -148,6 +150,10 @@ final class Shard: @unchecked Sendable {
             }
             let store = try Shard(heap: heap, name: name, place: place, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
             (index, data) = (nil, nil)  // the shard holds the windows now
+            // Laid out just now, it holds no record: none was appended to any segment (the
+            // others, free, are counted from 0 again when they become the tail). Left
+            // unknown, the first segment was walked for compaction at every switch of a fill.
+            if fresh { store.segmentAppended = [Int](repeating: 0, count: store.segmentAppended.count) }
             return store
         }
     }
