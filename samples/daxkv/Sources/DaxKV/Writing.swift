@@ -265,7 +265,7 @@ extension Shard {
             pendingSlot = nil
         }
         if !pendingBatchSlots.isEmpty {
-            // Indexed, not iterated: an iterator retains the array and releases it after
+            // Indexed, not iterated: an iterator may retain the array and release it after
             // the flushes, and a release (a locked instruction) waits for them like a fence.
             for i in 0 ..< pendingBatchSlots.count { try indexArena.flush(at: pendingBatchSlots[i], count: Format.slotSize) }
             pendingBatchSlots.removeAll(keepingCapacity: true)
