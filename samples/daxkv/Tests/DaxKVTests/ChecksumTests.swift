@@ -14,11 +14,7 @@ struct ChecksumTests {
     func pinned() {
         let key = bytes("key0000000000042"), value = [UInt8](0 ..< 128)
         let word = Format.lengthWord(keyCount: key.count, valueCount: value.count)
-        let sum = key.withUnsafeBytes { k in
-            value.withUnsafeBytes { v in
-                recordChecksum(lengthWord: word, key: k.baseAddress, keyCount: k.count, value: v.baseAddress, valueCount: v.count)
-            }
-        }
+        let sum = Self.checksum(word, key, value)
         #expect(sum == 0xB129_4A6B_D18B_6365, "checksum \(String(sum, radix: 16))")
     }
 
@@ -124,8 +120,6 @@ struct ChecksumTests {
         }
     }
 
-    static func littleEndian(_ word: UInt64) -> [UInt8] { (0 ..< 8).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
-
     static func word(_ bytes: [UInt8], _ offset: Int) -> UInt64 {
         bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
     }
@@ -153,12 +147,12 @@ struct ChecksumTests {
                 return version2RecordChecksum(lengthWord: lengths.word, key: key, keyCount: lengths.keyCount,
                                               value: key + lengths.keyCount, valueCount: lengths.valueCount)
             }
-            try data.memcpyPersist(at: at + UInt64(Format.checksumOffset), littleEndian(sum))
+            try data.memcpyPersist(at: at + UInt64(Format.checksumOffset), littleEndianBytes(sum))
             at += UInt64(lengths.size)
             records += 1
         }
         for arena in [data, index] {
-            try arena.memcpyPersist(at: Format.versionOffset, littleEndian(2))
+            try arena.memcpyPersist(at: Format.versionOffset, littleEndianBytes(2))
         }
         return records
     }

@@ -115,6 +115,9 @@ extension KVStoreOptions {
     }
 }
 
+/// The 8 bytes of `word` as the media holds it (little-endian).
+func littleEndianBytes(_ word: UInt64) -> [UInt8] { (0 ..< 8).map { UInt8(truncatingIfNeeded: word >> (8 * $0)) } }
+
 /// The first offset of `needle` in `arena`.
 func findInArena(_ arena: Arena, _ needle: [UInt8]) throws -> UInt64? {
     let bytes = Data(try arena.read(at: 0, count: Int(arena.size)))
