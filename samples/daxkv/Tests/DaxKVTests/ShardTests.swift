@@ -21,7 +21,10 @@ struct ShardTests {
             let writers = DispatchGroup()
             for t in 0 ..< 2 {
                 writers.enter()
-                Thread.detachNewThread {
+                // Unowned: a thread's closure is released after its `leave()`, and one still
+                // holding the store kept the heap open when the reopen below came (seen once,
+                // under load: "in use by another process").
+                Thread.detachNewThread { [unowned store] in
                     defer { writers.leave() }
                     do {
                         for i in stride(from: t, to: keys, by: 2) { try store.put(key(i), stamped(i, version: 1, count: 100 + i % 300)) }
@@ -135,9 +138,9 @@ struct ShardTests {
             for i in 100 ..< 200 { try store.put(key(i), bytes("v\(i)")) }  // every shard's tail
         }
         for (name, bytes) in lost { try heap.arena(named: name).memcpyPersist(at: 0, bytes) }  // the slot stores lost
-        for name in names { try heap.arena(named: name).memcpyPersist(at: Format.versionOffset, [2, 0, 0, 0, 0, 0, 0, 0]) }
+        for name in names { try heap.arena(named: name).memcpyPersist(at: Format.versionOffset, littleEndianBytes(2)) }
         let claim = ShardPlace(index: 2, count: 4).word
-        try heap.arena(named: "kv.index.3").memcpyPersist(at: Format.shardOffset, (0 ..< 8).map { UInt8(truncatingIfNeeded: claim >> (8 * $0)) })
+        try heap.arena(named: "kv.index.3").memcpyPersist(at: Format.shardOffset, littleEndianBytes(claim))
         let before = try names.map { try heap.arena(named: $0).read(at: 0, count: Int(heap.arena(named: $0).size)) }
 
         #expect(throws: KVError.notAStore(store: "kv", reason: "\"kv.index.3\" holds shard 2 of 4, not shard 3 of 4")) {
