@@ -80,6 +80,10 @@ final class Shard: @unchecked Sendable {
     /// next write flushes it before its fence. Until then the tail replay covers it.
     @exclusivity(unchecked) var pendingSlot: UInt64? = nil
     /// The same for the slots the last batch published in this shard (`publishPending`).
+    /// Kept apart from `pendingSlot` so that a single put's bookkeeping between its
+    /// record's flush and its fence stays a plain store: an array's (a uniqueness check,
+    /// perhaps a runtime call) might bring a locked instruction there, which waits for the
+    /// flush like a fence.
     @exclusivity(unchecked) var pendingBatchSlots: [UInt64] = []
     @exclusivity(unchecked) var liveCount = 0
     @exclusivity(unchecked) var damagedSegments: Set<Int> = []
@@ -90,8 +94,8 @@ final class Shard: @unchecked Sendable {
 
     deinit {
         // A clean close leaves nothing for the next open to replay.
-        if let position = pendingSlot { try? indexArena.persist(at: position, count: Format.slotSize) }
-        for position in pendingBatchSlots { try? indexArena.persist(at: position, count: Format.slotSize) }
+        try? flushPendingSlot()
+        indexArena.drain()
         // No call is running (each holds the store), so no thread uses the windows'
         // addresses any more: unmap them, which lets the arenas be shrunk or destroyed.
         index.close()
