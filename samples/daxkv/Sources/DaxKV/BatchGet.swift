@@ -92,11 +92,7 @@ extension KVStore {
                     slots[j] = slot
                     if Format.isLive(slot) {
                         let base = shard.record(Format.slotOffset(slot))
-                        // Every line of a small record, wherever in its first line it starts.
-                        daxkv_prefetch(base)
-                        daxkv_prefetch(base + Format.cacheLineSize)
-                        daxkv_prefetch(base + 2 * Format.cacheLineSize)
-                        daxkv_prefetch(base + Format.prefetchedRecordBytes - 1)
+                        requestSmallRecord(at: base)
                     }
                 }
             }

@@ -1,4 +1,5 @@
 // The on-media format of a DaxKV store (see samples/daxkv/README.md for the full picture).
+import CDaxKVShims
 
 /// Sizes and constants shared by the two arenas.
 enum Format {
@@ -136,4 +137,15 @@ struct RecordLengths {
 
     /// The record's size in the log, padding included.
     var size: Int { Format.recordSize(keyCount: keyCount, valueCount: valueCount) }
+}
+
+/// Requests every line of a small record at `base`, wherever in its first line it starts:
+/// lines at +0, +64, +128 and +191 (`Format.prefetchedRecordBytes`). A batched get requests
+/// so each record it will read, a write the log's tail it will write next.
+@inline(__always)
+func requestSmallRecord(at base: UnsafeRawPointer) {
+    daxkv_prefetch(base)
+    daxkv_prefetch(base + Format.cacheLineSize)
+    daxkv_prefetch(base + 2 * Format.cacheLineSize)
+    daxkv_prefetch(base + Format.prefetchedRecordBytes - 1)
 }

@@ -236,25 +236,20 @@ extension Shard {
         unpublishedInserts = 0
     }
 
-    /// Requests, to be written, the lines the shard's next record goes to (the log's tail).
-    /// Most of them were never in the cache (the segment was zeroed long before), and the
-    /// one the last record ends in was just flushed, which may have taken it out
-    /// (clflushopt does). A store to a line the core does not own waits for the line to be
-    /// read, and the next write's fence waits for that store; requested now, the lines
-    /// arrive while the puts of other shards run. Fill +15-17 %, update +15-16 % (rounds
-    /// alternated in one process, and alternated runs; daxkv bench, 1 M keys).
+    /// Requests the lines the shard's next record goes to (the log's tail). Most of them
+    /// were never in the cache (the segment was zeroed long before), and the one the last
+    /// record ends in was just flushed, which may have taken it out (clflushopt does). A
+    /// store to a line not in the cache waits for the line to be read, and the next write's
+    /// fence waits for that store; requested now, the lines arrive while the puts of other
+    /// shards run. Fill +15-17 %, update +15-16 % (rounds alternated in one process, and
+    /// alternated runs; daxkv bench, 1 M keys). A read prefetch (`prefetcht0`): a
+    /// prefetch for writing compiles to the same instruction without `-mprfchw`.
     @inline(__always)
     func requestTail() { Self.requestTail(at: record(tail)) }
 
     /// The same for a tail at `next`: a put calls it once it has let go of the lock.
     @inline(__always)
-    static func requestTail(at next: UnsafeMutableRawPointer) {
-        // Every line of a small record, wherever in its first line it starts (as `get(batch:)` reads one).
-        daxkv_prefetch_for_write(next)
-        daxkv_prefetch_for_write(next + Format.cacheLineSize)
-        daxkv_prefetch_for_write(next + 2 * Format.cacheLineSize)
-        daxkv_prefetch_for_write(next + Format.prefetchedRecordBytes - 1)
-    }
+    static func requestTail(at next: UnsafeMutableRawPointer) { requestSmallRecord(at: next) }
 
     /// Flushes the slot the last put or delete stored, or the slots the last batch did (no
     /// fence: the caller's comes next).
