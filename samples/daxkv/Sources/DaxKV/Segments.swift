@@ -20,15 +20,22 @@ extension Shard {
                 continue
             }
             // A victim known to hold no dead record is not walked (a fill's case).
-            if !freeSegments.isEmpty, let victim = victim(), triedGrowth || segmentAppended[victim] != segmentLive[victim],
-               let plan = planCompaction(of: victim) {
+            if !freeSegments.isEmpty, let victim = victim(), triedGrowth || segmentAppended[victim] != segmentLive[victim] {
                 let capacity = Format.segmentEnd(freeSegments.last!) - Format.segmentStart(freeSegments.last!)
-                let room = capacity - UInt64(plan.bytes)
                 // Worth it before growing if it frees enough of a segment (the option;
                 // half by default); after growth failed, any gain will do.
-                if room >= UInt64(needed), Double(room) >= Double(capacity) * reclaimBeforeGrowth || triedGrowth {
-                    try compact(plan)
-                    continue
+                func worthIt(_ liveBytes: Int) -> Bool {
+                    let room = capacity - UInt64(liveBytes)
+                    return room >= UInt64(needed) && (Double(room) >= Double(capacity) * reclaimBeforeGrowth || triedGrowth)
+                }
+                // Walked before and no record of it died since: the same records, no gain.
+                let known = unprofitableWalk.flatMap { $0.segment == victim && $0.live == segmentLive[victim] ? $0.liveBytes : nil }
+                if known.map(worthIt) ?? true, let plan = planCompaction(of: victim) {
+                    if worthIt(plan.bytes) {
+                        try compact(plan)
+                        continue
+                    }
+                    unprofitableWalk = (victim, segmentLive[victim], plan.bytes)
                 }
             }
             if !triedGrowth {
@@ -46,6 +53,7 @@ extension Shard {
         let segment = freeSegments.last!
         try prefault(data, segment: segment, store: name)  // may fail: nothing has changed yet
         freeSegments.removeLast()
+        if unprofitableWalk?.segment == segment { unprofitableWalk = nil }  // its records are gone
         let old = tailSegment
         let reused = !segmentZeroed[segment]
         // A get may still hold a slot into the segment's earlier use: counted before the

@@ -70,6 +70,10 @@ final class Shard: @unchecked Sendable {
     /// (segments written before this open). With `segmentLive`, tells a segment with no
     /// dead record, which compaction need not even walk.
     @exclusivity(unchecked) var segmentAppended: [Int] = []
+    /// The last segment `advance` walked for a compaction that was not worth it: its live
+    /// records then, and their bytes. Until one of them dies (or the segment is reused) a
+    /// walk would find the same records, so `advance` decides on these bytes without one.
+    @exclusivity(unchecked) var unprofitableWalk: (segment: Int, live: Int, liveBytes: Int)? = nil
     /// Segments known to be all zero (added by growth and not used since).
     @exclusivity(unchecked) var segmentZeroed: [Bool] = []
     @exclusivity(unchecked) var freeSegments: [Int] = []

@@ -20,6 +20,32 @@ struct SpaceTests {
         #expect(store.compactions == 0)
     }
 
+    /// A reopened store does not know which of its old segments hold dead records, so a
+    /// switch that finds no free segment walks the one with the fewest live records. When
+    /// that walk finds too little to reclaim, the same segment is not walked again until one
+    /// of its records dies: the walk would find the same records (it used to repeat at
+    /// every growth of a fill after the reopen).
+    @Test("a reopened store walks a full segment once, not at every growth")
+    func reopenedFillWalksOnce() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let options = KVStoreOptions(initialDataSize: 2 << 20).oneShard
+        do {
+            let store = try KVStore.open(heap: try scratch.heap(), options: options)
+            for i in 0 ..< 3000 { try store.put(key(i), stamped(i, version: 0, count: 2000)) }  // 3 segments, all live
+        }
+        let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")), options: options)
+        for i in 3000 ..< 12_000 { try store.put(key(i), stamped(i, version: 0, count: 2000)) }
+        #expect(store.dataGrowths >= 3)
+        #expect(store.only.compactionWalks.load(ordering: .relaxed) == 1)
+        #expect(store.compactions == 0)
+        // A death in the walked segment makes it worth a look again.
+        try store.delete(key(0))
+        for i in 12_000 ..< 16_000 { try store.put(key(i), stamped(i, version: 0, count: 2000)) }
+        #expect(store.only.compactionWalks.load(ordering: .relaxed) == 2)
+        for i in stride(from: 1, to: 16_000, by: 97) { #expect(try store.get(key(i)) == stamped(i, version: 0, count: 2000)) }
+    }
+
     @Test("growth across many resizes onto discontiguous extents")
     func growth() throws {
         let scratch = try Scratch()
