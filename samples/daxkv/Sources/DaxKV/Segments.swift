@@ -1,4 +1,5 @@
 // The log's segments: switching the tail, compaction, growth.
+import CDaxKVShims
 import DaxHeap
 import Synchronization  // Atomic: the counts readers load
 
@@ -104,25 +105,36 @@ extension Shard {
     /// Walks `segment`, collecting its live records (checked against their checksums);
     /// nil (and the segment marked damaged) when a live record is damaged or cannot be
     /// found. Valid until the writer next changes a slot.
+    ///
+    /// Two passes: the records' headers in log order (sequential reads) and their keys'
+    /// hashes; then each key's probe for the slot pointing at its record, with the bucket
+    /// of the key `probeAhead` records on requested first, so that the probes' misses
+    /// overlap rather than follow one another.
     func planCompaction(of segment: Int) -> CompactionPlan? {
         compactionWalks.incrementByWriter()
         var plan = CompactionPlan(victim: segment)
         let table = currentTable()
+        compactionCandidates.removeAll(keepingCapacity: true)
         var offset = Format.segmentStart(segment)
         let end = Format.segmentEnd(segment)
-        while offset + UInt64(Format.recordHeaderSize) <= end && plan.relocations.count < segmentLive[segment] {
+        while offset + UInt64(Format.recordHeaderSize) <= end {
             let base = record(offset)
             guard let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
                   offset + UInt64(lengths.size) <= end else { break }
             if !lengths.isDelete {  // a delete record is never live
-                let hash = hash64(base + Format.keyOffset, lengths.keyCount, seed: Seeds.key)
-                if let (position, slot) = slotPointing(to: offset, hash: hash, table) {
-                    guard recordIsIntact(base, lengths) else { break }
-                    plan.relocations.append(.init(from: offset, size: lengths.size, slotAt: position, tag: Format.slotTag(slot)))
-                    plan.bytes += lengths.size
-                }
+                compactionCandidates.append((offset, lengths, hash64(base + Format.keyOffset, lengths.keyCount, seed: Seeds.key)))
             }
             offset += UInt64(lengths.size)
+        }
+        let candidates = compactionCandidates.count
+        for i in 0 ..< min(Self.probeAhead, candidates) { requestBucket(table, hash: compactionCandidates[i].hash) }
+        for i in 0 ..< candidates where plan.relocations.count < segmentLive[segment] {
+            if i + Self.probeAhead < candidates { requestBucket(table, hash: compactionCandidates[i + Self.probeAhead].hash) }
+            let (from, lengths, hash) = compactionCandidates[i]
+            guard let (position, slot) = slotPointing(to: from, hash: hash, table) else { continue }
+            guard recordIsIntact(record(from), lengths) else { break }
+            plan.relocations.append(.init(from: from, size: lengths.size, slotAt: position, tag: Format.slotTag(slot)))
+            plan.bytes += lengths.size
         }
         if plan.relocations.count != segmentLive[segment] {
             damagedSegments.insert(segment)
@@ -130,6 +142,13 @@ extension Shard {
         }
         return plan
     }
+
+    /// How many records ahead `planCompaction` requests buckets: enough misses in flight
+    /// to cover one probe's wait.
+    static let probeAhead = 16
+
+    @inline(__always)
+    func requestBucket(_ table: Table, hash: UInt64) { daxkv_prefetch(indexWord(table.bucketOffset(hash & table.mask))) }
 
     /// Moves the live records `plan` found (with no slot changed since) into the reserve
     /// segment, which becomes the tail: the copies are made durable (one fence), then the

@@ -92,6 +92,8 @@ final class Shard: @unchecked Sendable {
     @exclusivity(unchecked) var liveCount = 0
     @exclusivity(unchecked) var damagedSegments: Set<Int> = []
     @exclusivity(unchecked) var pending: [Pending] = []
+    /// `planCompaction`'s list of a segment's records, kept to spare an allocation a walk.
+    @exclusivity(unchecked) var compactionCandidates: [(offset: UInt64, lengths: RecordLengths, hash: UInt64)] = []
     /// Where the records `appendBatch` laid out and nobody flushed yet begin (they run to
     /// `tail`); nil when there are none. `flushForCommit` flushes them.
     @exclusivity(unchecked) var unflushedFrom: UInt64? = nil
