@@ -1,5 +1,4 @@
 // Batched gets: the misses of many keys overlapped (as RocksDB's MultiGet).
-import CDaxKVShims
 import DaxHeap
 import Synchronization
 
@@ -82,7 +81,7 @@ extension KVStore {
                 withShard(of: hashes[j]) { shard in
                     reuses[j] = shard.spaceReuses.load(ordering: .acquiring)
                     let table = shard.currentTable()
-                    daxkv_prefetch(shard.indexWord(table.bucketOffset(hashes[j] & table.mask)))
+                    shard.requestBucket(table, hash: hashes[j])
                 }
             }
             // 2. Every key's first candidate slot (the buckets arrive together); its record requested.

@@ -1,4 +1,5 @@
 // The index: its tables, the probe path every lookup walks, and the writer's probes.
+import CDaxKVShims
 import DaxHeap
 import Synchronization  // Atomic: the descriptor
 
@@ -69,6 +70,12 @@ extension Shard {
     /// as grown before the publication, and its slots were stored before it.
     @inline(__always)
     func currentTable() -> Table { Table(descriptor: descriptor.load(ordering: .acquiring)) }
+
+    /// Requests (a read prefetch) the bucket a probe for `hash` in `table` starts at, so
+    /// that its miss overlaps other work: a put's record layout, a batch's next pairs, a
+    /// batched get's other keys, compaction's earlier probes.
+    @inline(__always)
+    func requestBucket(_ table: Table, hash: UInt64) { daxkv_prefetch(indexWord(table.bucketOffset(hash & table.mask))) }
 
     /// The address of the 8-byte index word (a slot or a header word) at `offset`. Every
     /// table lies inside the index window: open checks the descriptor against the arena's

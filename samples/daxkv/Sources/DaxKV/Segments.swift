@@ -1,5 +1,4 @@
 // The log's segments: switching the tail, compaction, growth.
-import CDaxKVShims
 import DaxHeap
 import Synchronization  // Atomic: the counts readers load
 
@@ -146,9 +145,6 @@ extension Shard {
     /// How many records ahead `planCompaction` requests buckets: enough misses in flight
     /// to cover one probe's wait.
     static let probeAhead = 16
-
-    @inline(__always)
-    func requestBucket(_ table: Table, hash: UInt64) { daxkv_prefetch(indexWord(table.bucketOffset(hash & table.mask))) }
 
     /// Moves the live records `plan` found (with no slot changed since) into the reserve
     /// segment, which becomes the tail: the copies are made durable (one fence), then the

@@ -29,7 +29,7 @@ extension Shard {
                 // in one process. Not before the lock: the mutex's locked instruction
                 // waits for the miss (the fill was 13 % slower so).
                 let table = currentTable()
-                daxkv_prefetch(indexWord(table.bucketOffset(hash & table.mask)))
+                requestBucket(table, hash: hash)
                 if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
                 let offset = tail
                 try writeRecord(at: offset, size: size, key: key, value: value)
@@ -94,7 +94,7 @@ extension Shard {
                     if tail + UInt64(size) > Format.segmentEnd(tailSegment) { break }
                     let offset = tail
                     Self.layOutRecord(at: record(offset), size: size, key: keys[i], value: values[i], flags: 0)
-                    daxkv_prefetch(indexWord(table.bucketOffset(hashes[i] & table.mask)))
+                    requestBucket(table, hash: hashes[i])
                     tail += UInt64(size)
                     pending.append(Pending(hash: hashes[i], offset: offset, keyCount: keys[i].count))
                     next += 1
