@@ -127,7 +127,8 @@ extension Shard {
         }
         let candidates = compactionCandidates.count
         for i in 0 ..< min(Self.probeAhead, candidates) { requestBucket(table, hash: compactionCandidates[i].hash) }
-        for i in 0 ..< candidates where plan.relocations.count < segmentLive[segment] {
+        for i in 0 ..< candidates {
+            if plan.relocations.count == segmentLive[segment] { break }  // every live record found
             if i + Self.probeAhead < candidates { requestBucket(table, hash: compactionCandidates[i + Self.probeAhead].hash) }
             let (from, lengths, hash) = compactionCandidates[i]
             guard let (position, slot) = slotPointing(to: from, hash: hash, table) else { continue }
