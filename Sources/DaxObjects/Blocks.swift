@@ -187,16 +187,19 @@ extension ObjectHeap {
     func chunkEntryOffset(_ chunk: Int) -> UInt64 { geometry.chunkTableOffset + UInt64(chunk) * 8 }
 
     /// Writes chunk-table entries durably (with the zeroing of `.references` chunks,
-    /// before any object in them can be published) and mirrors them in the tables.
+    /// before any object in them can be published) and mirrors them in the tables. The
+    /// chunks are zeroed before the first entry is written, so that a process killed
+    /// meanwhile leaves no entry; one killed among the entries, or a power loss before
+    /// their fence, leaves a partial run that recovery frees (Recovery.loadChunkTable).
     func commitChunks(_ first: Int, _ descriptors: [ChunkDescriptor]) throws(ObjectError) {
+        for (i, descriptor) in descriptors.enumerated() where descriptor.objectKind == .references {
+            // Stale bytes of an earlier life must not read as references.
+            let start = UInt64(first + i) << Layout.chunkShift
+            (base + Int(start)).initializeMemory(as: UInt8.self, repeating: 0, count: Int(Layout.chunkSize))
+            try flush(start, Layout.chunkSize)
+        }
         for (i, descriptor) in descriptors.enumerated() {
-            let chunk = first + i
-            if descriptor.objectKind == .references {
-                // Stale bytes of an earlier life must not read as references.
-                (base + Int(UInt64(chunk) << Layout.chunkShift)).initializeMemory(as: UInt8.self, repeating: 0, count: Int(Layout.chunkSize))
-                try flush(UInt64(chunk) << Layout.chunkShift, Layout.chunkSize)
-            }
-            word(chunkEntryOffset(chunk)).pointee.store(descriptor.encoded(chunk: UInt64(chunk)), ordering: .relaxed)
+            word(chunkEntryOffset(first + i)).pointee.store(descriptor.encoded(chunk: UInt64(first + i)), ordering: .relaxed)
         }
         try persist(chunkEntryOffset(first), UInt64(descriptors.count) * 8)
         for (i, descriptor) in descriptors.enumerated() {

@@ -34,9 +34,9 @@ struct Recovery {
         let writable = heap.window.isWritable
         for lane in 0..<heap.geometry.laneCount { try replay(lane: lane, writable: writable, &report) }
         let chunkCount = Int(heap.window.size >> Layout.chunkShift)
-        try loadChunkTable(chunkCount)
-        try mark(&report)
-        try rebuild(chunkCount, writable: writable, &report)
+        let stray = try loadChunkTable(chunkCount)
+        try mark(stray: stray, &report)
+        try rebuild(chunkCount, stray: stray, writable: writable, &report)
         let elapsed = clock.now - started
         report.milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
     }
@@ -69,29 +69,29 @@ struct Recovery {
         try heap.persist(at + Layout.logLengthOffset, 8)
     }
 
-    private func loadChunkTable(_ chunkCount: Int) throws(ObjectError) {
+    /// Reads the chunk table into the volatile tables; returns the stray chunks: entries
+    /// that belong to no whole large object, which a crash leaves in two ways. A large
+    /// object's entries (head, then tails) are made durable by one fence, in any order,
+    /// and a SIGKILL can stop their writing between two of them: a head whose tails are
+    /// not all there. Its free clears them head first, unfenced: tails no head covers.
+    /// Neither can be reachable (an object is published only after its entries' fence,
+    /// and freed only after its slot is durably empty), so both are free space; `mark`
+    /// refuses a reference that reaches one, as damage.
+    private func loadChunkTable(_ chunkCount: Int) throws(ObjectError) -> Set<Int> {
+        var stray = Set<Int>()
         var chunk = Int(heap.geometry.metadataChunks)
         while chunk < chunkCount {
-            let word = heap.word(heap.chunkEntryOffset(chunk)).pointee.load(ordering: .relaxed)
-            guard let descriptor = ChunkDescriptor.decode(word, chunk: UInt64(chunk)) else {
-                throw .corrupt(arena: heap.arena.name, detail: "chunk table entry \(chunk) is not valid (0x\(String(word, radix: 16)))")
-            }
+            let descriptor = try entry(chunk)
             switch descriptor.kind {
             case .largeTail:
-                throw .corrupt(arena: heap.arena.name, detail: "chunk table entry \(chunk) continues no large object")
+                stray.insert(chunk)
             case .largeHead:
                 let run = Int(descriptor.runLength)
-                guard chunk + run <= chunkCount else {
-                    throw .corrupt(arena: heap.arena.name, detail: "the large object at chunk \(chunk) runs past the arena")
+                guard try isWholeRun(chunk, descriptor, chunkCount) else {
+                    stray.insert(chunk)
+                    break
                 }
                 for i in 0..<run {
-                    let tail = heap.word(heap.chunkEntryOffset(chunk + i)).pointee.load(ordering: .relaxed)
-                    if i > 0 {
-                        guard let next = ChunkDescriptor.decode(tail, chunk: UInt64(chunk + i)), next.kind == .largeTail,
-                              next.objectKind == descriptor.objectKind else {
-                            throw .corrupt(arena: heap.arena.name, detail: "chunk \(chunk + i) should continue the large object at chunk \(chunk)")
-                        }
-                    }
                     heap.tables.setChunkInfo(chunk + i, ChunkInfo(i == 0 ? descriptor : ChunkDescriptor(kind: .largeTail, objectKind: descriptor.objectKind), distanceToHead: UInt64(i)))
                 }
                 chunk += run
@@ -101,35 +101,68 @@ struct Recovery {
             }
             chunk += 1
         }
+        return stray
+    }
+
+    /// The valid entry of `chunk`, or a typed error (its check fails: damage).
+    private func entry(_ chunk: Int) throws(ObjectError) -> ChunkDescriptor {
+        let word = heap.word(heap.chunkEntryOffset(chunk)).pointee.load(ordering: .relaxed)
+        guard let descriptor = ChunkDescriptor.decode(word, chunk: UInt64(chunk)) else {
+            throw .corrupt(arena: heap.arena.name, detail: "chunk table entry \(chunk) is not valid (0x\(String(word, radix: 16)))")
+        }
+        return descriptor
+    }
+
+    /// Whether the chunks after the head at `chunk` are all tails of its object kind, as
+    /// many as its run says, inside the arena.
+    private func isWholeRun(_ chunk: Int, _ head: ChunkDescriptor, _ chunkCount: Int) throws(ObjectError) -> Bool {
+        let run = Int(head.runLength)
+        guard run <= chunkCount - chunk else { return false }
+        for i in 1..<run {
+            let tail = try entry(chunk + i)
+            guard tail.kind == .largeTail, tail.objectKind == head.objectKind else { return false }
+        }
+        return true
     }
 
     /// Marks every object reachable from the roots live; `.references` objects are read
     /// for further references, each once.
-    private func mark(_ report: inout RecoveryReport) throws(ObjectError) {
+    private func mark(stray: Set<Int>, _ report: inout RecoveryReport) throws(ObjectError) {
         var pending: [Block] = []
-        func visit(_ raw: UInt64) {
-            guard raw >> ObjectReference.offsetBits == heap.tag, let block = heap.block(at: raw & ObjectReference.offsetMask),
-                  block.start == raw & ObjectReference.offsetMask, heap.tables.setLive(block.chunk, block.index) else { return }
+        func visit(_ raw: UInt64) throws(ObjectError) {
+            guard raw >> ObjectReference.offsetBits == heap.tag else { return }
+            let offset = raw & ObjectReference.offsetMask
+            if offset & (Layout.chunkSize - 1) == 0, stray.contains(Int(truncatingIfNeeded: offset >> Layout.chunkShift)) {
+                throw .corrupt(arena: heap.arena.name, detail: "a reachable object at offset \(offset) has chunk-table entries that do not make a whole large object (chunk \(offset >> Layout.chunkShift))")
+            }
+            guard let block = heap.block(at: offset), block.start == offset,
+                  heap.tables.setLive(block.chunk, block.index) else { return }
             report.liveObjects += 1
             report.liveBytes += block.size
             if block.info.objectKind == .references { pending.append(block) }
         }
         for entry in 0..<Layout.rootCount where heap.rootNameLength(entry) > 0 {
-            visit(heap.word(heap.rootOffset(entry) + Layout.rootReferenceOffset).pointee.load(ordering: .relaxed))
+            try visit(heap.word(heap.rootOffset(entry) + Layout.rootReferenceOffset).pointee.load(ordering: .relaxed))
         }
         while let block = pending.popLast() {
             let words = (heap.base + Int(block.start)).assumingMemoryBound(to: UInt64.self)
             for i in 0..<Int(block.size / 8) where words[i] >> ObjectReference.offsetBits == heap.tag {
-                visit(words[i])
+                try visit(words[i])
             }
         }
     }
 
-    /// Frees what was not reached: whole chunks (their entries cleared) and blocks of
-    /// chunks that hold live ones (claimable again; in `.references` chunks zeroed, since a
-    /// crash may have come between a free's slot and its zeroing).
-    private func rebuild(_ chunkCount: Int, writable: Bool, _ report: inout RecoveryReport) throws(ObjectError) {
+    /// Frees what was not reached: whole chunks (their entries cleared, and those of the
+    /// stray chunks) and blocks of chunks that hold live ones (claimable again; in
+    /// `.references` chunks zeroed, since a crash may have come between a free's slot and
+    /// its zeroing).
+    private func rebuild(_ chunkCount: Int, stray: Set<Int>, writable: Bool, _ report: inout RecoveryReport) throws(ObjectError) {
         var cleared = false
+        report.chunksFreed += stray.count
+        if writable, !stray.isEmpty {
+            cleared = true
+            for chunk in stray { clearEntries(chunk, 1) }
+        }
         try heap.chunks.withLock { pool throws(ObjectError) in
             pool.count = chunkCount
             var chunk = Int(heap.geometry.metadataChunks)
@@ -141,7 +174,7 @@ struct Recovery {
                 case .free: break
                 case .largeHead: live = heap.tables.isLive(chunk, 0) ? 1 : 0
                 case .small: live = try adopt(chunk, info, writable: writable)
-                case .largeTail: length = 1  // unreachable: a head covers its tails
+                case .largeTail: length = 1  // unreachable: a head covers its tails, stray ones are free
                 }
                 if live == 0 {
                     if info.kind != .free {
