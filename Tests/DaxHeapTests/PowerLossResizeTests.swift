@@ -120,7 +120,7 @@ private func expectGrowWorks(_ path: String, from seen: Shape, deviceSize: UInt6
         let directory = try tempDirectory()
         defer { removeTree(directory) }
         allowedShapes.withLock { $0 = (allowed, firstWrite) }
-        let simulator = PowerLossSimulator(mixedImages: 4, directory: directory, checker: checkResizeImage)
+        let simulator = PowerLossSimulator(mixedImages: sanitizerIsLoaded ? 1 : 4, directory: directory, checker: checkResizeImage)
         try operation(simulator)
         try simulator.verify()
         return simulator
