@@ -46,7 +46,7 @@ enum Layout {
     static let lanesOffset: UInt64 = rootsOffset + UInt64(rootCount) * rootEntryBytes
     /// A lane's log: a 64-byte header, then entries.
     static let logLengthOffset: UInt64 = 0    // UInt64: bytes of entries; 0 = empty
-    static let logChecksumOffset: UInt64 = 8  // UInt64: CRC-32C of the length and the entries
+    static let logChecksumOffset: UInt64 = 8  // UInt64: CRC-32C of the length and the entries; 0 = empty
     static let logEntriesOffset: UInt64 = 64
     /// An entry: the target offset, the byte count, then the bytes padded to 8.
     static let entryTargetOffset: UInt64 = 0

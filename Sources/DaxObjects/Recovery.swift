@@ -44,7 +44,14 @@ struct Recovery {
     private func replay(lane: Int, writable: Bool, _ report: inout RecoveryReport) throws(ObjectError) {
         let at = Layout.laneOffset(lane, laneLogBytes: heap.geometry.laneLogBytes)
         let length = heap.word(at + Layout.logLengthOffset).pointee.load(ordering: .relaxed)
-        guard length != 0 else { return }
+        guard length != 0 else {
+            // An empty log keeps no checksum (commitLog): one left by an older version, or
+            // by a crash inside a log's end, is cleared before this lane commits again.
+            if writable, heap.word(at + Layout.logChecksumOffset).pointee.load(ordering: .relaxed) != 0 {
+                try heap.endLog(at)
+            }
+            return
+        }
         let capacity = UInt64(heap.geometry.laneLogBytes) - Layout.logEntriesOffset
         let entries = heap.base + Int(at + Layout.logEntriesOffset)
         let valid = length <= capacity && length % 8 == 0
@@ -65,8 +72,7 @@ struct Recovery {
         } else {
             report.tornLogsDiscarded += 1
         }
-        heap.word(at + Layout.logLengthOffset).pointee.store(0, ordering: .relaxed)
-        try heap.persist(at + Layout.logLengthOffset, 8)
+        try heap.endLog(at)
     }
 
     /// Reads the chunk table into the volatile tables; returns the stray chunks: entries
@@ -251,6 +257,10 @@ extension ObjectHeap {
     /// ended (fence). A crash before the first fence leaves a log whose checksum fails
     /// (discarded at open); after it, open applies the log again (the writes are
     /// idempotent) until its end is durable.
+    ///
+    /// The entries, checksum and length reach the media in any order before the first
+    /// fence, so the checksum must never match entries a previous transaction left in the
+    /// lane: the log's end clears it with the length (`endLog`).
     func commitLog(lane: Int, _ log: RedoBuffer) throws(ObjectError) {
         let at = Layout.laneOffset(lane, laneLogBytes: geometry.laneLogBytes)
         let entries = base + Int(at + Layout.logEntriesOffset)
@@ -261,8 +271,16 @@ extension ObjectHeap {
         try persist(at, 16)
         try applyLog(entries, log.used)
         window.drain()
+        try endLog(at)
+    }
+
+    /// Ends the log of the lane at `at`: length and checksum zero, durably. A crash
+    /// inside leaves either a length of zero (no log) or a checksum of zero (a torn log,
+    /// discarded: its writes were applied and fenced before).
+    func endLog(_ at: UInt64) throws(ObjectError) {
         word(at + Layout.logLengthOffset).pointee.store(0, ordering: .relaxed)
-        try persist(at + Layout.logLengthOffset, 8)
+        word(at + Layout.logChecksumOffset).pointee.store(0, ordering: .relaxed)
+        try persist(at + Layout.logLengthOffset, Layout.logChecksumOffset + 8 - Layout.logLengthOffset)
     }
 
     /// Whether the entries tile `length` bytes exactly, each count within the log (the

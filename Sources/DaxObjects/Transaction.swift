@@ -80,9 +80,9 @@ struct RedoBuffer {
 ///   that publishes it; bytes stored through its address otherwise are the caller's to
 ///   persist (as after ``ObjectContext/allocate(_:kind:alignment:into:)``).
 /// - **Cost**: nothing logged, or one logged 8-byte word (the common "allocate into a
-///   slot", "free from a slot"): the single store is atomic, one fence (two if the
-///   transaction allocated: its objects are durable before the slot). Otherwise three:
-///   the log, the writes, the log's end. A log larger than the lane's (16 KiB by
+///   slot", "free from a slot"): the single store is atomic, one fence. Otherwise three:
+///   the log, the writes, the log's end. One more, first, if the transaction wrote
+///   into its new objects: their bytes are durable before anything publishes them. A log larger than the lane's (16 KiB by
 ///   default) throws ``ObjectError/transactionTooLarge(bytes:capacity:)``.
 /// - **Isolation**: none, as in libpmemobj. Transactions of different threads that
 ///   touch the same bytes must be serialized by the application (a lock around both).
@@ -240,14 +240,14 @@ extension ObjectContext {
             try heap.flush(log.created[i].dirtyStart, log.created[i].dirtyEnd - log.created[i].dirtyStart)
             written = true
         }
-        if log.entries == 0 {
-            if written { heap.window.drain() }
-        } else if let (target, value) = log.singleWord, target >> ObjectReference.offsetBits == heap.tag {
-            if written { heap.window.drain() }
+        // New objects' bytes are durable before whatever publishes them: the slot's store,
+        // or a log that open would apply (its fence alone would not order the two).
+        if written { heap.window.drain() }
+        if let (target, value) = log.singleWord, target >> ObjectReference.offsetBits == heap.tag {
             let offset = target & ObjectReference.offsetMask
             heap.word(offset).pointee.store(value, ordering: .releasing)
             try heap.persist(offset, 8)
-        } else {
+        } else if log.entries > 0 {
             try heap.commitLog(lane: lane, log)
         }
         for i in 0..<log.freedCount {

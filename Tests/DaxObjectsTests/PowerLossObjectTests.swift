@@ -22,7 +22,11 @@
 //       applied (a slot freed, the other not filled).
 //   (c) Recovery.replay: committed logs discarded instead of applied. 10 of 393 fail
 //       (fence 53 first): a transaction whose log was durable lost after its writes began.
-// Environment (read here only): DAXOBJECTS_POWERLOSS_SEED, DAXOBJECTS_POWERLOSS_OPS.
+// Environment (read here only; scripts/powerloss.sh sets them for its longer sweeps):
+//   DAXHEAP_POWERLOSS_SEED   the window's seed (default: each workload's)
+//   DAXHEAP_POWERLOSS_OPS    operations in the window (default: each workload's)
+//   DAXHEAP_POWERLOSS_MIXED  mixed images per crash point (default 3; 1 under a sanitizer)
+// Only the default seeds are required to cover every kind of operation.
 
 import DaxHeap
 @testable import DaxObjects
@@ -55,13 +59,38 @@ import Testing
         var heapSize: UInt64
         var objectsSize: UInt64
         var operations: Int
-        /// The window's seed, unless DAXOBJECTS_POWERLOSS_SEED names another.
+        /// The window's seed, unless DAXHEAP_POWERLOSS_SEED names another.
         var seed: UInt64 = 1
+        /// Objects the slots may reach at once; past it, the next operation is a free.
+        var maximumLive = PowerLossObjectTests.slots
+        /// Whether DAXHEAP_POWERLOSS_* may change the seed, window and mixtures (not for
+        /// the replays of windows that once failed).
+        var followsEnvironment = true
     }
 
+    static let smallObjects = Workload(sizes: [24, 200, 1000], zeroedSize: 64, heapSize: 24 << 20, objectsSize: 6 << 20, operations: 45)
+
     @Test func everyFenceOfARandomWindowRecovers() throws {
-        let operations = ProcessInfo.processInfo.environment["DAXOBJECTS_POWERLOSS_OPS"].flatMap { Int($0) } ?? 45
-        try sweep(Workload(sizes: [24, 200, 1000], zeroedSize: 64, heapSize: 24 << 20, objectsSize: 6 << 20, operations: operations))
+        try sweep(Self.smallObjects)
+    }
+
+    /// Windows of scripts/powerloss.sh's longer sweeps that found bugs (the script's
+    /// seeds reached this suite only once it read DAXHEAP_POWERLOSS_SEED), replayed with
+    /// their seed, length and mixtures; each failed at its third mixed image:
+    /// - seed 7, fence 53: a torn log header (the new length durable, nothing else)
+    ///   beside the lane's previous log, same length and its checksum still there, read
+    ///   as that transaction and replayed (RecoveryTests has the deterministic case).
+    /// - seed 8, fence 51: a transaction's log durable and valid, but not the bytes it
+    ///   had written into its new object (one fence made both durable, in any order):
+    ///   open applied the log, and a slot reached an object without its contents.
+    @Test(.disabled(if: sanitizerIsLoaded, "replays need their three mixed images; sanitizers take one per crash point"),
+          arguments: [7, 8] as [UInt64])
+    func windowsThatOnceFailedRecover(seed: UInt64) throws {
+        var workload = Self.smallObjects
+        workload.seed = seed
+        workload.operations = 30
+        workload.followsEnvironment = false
+        try sweep(workload)
     }
 
     /// Large objects (runs of whole chunks, `.data` and `.references`): their chunk-table
@@ -72,15 +101,18 @@ import Testing
     @Test func everyFenceOfLargeObjectsRecovers() throws {
         let mebibyte: UInt64 = 1 << 20
         try sweep(Workload(sizes: [mebibyte + 8, 2 * mebibyte + 8, 4 * mebibyte + 8], zeroedSize: 2 * mebibyte + 8,
-                           heapSize: 64 * mebibyte, objectsSize: 8 * mebibyte, operations: 20, seed: 5))
+                           heapSize: 64 * mebibyte, objectsSize: 8 * mebibyte, operations: 20, seed: 5,
+                           maximumLive: 8))
     }
 
     func sweep(_ workload: Workload) throws {
-        let seed = ProcessInfo.processInfo.environment["DAXOBJECTS_POWERLOSS_SEED"].flatMap { UInt64($0) } ?? workload.seed
-        let operations = workload.operations
+        let environment = workload.followsEnvironment ? ProcessInfo.processInfo.environment : [:]
+        let seed = environment["DAXHEAP_POWERLOSS_SEED"].flatMap { UInt64($0) } ?? workload.seed
+        let operations = environment["DAXHEAP_POWERLOSS_OPS"].flatMap { Int($0) } ?? workload.operations
+        let mixedImages = environment["DAXHEAP_POWERLOSS_MIXED"].flatMap { Int($0) } ?? (sanitizerIsLoaded ? 1 : 3)
         let directory = try makeScratchFolder(prefix: "daxobjects-powerloss")
         let expectation = Locked(Expectation())
-        let simulator = PowerLossSimulator(mixedImages: 3, seed: seed, directory: directory) { image in
+        let simulator = PowerLossSimulator(mixedImages: mixedImages, seed: seed, directory: directory) { image in
             try Self.check(image, expectation.withLock { $0 })
         }
         defer { if simulator.failures.isEmpty { try? FileManager.default.removeItem(atPath: directory) } }
@@ -102,7 +134,8 @@ import Testing
             let empty = (0..<Self.slots).filter { state.stamps[$0] == nil }
             let full = (0..<Self.slots).filter { state.stamps[$0] != nil }
             var next = state
-            let choice = random.below(7)
+            var choice = random.below(7)
+            if full.count >= workload.maximumLive { choice = 1 }
             let size = workload.sizes[random.below(workload.sizes.count)]
             let pick = { (from: [Int], random: inout SplitMix64) -> Int? in from.isEmpty ? nil : from[random.below(from.count)] }
             let i = pick(choice == 1 || choice == 5 ? full : empty, &random)
@@ -162,7 +195,7 @@ import Testing
             \(failures.prefix(4).map { "  \($0)" }.joined(separator: "\n"))
             """)
         #expect(simulator.crashPointsTaken > operations, "a crash point at every fence (\(simulator.crashPointsTaken))")
-        #expect(kinds.count == 7, "every kind of operation in the window: \(kinds)")
+        if seed == workload.seed, workload.followsEnvironment { #expect(kinds.count == 7, "every kind of operation in the window: \(kinds)") }
     }
 
     struct Mismatch: Error, CustomStringConvertible { var description: String }
