@@ -13,7 +13,7 @@
 #   --debug      build and run the tests in debug rather than release
 #
 # The seed, the window and the images reach the tests through DAXHEAP_POWERLOSS_SEED,
-# DAXHEAP_POWERLOSS_OPS and DAXHEAP_POWERLOSS_MIXED, which only the tests read (never the
+# DAXHEAP_POWERLOSS_OPS and DAXHEAP_POWERLOSS_MIXED (Tests/DaxTestSupport/PowerLossSettings.swift), which only the tests read (never the
 # library). Each run prints the tests' summary lines; the first failing run stops the
 # sweep, keeps its whole output in a log and prints how to replay it. A daxkv failure
 # names its crash point ("fence F"): DAXHEAP_POWERLOSS_FENCE=F with the same seed crashes

@@ -26,7 +26,7 @@ import Testing
     @Test func everyFenceOfPushesAndFreesThroughC() throws {
         let directory = try makeScratchFolder(prefix: "daxheapc-powerloss")
         let expectation = Locked(Expectation())
-        let simulator = PowerLossSimulator(mixedImages: sanitizerIsLoaded ? 1 : 3, directory: directory) { image in
+        let simulator = PowerLossSimulator(mixedImages: PowerLossSettings.mixedImages(default: 3), seed: PowerLossSettings.seed(default: 1), directory: directory) { image in
             try Self.check(image.path, expectation.withLock { $0 }, kind: "\(image.kind) at \(image.point)")
         }
         defer { if simulator.failures.isEmpty { try? FileManager.default.removeItem(atPath: directory) } }

@@ -79,7 +79,8 @@ private func checkImage(_ image: CrashImage) throws {
         }
         let directory = try tempDirectory(), path = tempPath()
         defer { removeTree(directory); removeFile(path) }
-        let simulator = PowerLossSimulator(mixedImages: sanitizerIsLoaded ? 1 : 4, directory: directory, checker: checkImage)
+        let simulator = PowerLossSimulator(mixedImages: PowerLossSettings.mixedImages(default: 4), seed: PowerLossSettings.seed(default: 1),
+                                           directory: directory, checker: checkImage)
         allowedTables.withLock { $0 = [nil, tables[0]] }
         let heap = try Heap.create(path: path, size: 32 << 20, simulator: simulator)
         #expect(table(heap) == tables[0])
@@ -134,7 +135,8 @@ private func checkImage(_ image: CrashImage) throws {
             try handle.close()
 
             allowedTables.withLock { $0 = [expected] }
-            let simulator = PowerLossSimulator(mixedImages: sanitizerIsLoaded ? 1 : 4, directory: directory, checker: checkImage)
+            let simulator = PowerLossSimulator(mixedImages: PowerLossSettings.mixedImages(default: 4), seed: PowerLossSettings.seed(default: 1),
+                                           directory: directory, checker: checkImage)
             let heap = try Heap.open(path: path, simulator: simulator)
             #expect(heap.repairs.count == 1)
             try simulator.verify()

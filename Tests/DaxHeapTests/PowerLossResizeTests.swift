@@ -120,7 +120,8 @@ private func expectGrowWorks(_ path: String, from seen: Shape, deviceSize: UInt6
         let directory = try tempDirectory()
         defer { removeTree(directory) }
         allowedShapes.withLock { $0 = (allowed, firstWrite) }
-        let simulator = PowerLossSimulator(mixedImages: sanitizerIsLoaded ? 1 : 4, directory: directory, checker: checkResizeImage)
+        let simulator = PowerLossSimulator(mixedImages: PowerLossSettings.mixedImages(default: 4), seed: PowerLossSettings.seed(default: 1),
+                                           directory: directory, checker: checkResizeImage)
         try operation(simulator)
         try simulator.verify()
         return simulator

@@ -22,11 +22,8 @@
 //       applied (a slot freed, the other not filled).
 //   (c) Recovery.replay: committed logs discarded instead of applied. 10 of 393 fail
 //       (fence 53 first): a transaction whose log was durable lost after its writes began.
-// Environment (read here only; scripts/powerloss.sh sets them for its longer sweeps):
-//   DAXHEAP_POWERLOSS_SEED   the window's seed (default: each workload's)
-//   DAXHEAP_POWERLOSS_OPS    operations in the window (default: each workload's)
-//   DAXHEAP_POWERLOSS_MIXED  mixed images per crash point (default 3; 1 under a sanitizer)
-// Only the default seeds are required to cover every kind of operation.
+// scripts/powerloss.sh changes the seed, window and mixtures of the two sweeps (see
+// PowerLossSettings); only their default seeds must cover every kind of operation.
 
 import DaxHeap
 @testable import DaxObjects
@@ -106,10 +103,10 @@ import Testing
     }
 
     func sweep(_ workload: Workload) throws {
-        let environment = workload.followsEnvironment ? ProcessInfo.processInfo.environment : [:]
-        let seed = environment["DAXHEAP_POWERLOSS_SEED"].flatMap { UInt64($0) } ?? workload.seed
-        let operations = environment["DAXHEAP_POWERLOSS_OPS"].flatMap { Int($0) } ?? workload.operations
-        let mixedImages = environment["DAXHEAP_POWERLOSS_MIXED"].flatMap { Int($0) } ?? (sanitizerIsLoaded ? 1 : 3)
+        let follows = workload.followsEnvironment
+        let seed = follows ? PowerLossSettings.seed(default: workload.seed) : workload.seed
+        let operations = follows ? PowerLossSettings.operations(default: workload.operations) : workload.operations
+        let mixedImages = follows ? PowerLossSettings.mixedImages(default: 3) : 3
         let directory = try makeScratchFolder(prefix: "daxobjects-powerloss")
         let expectation = Locked(Expectation())
         let simulator = PowerLossSimulator(mixedImages: mixedImages, seed: seed, directory: directory) { image in

@@ -44,7 +44,7 @@ struct PowerLossLayoutTests {
         let phase = Locked(Phase.destroying)
         let seen = Locked(Seen())
         let model = Dictionary(uniqueKeysWithValues: (0 ..< Self.pairs).map { (key($0), stamped($0, version: 1, count: 100)) })
-        let simulator = PowerLossSimulator(crashPoints: .everyFence, mixedImages: sanitizerIsLoaded ? 1 : 2, seed: 23, directory: scratch.path) { image in
+        let simulator = PowerLossSimulator(crashPoints: .everyFence, mixedImages: PowerLossSettings.mixedImages(default: 2), seed: PowerLossSettings.seed(default: 23), directory: scratch.path) { image in
             let phase = phase.withLock { $0 }
             do { try Self.check(image, model: model, seen: seen) } catch { throw PowerLossCheckFailure("\(phase.rawValue): \(error)") }
         }

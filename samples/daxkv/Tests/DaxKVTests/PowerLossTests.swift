@@ -84,9 +84,9 @@ struct PowerLossTests {
     @Test("every image of every fence in a window of puts, deletes and batches recovers the acknowledged state")
     func everyFenceOfAWindow() throws {
         let environment = ProcessInfo.processInfo.environment
-        let seed = environment["DAXHEAP_POWERLOSS_SEED"].flatMap { UInt64($0) } ?? 1
-        let operations = environment["DAXHEAP_POWERLOSS_OPS"].flatMap { Int($0) } ?? Self.defaultOperations
-        let mixedImages = environment["DAXHEAP_POWERLOSS_MIXED"].flatMap { Int($0) } ?? (sanitizerIsLoaded ? 1 : 4)
+        let seed = PowerLossSettings.seed(default: 1)
+        let operations = PowerLossSettings.operations(default: Self.defaultOperations)
+        let mixedImages = PowerLossSettings.mixedImages(default: 4)
         let onlyFence = environment["DAXHEAP_POWERLOSS_FENCE"].flatMap { Int($0) }
         let started = ContinuousClock.now
 

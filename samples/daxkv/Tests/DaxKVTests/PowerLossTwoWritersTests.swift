@@ -45,10 +45,9 @@ struct PowerLossTwoWritersTests {
     @Test("every image of every fence of two writers on two shards recovers what both acknowledged",
           .disabled(if: threadSanitizerIsLoaded, "the simulator reads the live mapping while the other writer stores to it"))
     func everyFenceOfTwoWriters() throws {
-        let environment = ProcessInfo.processInfo.environment
-        let seed = environment["DAXHEAP_POWERLOSS_SEED"].flatMap { UInt64($0) } ?? 1
-        let operations = environment["DAXHEAP_POWERLOSS_OPS"].flatMap { Int($0) } ?? Self.operationsPerWriter
-        let mixedImages = environment["DAXHEAP_POWERLOSS_MIXED"].flatMap { Int($0) } ?? (sanitizerIsLoaded ? 1 : 2)
+        let seed = PowerLossSettings.seed(default: 1)
+        let operations = PowerLossSettings.operations(default: Self.operationsPerWriter)
+        let mixedImages = PowerLossSettings.mixedImages(default: 2)
         let scratch = try Scratch()
         let expectation = Locked(Expectation())
         let checks = Locked(CheckCounts())

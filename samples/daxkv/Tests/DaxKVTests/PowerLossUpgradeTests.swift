@@ -34,7 +34,7 @@ struct PowerLossUpgradeTests {
         let base = Dictionary(uniqueKeysWithValues: (0 ..< Self.pairs).map { (key($0), stamped($0, version: 1, count: [0, 9, 128, 700][$0 % 4])) })
         let acknowledged = Locked(0)
         let headersSeen = Locked([String: Int]())
-        let simulator = PowerLossSimulator(crashPoints: .everyFence, mixedImages: sanitizerIsLoaded ? 1 : 4, seed: 31, directory: scratch.path) { image in
+        let simulator = PowerLossSimulator(crashPoints: .everyFence, mixedImages: PowerLossSettings.mixedImages(default: 4), seed: PowerLossSettings.seed(default: 31), directory: scratch.path) { image in
             try Self.check(image, base: base, acknowledged: acknowledged.withLock { $0 }, headersSeen: headersSeen)
         }
         defer { if simulator.failures.isEmpty { scratch.remove() } }

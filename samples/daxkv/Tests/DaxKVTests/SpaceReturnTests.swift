@@ -245,7 +245,7 @@ struct SpaceReturnTests {
         let expectation = Locked(Expectation())
         let checks = Locked(CheckCounts())
         let sizesSeen = Locked<Set<[UInt64]>>([])
-        let simulator = PowerLossSimulator(crashPoints: .everyFence, mixedImages: sanitizerIsLoaded ? 1 : 2, seed: 16, directory: scratch.path) { image in
+        let simulator = PowerLossSimulator(crashPoints: .everyFence, mixedImages: PowerLossSettings.mixedImages(default: 2), seed: PowerLossSettings.seed(default: 16), directory: scratch.path) { image in
             do {
                 let heap = try Heap.open(path: image.path, mode: .readOnly)
                 let sizes = try ["kv.data", "kv.index"].map { try heap.findArena(named: $0)?.size ?? 0 }
