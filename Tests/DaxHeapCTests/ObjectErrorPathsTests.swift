@@ -7,6 +7,7 @@
 import CDaxHeap
 @testable import DaxHeapC
 import DaxHeap
+import DaxTestSupport
 import Logging
 import Testing
 
@@ -59,7 +60,8 @@ private func heapWithFailingMetadata(_ kind: MetadataFaults.Kind) throws -> (pat
     /// A heap whose arena ids have passed 65535: no object heap can be made or opened in
     /// a newer arena, nor can a transaction write to one (DAXHEAP_ENOTSUP); the arenas,
     /// the free space, the arena's bytes and the open object heap stay as they were.
-    @Test func arenaIDsPastSixteenBitsAreENOTSUP() throws {
+    @Test(.disabled(if: threadSanitizerIsLoaded, "single-threaded, and 65,536 arenas long: ThreadSanitizer has no race to look for here"))
+    func arenaIDsPastSixteenBitsAreENOTSUP() throws {
         let (path, heap, objects) = try createObjects()
         defer { removeFile(path); daxheap_close(heap) }
         defer { #expect(daxheap_objects_close(objects) == 0) }

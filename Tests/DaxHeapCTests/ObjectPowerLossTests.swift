@@ -9,7 +9,7 @@ import DaxTestSupport
 import Foundation
 import Testing
 
-@Suite struct ObjectPowerLossTests {
+@Suite(.disabled(if: threadSanitizerIsLoaded, "single-threaded: ThreadSanitizer has no race to look for here, and the plain and AddressSanitizer runs sweep it")) struct ObjectPowerLossTests {
     struct Expectation: Sendable {
         var done: [UInt64] = []
         var inFlight: [UInt64]?

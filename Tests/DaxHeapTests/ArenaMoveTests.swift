@@ -19,6 +19,7 @@
 
 import DaxHeap
 import DaxMetadata
+import DaxTestSupport
 import Foundation
 import Testing
 
@@ -167,7 +168,7 @@ private func checkMoveImage(at path: String) throws {
     guard repaired.arenas == seen, repaired.check().isHealthy else { throw TestFailure("after the repair: \(repaired.check().problems)") }
 }
 
-@Suite(.serialized) struct PowerLossMoveTests {
+@Suite(.serialized, .disabled(if: threadSanitizerIsLoaded, "single-threaded: ThreadSanitizer has no race to look for here, and the plain and AddressSanitizer runs sweep it")) struct PowerLossMoveTests {
     @Test func everyFenceOfAMoveLeavesTheArenaWhereItWasOrWhereItMoved() throws {
         let path = tempPath()
         defer { removeFile(path) }

@@ -186,7 +186,7 @@ private let mdrecTableOffsets = [64, 68, 72, 80, 88, 96, 104, 105, 120, 176, 272
 
 // MARK: - The suite
 
-@Suite struct MetadataRecoveryTests {
+@Suite(.disabled(if: threadSanitizerIsLoaded, "single-threaded: ThreadSanitizer has no race to look for here, and the plain and AddressSanitizer runs cover it")) struct MetadataRecoveryTests {
     // MARK: One copy damaged
 
     @Test(arguments: MetadataRecoveryCopy.allCases, mdrecHeaderOffsets + mdrecTableOffsets)

@@ -16,7 +16,7 @@ import DaxTestSupport
 import Foundation
 import Testing
 
-@Suite struct ObjectMetadataFuzzTests {
+@Suite(.disabled(if: threadSanitizerIsLoaded, "single-threaded: ThreadSanitizer has no race to look for here, and the plain and AddressSanitizer runs fuzz it")) struct ObjectMetadataFuzzTests {
     static let lanes = 4
     static let logBytes = 4096
 
