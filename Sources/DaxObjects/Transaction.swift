@@ -81,9 +81,10 @@ struct RedoBuffer {
 ///   persist (as after ``ObjectContext/allocate(_:kind:alignment:into:)``).
 /// - **Cost**: nothing logged, or one logged 8-byte word (the common "allocate into a
 ///   slot", "free from a slot"): the single store is atomic, one fence. Otherwise three:
-///   the log, the writes, the log's end. One more, first, if the transaction wrote
-///   into its new objects: their bytes are durable before anything publishes them. A log larger than the lane's (16 KiB by
-///   default) throws ``ObjectError/transactionTooLarge(bytes:capacity:)``.
+///   the log, the writes, the log's end. One more, first, if the transaction wrote into
+///   its new objects: their bytes are durable before anything publishes them. A log
+///   larger than the lane's (16 KiB by default) throws
+///   ``ObjectError/transactionTooLarge(bytes:capacity:)``.
 /// - **Isolation**: none, as in libpmemobj. Transactions of different threads that
 ///   touch the same bytes must be serialized by the application (a lock around both).
 public struct Transaction: ~Copyable {
