@@ -524,8 +524,10 @@ typedef int (*daxheap_tx_body)(daxheap_tx *tx, void *arg);
  * - daxheap_tx_alloc and daxheap_tx_free: the object is usable at once; the slot changes at
  *   commit; a freed object is reused only after the commit.
  * - Cost: nothing logged, or one logged 8-byte word of this arena (a lone alloc or free):
- *   one fence (two if it allocated). Otherwise three. The log holds `log_bytes` (16 KiB by
- *   default) and 256 allocations or frees; past that a call returns DAXHEAP_ENOSPC.
+ *   one fence. Otherwise three. One more, first, if it wrote into an object it allocated
+ *   (those bytes are durable before anything publishes the object). The log holds
+ *   `log_bytes` (16 KiB by default) and 256 allocations or frees; past that a call
+ *   returns DAXHEAP_ENOSPC.
  * - A failed daxheap_tx_* call changes nothing, and the transaction goes on: the body
  *   decides whether to commit what succeeded (return 0) or abort (return its status).
  *
