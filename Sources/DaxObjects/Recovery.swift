@@ -138,11 +138,14 @@ struct Recovery {
         func visit(_ raw: UInt64) throws(ObjectError) {
             guard raw >> ObjectReference.offsetBits == heap.tag else { return }
             let offset = raw & ObjectReference.offsetMask
-            if offset & (Layout.chunkSize - 1) == 0, stray.contains(Int(truncatingIfNeeded: offset >> Layout.chunkShift)) {
-                throw .corrupt(arena: heap.arena.name, detail: "a reachable object at offset \(offset) has chunk-table entries that do not make a whole large object (chunk \(offset >> Layout.chunkShift))")
+            guard let block = heap.block(at: offset), block.start == offset else {
+                // A stray chunk reads as free; a reference to its start is damage, not garbage.
+                if offset & (Layout.chunkSize - 1) == 0, stray.contains(Int(truncatingIfNeeded: offset >> Layout.chunkShift)) {
+                    throw .corrupt(arena: heap.arena.name, detail: "a reachable object at offset \(offset) has chunk-table entries that do not make a whole large object (chunk \(offset >> Layout.chunkShift))")
+                }
+                return
             }
-            guard let block = heap.block(at: offset), block.start == offset,
-                  heap.tables.setLive(block.chunk, block.index) else { return }
+            guard heap.tables.setLive(block.chunk, block.index) else { return }
             report.liveObjects += 1
             report.liveBytes += block.size
             if block.info.objectKind == .references { pending.append(block) }
