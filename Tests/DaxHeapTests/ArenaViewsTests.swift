@@ -21,7 +21,8 @@ import Glibc
             #expect(views.count == 3)
             #expect(views.indices == 0 ..< 3)
             #expect((0 ..< 3).map { views[$0].name } == ["index", "log", "frag"])
-            #expect((0 ..< 3).map { views[$0].size } == [2 << 20, 6 << 20, 4 << 20])
+            let sizes: [UInt64] = [2 << 20, 6 << 20, 4 << 20]
+            #expect((0 ..< 3).map { views[$0].size } == sizes)
             var sum: UInt64 = 0
             for i in views.indices {
                 let view = views[i]

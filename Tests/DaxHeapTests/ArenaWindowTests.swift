@@ -109,7 +109,8 @@ func mapping(at address: UnsafeRawPointer) throws -> (permissions: String, file:
             try window.persist(at: 8, count: 8)
         }
         // od, in another process, reads the file where the extents say the bytes are.
-        try #require(info.extents.map(\.arenaOffset) == [0, 2 << 20, 4 << 20], "\(info.extents)")
+        let extentOffsets: [UInt64] = [0, 2 << 20, 4 << 20]
+        try #require(info.extents.map(\.arenaOffset) == extentOffsets, "\(info.extents)")
         for extent in info.extents where extent.arenaOffset > 0 {
             let at = extent.arenaOffset - 512
             var expected: [UInt8] = []

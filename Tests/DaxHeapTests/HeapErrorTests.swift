@@ -555,8 +555,8 @@ import Glibc
         let heap = try Heap.create(path: path, size: 32 << 20)
         let frag = try makeDiscontiguousArena(on: heap, named: "frag", extents: 3)
         let info = try frag.info
-        #expect(info.extents.map(\.arenaOffset) == [0, 2 << 20, 4 << 20])
-        #expect(info.extents.map(\.length) == [2 << 20, 2 << 20, 2 << 20])
+        #expect(info.extents.map(\.arenaOffset) == [0, twoMiB, 2 * twoMiB])
+        #expect(info.extents.map(\.length) == [twoMiB, twoMiB, twoMiB])
         // Really discontiguous on the device.
         #expect(info.extents[0].deviceOffset + info.extents[0].length != info.extents[1].deviceOffset)
         let b = twoMiB

@@ -86,9 +86,11 @@ func seedPostedBlocks(start: UInt64, count: UInt64) -> [PageBlock] {
         #expect(blocks(1, 1) == [[1, 0]])
         #expect(blocks(63, 3) == [[63, 0], [64, 1]])  // across a 64-slot node boundary
         #expect(blocks(4032, 128) == [[4032, 6], [4096, 6]])
-        #expect(blocks((1 << 40) - 1, 2) == [[(1 << 40) - 1, 0], [1 << 40, 0]])
-        #expect(blocks(0, 1 << 63) == [[0, 63]])
-        #expect(blocks(1 << 63, 1 << 62) == [[1 << 63, 62]])
+        // Typed constants: shifts inside the macros' literals took seconds to type-check.
+        let tera: UInt64 = 1 << 40, half: UInt64 = 1 << 63, quarter: UInt64 = 1 << 62
+        #expect(blocks(tera - 1, 2) == [[tera - 1, 0], [tera, 0]])
+        #expect(blocks(0, half) == [[0, 63]])
+        #expect(blocks(half, quarter) == [[half, 62]])
     }
 
     @Test func pageBlockCountsPages() {
