@@ -131,3 +131,14 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// scripts/sanitizers.sh builds the AddressSanitizer run with DAXHEAP_OPTIMIZE_CODE_UNDER_TEST=1:
+// the code under test (every target but the test targets) is compiled with -O, in the
+// debug configuration so that the DEBUG hooks stay, and the test targets, half the source,
+// as usual: the build takes 3 minutes less than with -O everywhere, the tests 1.5 more.
+// Unset (as for every user of the package), nothing changes and no unsafe flag is present.
+if Context.environment["DAXHEAP_OPTIMIZE_CODE_UNDER_TEST"] == "1" {
+    for target in package.targets where target.type == .regular || target.type == .executable {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-O"])]
+    }
+}
