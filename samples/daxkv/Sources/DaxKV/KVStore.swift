@@ -265,6 +265,14 @@ public final class KVStore: Sendable {
         try withLocks(ofShards: shards.count == 64 ? .max : (1 << UInt64(shards.count)) - 1, body)
     }
 
+    /// Runs `body` holding the writer locks of the shards whose bits `mask` sets, taken in
+    /// increasing shard order.
+    private func withLocks<R>(ofShards mask: UInt64, _ body: () throws -> R) throws -> R {
+        guard mask != 0 else { return try body() }
+        let first = mask.trailingZeroBitCount
+        return try shards[first].lock.withLock { _ in try withLocks(ofShards: mask & (mask - 1), body) }
+    }
+
     // MARK: - Writing
 
     /// Inserts or replaces; returns once the pair is durable. One fence: the record is

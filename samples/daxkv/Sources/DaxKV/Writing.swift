@@ -55,22 +55,30 @@ extension Shard {
         Self.requestTail(at: next)
     }
 
+    /// This shard's part of a batch (`KVStore.put(batch:)`, which checks the pairs; they all
+    /// belong to this shard, and later pairs win over earlier ones with the same key): under
+    /// the lock, the records appended, then the last group committed with one fence.
+    func putBatch(_ pairs: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<UnsafeRawBufferPointer>,
+                  values: UnsafeBufferPointer<UnsafeRawBufferPointer>, hashes: UnsafeBufferPointer<UInt64>) throws {
+        try lock.withLock { _ in
+            try appendBatch(pairs, keys: keys, values: values, hashes: hashes)
+            try commitPending()
+        }
+    }
+
     /// A batch's first half (lock held): appends the pairs `pairs` lists (indices into
     /// `keys`, `values` and their `hashes`), in that order. A group that fills the tail
     /// segment is committed as it goes (one fence); the last group is left laid out but
-    /// neither flushed nor fenced, in `pending`, for the caller to flush
-    /// (`flushForCommit`), fence and publish (`publishPending`): so the shards of a batch
-    /// share one fence (`KVStore.put(batch:)`, which checks the pairs; they all belong to
-    /// this shard, and later pairs win over earlier ones with the same key). On error
-    /// nothing is pending (a switch, the only step that can fail after the first record,
-    /// comes after a commit).
+    /// neither flushed nor fenced, in `pending`, for `commitPending`. On error nothing is
+    /// pending (a switch, the only step that can fail after the first record, comes after
+    /// a commit).
     ///
-    /// Nothing is flushed here: the callers retain and release (the shards, arrays), and
-    /// each of those is a locked instruction, which waits for every flush before it as a
-    /// fence does. Flushing each record as it went (with the pairs' arrays retained and
-    /// released around each) made a batch of 16 slower than 16 single puts. Each key's
-    /// bucket is requested as its record is laid out, for `publishPending`.
-    func appendBatch(_ pairs: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<UnsafeRawBufferPointer>,
+    /// Nothing is flushed here but at commit: a locked instruction (a retain, a release)
+    /// waits for every flush before it as a fence does. Flushing each record as it went
+    /// (with the pairs' arrays retained and released around each) made a batch of 16
+    /// slower than 16 single puts. Each key's bucket is requested as its record is laid
+    /// out, for `publishPending`.
+    private func appendBatch(_ pairs: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<UnsafeRawBufferPointer>,
                      values: UnsafeBufferPointer<UnsafeRawBufferPointer>, hashes: UnsafeBufferPointer<UInt64>) throws {
         precondition(pending.isEmpty, "a batch's records were left unpublished")
         try wrapHeap {
@@ -105,7 +113,7 @@ extension Shard {
 
     /// Flushes the records `appendBatch` laid out (one range at the tail) and the previous
     /// write's slot, for the fence that comes next. No fence.
-    func flushForCommit() throws {
+    private func flushForCommit() throws {
         try wrapHeap {
             if let from = unflushedFrom, tail > from { try dataArena.flush(at: from, count: tail - from) }
             unflushedFrom = nil
@@ -127,7 +135,7 @@ extension Shard {
     /// durable): points their keys' slots at them, and leaves the slots for the next write
     /// to flush (`pendingBatchSlots`). Each key is read from its record in the log (just
     /// written, so in the cache).
-    func publishPending() throws {
+    private func publishPending() throws {
         try wrapHeap {
             // The records the keys' slots point at now requested first (the buckets were
             // requested as the records were laid out): an update reads its old record to

@@ -20,9 +20,9 @@
 // under AddressSanitizer, as in PowerLossTests).
 // About 20 s in a debug build.
 //
-// Mutation that proves it can fail (made by hand in KVStore.swift, swept, reverted): the
-// one fence of `put(batch:)` across shards removed (its `drain()` commented out). 165 of
-// 240 images fail, the first at fence 122 with writer 1 in a batch over both shards:
+// Mutation that proves it can fail (made by hand in Writing.swift, swept, reverted): the
+// fence of a batch's group in a shard removed (`commitPending`'s `drain()` commented out).
+// 165 of 240 images fail, the first at fence 122 with writer 1 in a batch over both shards:
 // "key0000020000002 holds v3 ..., not the acknowledged v48" (an earlier batch's slot
 // reached the media, its record did not).
 
