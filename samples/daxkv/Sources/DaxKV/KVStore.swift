@@ -284,7 +284,7 @@ public final class KVStore: Sendable {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         guard value.count <= Format.maxValueSize else { throw KVError.invalidValueSize(value.count) }
         let hash = hash64(key, seed: Seeds.key)
-        try shard(of: hash).put(key, hash: hash, value)
+        try withShard(of: hash) { try $0.put(key, hash: hash, value) }
     }
 
     public func put(_ key: [UInt8], _ value: [UInt8]) throws {
@@ -298,7 +298,7 @@ public final class KVStore: Sendable {
     public func delete(_ key: UnsafeRawBufferPointer) throws -> Bool {
         guard (1 ... Format.maxKeySize).contains(key.count) else { throw KVError.invalidKeySize(key.count) }
         let hash = hash64(key, seed: Seeds.key)
-        return try shard(of: hash).delete(key, hash: hash)
+        return try withShard(of: hash) { try $0.delete(key, hash: hash) }
     }
 
     @discardableResult
