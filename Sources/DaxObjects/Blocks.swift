@@ -174,14 +174,18 @@ extension ObjectHeap {
     /// not fenced: recovery frees an unreachable object whatever its entry says, and the
     /// next use of these chunks fences its own entries.
     func giveBackChunks(_ first: Int, _ length: Int) throws(ObjectError) {
-        for chunk in first..<(first + length) {
-            tables.setChunkInfo(chunk, .free)
-            word(chunkEntryOffset(chunk)).pointee.store(0, ordering: .relaxed)
-        }
-        try flush(chunkEntryOffset(first), UInt64(length) * 8)
+        for chunk in first..<(first + length) { tables.setChunkInfo(chunk, .free) }
+        try clearChunkEntries(first, length)
         chunks.withLock { pool in
             for chunk in first..<(first + length) { pool.setFree(chunk, true) }
         }
+    }
+
+    /// Clears the chunk-table entries of `length` chunks from `first` and flushes them, with
+    /// no fence (a free, and recovery's freeing of what nothing reaches).
+    func clearChunkEntries(_ first: Int, _ length: Int) throws(ObjectError) {
+        for chunk in first..<(first + length) { word(chunkEntryOffset(chunk)).pointee.store(0, ordering: .relaxed) }
+        try flush(chunkEntryOffset(first), UInt64(length) * 8)
     }
 
     func chunkEntryOffset(_ chunk: Int) -> UInt64 { geometry.chunkTableOffset + UInt64(chunk) * 8 }

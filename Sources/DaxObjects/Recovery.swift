@@ -213,9 +213,10 @@ struct Recovery {
     /// Zeroes, never written (nonisolated(unsafe): read-only after initialization).
     nonisolated(unsafe) private static let zeroes = UnsafeRawBufferPointer(UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 64).initializeMemory(as: UInt8.self, repeating: 0))
 
+    /// Clears the entries of chunks nothing reaches. A flush that fails is not an error
+    /// here: an entry that stays on the media is freed again by the next recovery.
     private func clearEntries(_ chunk: Int, _ length: Int) {
-        for i in chunk..<(chunk + length) { heap.word(heap.chunkEntryOffset(i)).pointee.store(0, ordering: .relaxed) }
-        try? heap.flush(heap.chunkEntryOffset(chunk), UInt64(length) * 8)
+        try? heap.clearChunkEntries(chunk, length)
     }
 
     /// Puts a small chunk with live blocks back in its class: claimed = live.
