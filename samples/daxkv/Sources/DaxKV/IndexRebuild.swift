@@ -38,7 +38,7 @@ extension Shard {
         // they look again (`spaceReused`). The drain orders the count's store before the
         // clearing's non-temporal stores. Rebuilds are rare; the count moves every time.
         spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing)
-        indexArena.drain()
+        index.drain()
         // The region may hold old tables or a rebuild a crash interrupted: clear it.
         try index.memsetPersist(at: newOffset, value: 0, count: newBytes)
         for at in old.allSlots {
@@ -48,10 +48,10 @@ extension Shard {
             let position = firstEmptySlot(hash: placementHash(of: slot, oldBucket: (at - tableOffset) / Format.bucketSize), new)!
             indexWord(position).storeBytes(of: slot, as: UInt64.self)  // published below, after the persist
         }
-        try indexArena.persist(at: newOffset, count: newBytes)
+        try index.persist(at: newOffset, count: newBytes)
         let word = Format.descriptor(tableOffset: newOffset, log2Buckets: newLog2)
         try index.store(word, at: Format.descriptorOffset)
-        try indexArena.persist(at: Format.descriptorOffset, count: Format.wordSize)
+        try index.persist(at: Format.descriptorOffset, count: Format.wordSize)
         descriptor.store(word, ordering: .releasing)
         pendingSlot = nil  // their values are in the new table, which is durable
         pendingBatchSlots.removeAll(keepingCapacity: true)

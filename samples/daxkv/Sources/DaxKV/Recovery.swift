@@ -60,9 +60,9 @@ extension Shard {
     /// the next open upgrades again.
     func writeVersion() throws {
         try data.store(Format.version, at: Format.versionOffset)
-        try dataArena.persist(at: Format.versionOffset, count: Format.wordSize)
+        try data.persist(at: Format.versionOffset, count: Format.wordSize)
         try index.store(Format.version, at: Format.versionOffset)
-        try indexArena.persist(at: Format.versionOffset, count: Format.wordSize)
+        try index.persist(at: Format.versionOffset, count: Format.wordSize)
     }
 
     /// Recovery's second half (README, "Crash argument"): the tail segment's records, in
@@ -126,7 +126,7 @@ extension Shard {
             replayed += 1
             if r.isDelete {
                 atomicStore(indexWord(probe.position), Format.tombstone)
-                try indexArena.flush(at: probe.position, count: Format.slotSize)
+                try index.flush(at: probe.position, count: Format.slotSize)
                 release(Format.slotOffset(probe.old))
                 tombstones += 1
                 liveCount -= 1
@@ -134,7 +134,7 @@ extension Shard {
                 _ = try publish(probe, hash: r.hash, offset: r.offset, flush: true)
             }
         }
-        indexArena.drain()  // the replayed slots are durable
+        index.drain()  // the replayed slots are durable
         countInserts()
         live.store(liveCount, ordering: .releasing)
         // Restore invariant 4 after a torn append: zero from the new tail on.

@@ -66,7 +66,7 @@ extension Shard {
         // the flush: a store may reach the media before the fence that follows it, so the
         // one persisting the tail word below comes too late to order the slots before it.
         try flushPendingSlot()
-        indexArena.drain()
+        index.drain()
         // Invariant 4: past the tail, the tail segment is zero, so the replay at open stops
         // at the end of what was written there and never reads a stale record of the
         // segment's earlier use. Zeroed and persisted before it becomes the tail.
@@ -76,7 +76,7 @@ extension Shard {
         }
         segmentZeroed[segment] = false
         try data.store(UInt64(segment), at: Format.tailSegmentOffset)
-        try dataArena.persist(at: Format.tailSegmentOffset, count: Format.wordSize)
+        try data.persist(at: Format.tailSegmentOffset, count: Format.wordSize)
         tailSegment = segment
         segmentAppended[segment] = 0
         tail = Format.segmentStart(segment)
@@ -156,16 +156,16 @@ extension Shard {
         for i in plan.relocations.indices {
             let r = plan.relocations[i]
             record(tail).copyMemory(from: record(r.from), byteCount: r.size)
-            try dataArena.flush(at: tail, count: UInt64(r.size))
+            try data.flush(at: tail, count: UInt64(r.size))
             plan.relocations[i].to = tail
             tail += UInt64(r.size)
         }
-        dataArena.drain()
+        data.drain()
         for r in plan.relocations {
             atomicStore(indexWord(r.slotAt), Format.slot(tag: r.tag, offset: r.to))
-            try indexArena.flush(at: r.slotAt, count: Format.slotSize)
+            try index.flush(at: r.slotAt, count: Format.slotSize)
         }
-        indexArena.drain()
+        index.drain()
         segmentLive[tailSegment] += plan.relocations.count
         segmentAppended[tailSegment] += plan.relocations.count
         segmentLive[plan.victim] = 0

@@ -32,15 +32,6 @@ final class Shard: @unchecked Sendable {
     /// is at `indexBase + o` (`indexWord`) and `dataBase + o` (`record`).
     let indexBase: UnsafeMutableRawPointer
     let dataBase: UnsafeMutableRawPointer
-    /// The same arenas, for flushes and fences only: bytes are stored through the windows,
-    /// made durable through `Arena.flush`, `drain` and `persist`. Those flush the same
-    /// cache lines through the heap's whole-device mapping (and, on a file, msync the same
-    /// pages). They were chosen when the window's own `flush` and `drain` retained and
-    /// released the heap's device around `pmem_flush` (a locked instruction waits for
-    /// earlier flushes as a fence does: the fill was 15 % slower). The window's calls no
-    /// longer do, so these fields could go; not measured yet. (README, "What windows bought".)
-    let indexArena: Arena
-    let dataArena: Arena
     let lock = Locked<Void>((), spinning: true)  // DaxHeap's pthread mutex: visible to ThreadSanitizer
     /// The current index table, as in the index header (readers load it each lookup).
     let descriptor: Atomic<UInt64>
@@ -101,7 +92,7 @@ final class Shard: @unchecked Sendable {
     deinit {
         // A clean close leaves nothing for the next open to replay.
         try? flushPendingSlot()
-        indexArena.drain()
+        index.drain()
         // No call is running (each holds the store), so no thread uses the windows'
         // addresses any more: unmap them, which lets the arenas be shrunk or destroyed.
         index.close()
@@ -239,8 +230,6 @@ final class Shard: @unchecked Sendable {
         self.data = data
         indexBase = index.base
         dataBase = data.base
-        indexArena = index.arena
-        dataArena = data.arena
         guard try data.load(at: Format.magicOffset) == Format.dataMagic, try index.load(at: Format.magicOffset) == Format.indexMagic else {
             throw KVError.notAStore(store: name, reason: "bad magic")
         }

@@ -17,7 +17,7 @@ extension Shard {
     /// points there, and no reader exists yet). Nil on a read-only heap, and while another
     /// window maps either arena (the same store open elsewhere in this process).
     func sizesAfterGivingBack(minimumData: UInt64) -> (data: UInt64, index: UInt64)? {
-        guard heap.mode == .readWrite, indexArena.openWindowCount == 1, dataArena.openWindowCount == 1 else { return nil }
+        guard heap.mode == .readWrite, index.arena.openWindowCount == 1, data.arena.openWindowCount == 1 else { return nil }
         return lock.withLock { _ in
             var used = segmentLive.count
             while used > tailSegment + 1, segmentLive[used - 1] == 0, !damagedSegments.contains(used - 1) { used -= 1 }

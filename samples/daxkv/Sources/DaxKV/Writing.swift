@@ -41,7 +41,7 @@ extension Shard {
                 // changes the table.)
                 let probe = find(hash: hash, key: key, table)
                 // The fence: this record and the previous write's slot are durable.
-                dataArena.drain()
+                data.drain()
                 tail += UInt64(size)
                 // The slot is stored, not flushed: the next write's fence takes it
                 // (a flush here would be waited for by the next locked instruction,
@@ -115,7 +115,7 @@ extension Shard {
     /// write's slot, for the fence that comes next. No fence.
     private func flushForCommit() throws {
         try wrapHeap {
-            if let from = unflushedFrom, tail > from { try dataArena.flush(at: from, count: tail - from) }
+            if let from = unflushedFrom, tail > from { try data.flush(at: from, count: tail - from) }
             unflushedFrom = nil
             try flushPendingSlot()
         }
@@ -127,7 +127,7 @@ extension Shard {
     func commitPending() throws {
         guard !pending.isEmpty else { return }
         try flushForCommit()
-        dataArena.drain()  // one fence for the whole group (and the slot flushed before it)
+        data.drain()  // one fence for the whole group (and the slot flushed before it)
         try publishPending()
     }
 
@@ -181,7 +181,7 @@ extension Shard {
                 let offset = tail
                 try writeRecord(at: offset, size: size, key: key, value: UnsafeRawBufferPointer(start: nil, count: 0), flags: Format.deleteFlag)
                 try flushPendingSlot()
-                dataArena.drain()  // the fence: the delete record (and the previous slot) are durable
+                data.drain()  // the fence: the delete record (and the previous slot) are durable
                 tail += UInt64(size)
                 if segmentAppended[tailSegment] >= 0 { segmentAppended[tailSegment] += 1 }
                 atomicStore(indexWord(probe.position), Format.tombstone)
@@ -216,7 +216,7 @@ extension Shard {
     @inline(__always)
     func writeRecord(at offset: UInt64, size: Int, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: UInt64 = 0) throws {
         Self.layOutRecord(at: record(offset), size: size, key: key, value: value, flags: flags)
-        try dataArena.flush(at: offset, count: UInt64(size))
+        try data.flush(at: offset, count: UInt64(size))
     }
 
     /// Points the key's slot (found by `find` with the writer lock held since) at the
@@ -224,7 +224,7 @@ extension Shard {
     @inline(__always)
     func publish(_ probe: Probe, hash: UInt64, offset: UInt64, flush: Bool) throws -> UInt64 {
         atomicStore(indexWord(probe.position), Format.slot(tag: Format.tag(hash), offset: offset))
-        if flush { try indexArena.flush(at: probe.position, count: Format.slotSize) }
+        if flush { try index.flush(at: probe.position, count: Format.slotSize) }
         if probe.found {
             release(Format.slotOffset(probe.old))
         } else {
@@ -267,13 +267,13 @@ extension Shard {
     @inline(__always)
     func flushPendingSlot() throws {
         if let position = pendingSlot {
-            try indexArena.flush(at: position, count: Format.slotSize)
+            try index.flush(at: position, count: Format.slotSize)
             pendingSlot = nil
         }
         if !pendingBatchSlots.isEmpty {
             // Indexed, not iterated: an iterator may retain the array and release it after
             // the flushes, and a release (a locked instruction) waits for them like a fence.
-            for i in 0 ..< pendingBatchSlots.count { try indexArena.flush(at: pendingBatchSlots[i], count: Format.slotSize) }
+            for i in 0 ..< pendingBatchSlots.count { try index.flush(at: pendingBatchSlots[i], count: Format.slotSize) }
             pendingBatchSlots.removeAll(keepingCapacity: true)
         }
     }
