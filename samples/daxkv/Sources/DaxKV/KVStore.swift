@@ -15,7 +15,7 @@ public final class KVStore: Sendable {
     public let name: String
     /// The shards, `shards[i]` on the arenas of shard i. Never empty; a power of two long.
     let shards: [Shard]
-    /// `shards.count - 1`: a key's shard is `shardMask` bits of its hash (`shard(of:)`).
+    /// `shards.count - 1`: a key's shard is `shardMask` bits of its hash (`shardIndex(of:)`).
     let shardMask: UInt64
     /// The same shards, unretained (`shards` keeps them alive), for the read path: see
     /// `withShard(of:_:)`.
@@ -44,10 +44,6 @@ public final class KVStore: Sendable {
 
     /// The number of the shard `key` lives in.
     func shardIndex(of key: [UInt8]) -> Int { shardIndex(of: key.withUnsafeBytes { hash64($0, seed: Seeds.key) }) }
-
-    /// The shard a key of hash `hash` lives in.
-    @inline(__always)
-    func shard(of hash: UInt64) -> Shard { shards[shardIndex(of: hash)] }
 
     /// Calls `body` with the shard a key of hash `hash` lives in, without retaining it.
     /// What that is for: a call through `shards[i]` retains the shard and releases it

@@ -1,7 +1,7 @@
 // Which shard of a store a pair of arenas holds, and what they are called.
 
 /// Shard `index` of a store of `count` shards. Keys are split between shards by their
-/// hash (`KVStore.shard(of:)`); each shard is a log and an index of its own, with its own
+/// hash (`KVStore.shardIndex(of:)`); each shard is a log and an index of its own, with its own
 /// writer lock. Recorded in each shard's index header (`Format.shardOffset`), so that an
 /// arena of another store, or of an older incarnation of this one, is never taken for a
 /// shard.

@@ -187,7 +187,7 @@ struct ShardTests {
             for i in 0 ..< 64 { try store.put(key(i), bytes("first")) }
             var batch = (0 ..< 64).map { (key: key($0), value: bytes("batch \($0)")) }
             batch += (0 ..< 64).filter { $0 % 3 == 0 }.map { (key: key($0), value: bytes("later \($0)")) }
-            let perShard = Set(batch.map { store.shard(of: $0.key.withUnsafeBytes { hash64($0, seed: Seeds.key) }).place.index })
+            let perShard = Set(batch.map { store.shardIndex(of: $0.key) })
             #expect(perShard.count == 4, "the batch should touch every shard")
             let before = simulator.fenceCount
             try store.put(batch: batch)
