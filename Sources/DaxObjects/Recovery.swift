@@ -32,48 +32,76 @@ struct Recovery {
         let clock = ContinuousClock()
         let started = clock.now
         let writable = heap.window.isWritable
-        for lane in 0..<heap.geometry.laneCount { try replay(lane: lane, writable: writable, &report) }
+        // Reads first: every lane's log and the chunk table are checked before anything is
+        // written, so an open refused for their damage leaves the arena as it was (no lane
+        // replayed, no log ended). Logs never target the chunk table (`checkWritable`), so
+        // reading it before the replay reads what it holds after.
+        let logs = try (0..<heap.geometry.laneCount).map { lane throws(ObjectError) in try inspect(lane: lane) }
         let chunkCount = Int(heap.window.size >> Layout.chunkShift)
         let stray = try loadChunkTable(chunkCount)
+        if writable {
+            for (lane, log) in logs.enumerated() { try settle(lane: lane, log, &report) }
+        } else {
+            report.logsPendingReadOnly += logs.count { if case .committed = $0 { true } else { false } }
+        }
+        // `mark` can still refuse (a reference reaching a stray chunk), after the replay:
+        // what it reads is what the committed transactions wrote. The replay only finished
+        // transactions that had committed, as the next open would.
         try mark(stray: stray, &report)
         try rebuild(chunkCount, stray: stray, writable: writable, &report)
         let elapsed = clock.now - started
         report.milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
     }
 
-    private func replay(lane: Int, writable: Bool, _ report: inout RecoveryReport) throws(ObjectError) {
+    /// What a lane's log holds at open.
+    enum LaneLog {
+        /// No log; `staleChecksum` if its checksum word is not zero (an older version's,
+        /// or a crash inside a log's end): cleared before the lane commits again.
+        case empty(staleChecksum: Bool)
+        /// A log committed whole (its checksum holds) whose entries tile it: replayed.
+        case committed(length: Int)
+        /// A log cut short by a crash before its commit: discarded.
+        case torn
+    }
+
+    /// Reads lane `lane`'s log (no write); a committed log whose entries do not tile it is damage.
+    private func inspect(lane: Int) throws(ObjectError) -> LaneLog {
         let at = Layout.laneOffset(lane, laneLogBytes: heap.geometry.laneLogBytes)
         let length = heap.word(at + Layout.logLengthOffset).pointee.load(ordering: .relaxed)
         guard length != 0 else {
-            // An empty log keeps no checksum (commitLog): one left by an older version, or
-            // by a crash inside a log's end, is cleared before this lane commits again.
-            if writable, heap.word(at + Layout.logChecksumOffset).pointee.load(ordering: .relaxed) != 0 {
-                try heap.endLog(at)
-            }
-            return
+            // An empty log keeps no checksum (commitLog).
+            return .empty(staleChecksum: heap.word(at + Layout.logChecksumOffset).pointee.load(ordering: .relaxed) != 0)
         }
         let capacity = UInt64(heap.geometry.laneLogBytes) - Layout.logEntriesOffset
-        let entries = heap.base + Int(at + Layout.logEntriesOffset)
         let valid = length <= capacity && length % 8 == 0
-            && heap.word(at + Layout.logChecksumOffset).pointee.load(ordering: .relaxed) == UInt64(ObjectHeap.logChecksum(length, entries))
+            && heap.word(at + Layout.logChecksumOffset).pointee.load(ordering: .relaxed) == UInt64(ObjectHeap.logChecksum(length, logEntries(at)))
+        guard valid else { return .torn }
         // A log whose checksum holds was written whole by commitLog, so its entries tile it;
         // if they do not, the checksum matched by accident or forgery: damage, not a log.
-        if valid, !ObjectHeap.logIsWellFormed(entries, Int(length)) {
+        guard ObjectHeap.logIsWellFormed(logEntries(at), Int(length)) else {
             throw .corrupt(arena: heap.arena.name, detail: "lane \(lane)'s committed log has an entry that runs past its end")
         }
-        guard writable else {
-            if valid { report.logsPendingReadOnly += 1 }
-            return
-        }
-        if valid {
-            try heap.applyLog(entries, Int(length))
+        return .committed(length: Int(length))
+    }
+
+    /// Replays a committed log and ends it, discards a torn one, clears a stale checksum.
+    private func settle(lane: Int, _ log: LaneLog, _ report: inout RecoveryReport) throws(ObjectError) {
+        let at = Layout.laneOffset(lane, laneLogBytes: heap.geometry.laneLogBytes)
+        switch log {
+        case .empty(let staleChecksum):
+            if staleChecksum { try heap.endLog(at) }
+        case .committed(let length):
+            try heap.applyLog(logEntries(at), length)
             heap.window.drain()
             report.transactionsReplayed += 1
-        } else {
+            try heap.endLog(at)
+        case .torn:
             report.tornLogsDiscarded += 1
+            try heap.endLog(at)
         }
-        try heap.endLog(at)
     }
+
+    private func logEntries(_ laneOffset: UInt64) -> UnsafeMutableRawPointer { heap.base + Int(laneOffset + Layout.logEntriesOffset) }
 
     /// Reads the chunk table into the volatile tables; returns the stray chunks: entries
     /// that belong to no whole large object, which a crash leaves in two ways. A large

@@ -90,16 +90,8 @@ import Testing
         let context = try fixture.objects.makeContext()
         let object = try context.allocate(64, into: fixture.objects.root(named: "r")) { $0.storeBytes(of: UInt64(7), as: UInt64.self) }
         context.close()
-        let objects = fixture.objects
-        let lane = Layout.laneOffset(1, laneLogBytes: objects.geometry.laneLogBytes)
-        let entries: [UInt64] = [objects.tag << ObjectReference.offsetBits | object.offset, 8, 99,
-                                 objects.tag << ObjectReference.offsetBits | object.offset, count, 99]
-        let bytes = entries.withUnsafeBytes { Array($0) }
-        let sum = bytes.withUnsafeBytes { UInt64(ObjectHeap.logChecksum(UInt64(bytes.count), $0.baseAddress!)) }
-        try fixture.objects.window.memcpyPersist(at: lane + Layout.logEntriesOffset, bytes)
-        objects.word(lane + Layout.logChecksumOffset).pointee.store(sum, ordering: .relaxed)
-        objects.word(lane + Layout.logLengthOffset).pointee.store(UInt64(bytes.count), ordering: .relaxed)
-        try objects.persist(lane, 16)
+        let target = fixture.objects.tag << ObjectReference.offsetBits | object.offset
+        try Self.commitLog(fixture.objects, lane: 1, [target, 8, 99, target, count, 99])
         try fixture.objects.close()
         try fixture.heap.close()
         for mode in [HeapMode.readOnly, .readWrite] {
@@ -111,6 +103,57 @@ import Testing
             #expect(first == [7, 0, 0, 0, 0, 0, 0, 0], "nothing of the log applied")
             try heap.close()
         }
+        fixture.heap = try Heap.open(path: fixture.path)
+    }
+
+    /// Writes `entries` (target, count, bytes as words) as lane `lane`'s committed log, its
+    /// checksum right: what a crash between a transaction's commit and its apply leaves.
+    static func commitLog(_ objects: ObjectHeap, lane: Int, _ entries: [UInt64]) throws {
+        let at = Layout.laneOffset(lane, laneLogBytes: objects.geometry.laneLogBytes)
+        let bytes = entries.withUnsafeBytes { Array($0) }
+        let sum = bytes.withUnsafeBytes { UInt64(ObjectHeap.logChecksum(UInt64(bytes.count), $0.baseAddress!)) }
+        try objects.window.memcpyPersist(at: at + Layout.logEntriesOffset, bytes)
+        objects.word(at + Layout.logChecksumOffset).pointee.store(sum, ordering: .relaxed)
+        objects.word(at + Layout.logLengthOffset).pointee.store(UInt64(bytes.count), ordering: .relaxed)
+        try objects.persist(at, 16)
+    }
+
+    enum LaterDamage: CaseIterable { case illFormedLogInALaterLane, invalidChunkTableEntry }
+
+    /// An open refused for damage found after a committed log (in a later lane, or in the
+    /// chunk table) has replayed nothing: before the fix, lane 0's log was applied and
+    /// ended before lane 1's or the chunk table's damage was found, so a refused open had
+    /// written to the arena.
+    @Test(arguments: LaterDamage.allCases) func anOpenRefusedForDamageWritesNothing(damage: LaterDamage) throws {
+        var fixture = try Fixture()
+        defer { fixture.remove() }
+        let context = try fixture.objects.makeContext()
+        let object = try context.allocate(64, into: fixture.objects.root(named: "r")) { $0.storeBytes(of: UInt64(7), as: UInt64.self) }
+        context.close()
+        let objects = fixture.objects
+        let target = objects.tag << ObjectReference.offsetBits | object.offset
+        try Self.commitLog(objects, lane: 0, [target, 8, 99])
+        let detail: String
+        switch damage {
+        case .illFormedLogInALaterLane:
+            try Self.commitLog(objects, lane: 1, [target, 4096, 99])
+            detail = "lane 1's committed log has an entry that runs past its end"
+        case .invalidChunkTableEntry:
+            let chunk = Int(objects.geometry.metadataChunks) + 2
+            objects.word(objects.chunkEntryOffset(chunk)).pointee.store(.max, ordering: .relaxed)
+            try objects.persist(objects.chunkEntryOffset(chunk), 8)
+            detail = "chunk table entry \(chunk) is not valid (0xffffffffffffffff)"
+        }
+        try fixture.objects.close()
+        try fixture.heap.close()
+        let before = try Data(contentsOf: URL(fileURLWithPath: fixture.path))
+        let heap = try Heap.open(path: fixture.path)
+        #expect(throws: ObjectError.corrupt(arena: "objects", detail: detail)) {
+            try ObjectHeap.open(in: heap, arena: "objects")
+        }
+        #expect(try heap.arena(named: "objects").read(at: object.offset, count: 8) == [7, 0, 0, 0, 0, 0, 0, 0], "lane 0's log not replayed")
+        try heap.close()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: fixture.path)) == before, "the refused open wrote nothing")
         fixture.heap = try Heap.open(path: fixture.path)
     }
 
