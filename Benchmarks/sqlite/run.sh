@@ -9,6 +9,7 @@
 #   SQLITE_BENCH_ROWS     rows for the SELECTs              (default 1000000)
 #   SQLITE_BENCH_SELECTS  random primary-key SELECTs timed   (default 300000)
 #   SQLITE_BENCH_INSERT1  single-row transactions timed      (default 5000)
+#   SQLITE_BENCH_INSERT1000  1000-row transactions timed     (default 300)
 #   SQLITE_BENCH_REPS     runs per figure, median reported   (default 3)
 #   SQLITE_BENCH_QUICK=1  100000 rows, 1 run (a minute less)
 #   DAXBENCH_DIR          where the heap and the unix VFS's files live (default /dev/shm)
