@@ -7,7 +7,8 @@ import Testing
 @Suite("DaxKV against a model")
 struct ModelTests {
     /// Random puts (sizes from 0 to 200 KiB), deletes and batches on a small fixed heap,
-    /// reopening now and then, checked against a dictionary after every step's reopen.
+    /// reopening now and then, checked against a dictionary after every step's reopen, and
+    /// the shard's bookkeeping against its index every 100 operations (`checkInvariants`).
     @Test("random operations with reopens match a dictionary")
     func randomOperations() throws {
         let scratch = try Scratch()
@@ -20,7 +21,8 @@ struct ModelTests {
         for epoch in 0 ..< 8 {
             let store = try KVStore.open(heap: try Heap.open(path: scratch.file("heap")))
             #expect(store.count == model.count, "epoch \(epoch)")
-            for _ in 0 ..< 1500 {
+            for step in 0 ..< 1500 {
+                if step % 100 == 0 { store.checkInvariants("epoch \(epoch), step \(step)") }
                 let k = key(Int(generator.next() % 300))
                 switch generator.next() % 10 {
                 case 0 ..< 6:
@@ -47,6 +49,7 @@ struct ModelTests {
                 }
             }
             #expect(store.count == model.count)
+            store.checkInvariants("end of epoch \(epoch)")
             compactions += store.compactions
             var seen = 0
             try store.forEach { k, v in
