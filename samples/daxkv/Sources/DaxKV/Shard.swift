@@ -243,14 +243,16 @@ final class Shard: @unchecked Sendable {
         }
         let word = try index.load(at: Format.descriptorOffset)
         let (tableOffset, log2) = Format.decode(descriptor: word)
-        guard tableOffset >= Format.headerSize, (3 ... 40).contains(log2),
-              tableOffset + UInt64(1 << log2) * Format.bucketSize <= index.size else {
+        // Words read from the media may hold any value: compared so that nothing overflows.
+        guard tableOffset >= Format.headerSize, (3 ... 40).contains(log2), tableOffset <= index.size,
+              UInt64(1 << log2) * Format.bucketSize <= index.size - tableOffset else {
             throw KVError.notAStore(store: name, reason: "the index descriptor is damaged")
         }
         descriptor = Atomic(word)
         let segments = Int(data.size >> Format.segmentShift)
-        let tailSegment = Int(try data.load(at: Format.tailSegmentOffset))
-        guard tailSegment < segments else { throw KVError.notAStore(store: name, reason: "the tail segment \(tailSegment) is past the data arena") }
+        let tailWord = try data.load(at: Format.tailSegmentOffset)
+        guard tailWord < UInt64(segments) else { throw KVError.notAStore(store: name, reason: "the tail segment \(tailWord) is past the data arena") }
+        let tailSegment = Int(tailWord)
         if let state = resuming {
             guard state.descriptor == word, state.tailSegment == tailSegment, state.segmentLive.count >= segments else {
                 throw KVError.notAStore(store: name, reason: "it changed while it was reopened to give space back")
