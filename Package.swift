@@ -126,7 +126,7 @@ let package = Package(
                        providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "DaxSQLiteVFS", dependencies: ["CDaxHeap", "CSQLite"], path: "samples/sqlite/src",
                 cSettings: [.define("SQLITE_CORE"), .define("DXH_TESTING"), .define("_GNU_SOURCE")]),
-        .testTarget(name: "DaxSQLiteTests", dependencies: ["DaxSQLiteVFS", "CSQLite", "DaxHeapC", "DaxHeap"],
+        .testTarget(name: "DaxSQLiteTests", dependencies: ["DaxSQLiteVFS", "CSQLite", "DaxHeapC", "DaxHeap", "DaxTestSupport"],
                     path: "samples/sqlite/Tests/DaxSQLiteTests"),
     ],
     swiftLanguageModes: [.v6]

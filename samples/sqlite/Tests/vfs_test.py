@@ -374,6 +374,34 @@ def test_names_the_heap_cannot_hold():
         remove_heap(heap)
 
 
+def test_a_damaged_size_word_is_refused_not_read_past_the_arena():
+    # A file's state word (arena offset 16) holds its logical size, and reads trust it: a
+    # size past the arena let a read run past the window (SQLiteDamageTests shows the
+    # SIGSEGV). Opening such a file is now SQLITE_CORRUPT, one line, and changes nothing.
+    heap = new_heap()
+    try:
+        c = connect(heap, "db")
+        c.execute("create table t(x)")
+        c.executemany("insert into t values (?)", [(i,) for i in range(1000)])
+        c.commit()
+        c.close()
+        exists = 1 << 63
+        with Heap(heap) as h:
+            arena = h.arena_size("db")
+        # The first size is one byte past what the arena holds after its 4 KiB header.
+        for size in [arena - 4096 + 1, (1 << 63) - 1]:
+            with Heap(heap) as h:
+                h.write("db", 16, (exists | size).to_bytes(8, "little"))
+                before = h.read("db", 0, arena)
+            expect_error(sqlite3.DatabaseError, "malformed", lambda: connect(heap, "db").execute("select count(*) from t").fetchall())
+            r = shell(f".log stderr\n.load {EXT}\n.open 'file:{heap}/db?vfs=daxheap'\nselect count(*) from t;\n", check=False)
+            assert "says it holds" in r.stderr, r.stderr
+            with Heap(heap) as h:
+                assert h.read("db", 0, arena) == before
+    finally:
+        remove_heap(heap)
+
+
 def main(names):
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and callable(f)]
     if names:

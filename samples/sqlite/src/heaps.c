@@ -198,6 +198,15 @@ static int dxh_node_make(struct dxh_heap *heap, const char *name, struct dxh_nod
     unsigned char *base = daxheap_window_base(window);
     uint64_t state;
     rc = dxh_header_state(base, heap, name, &state);
+    /* Reads trust the logical size: one past the arena would read past the window. */
+    uint64_t mapped = daxheap_window_size(window);
+    uint64_t room = mapped > DXH_HEADER_SIZE ? mapped - DXH_HEADER_SIZE : 0;
+    if (rc == SQLITE_OK && state != 0 && ((state & DXH_EXISTS) == 0 || (state & DXH_SIZE_MASK) > room)) {
+        rc = dxh_error(SQLITE_CORRUPT,
+                       "daxheap: the file \"%s\" on %s says it holds %llu bytes, more than its arena's %llu "
+                       "(its header is damaged); restore it from a copy",
+                       name, heap->path, (unsigned long long)(state & DXH_SIZE_MASK), (unsigned long long)room);
+    }
     if (rc == SQLITE_OK && state == 0 && !heap->readonly && memcmp(base, DXH_MAGIC, 8) != 0) {
         uint32_t version = DXH_VERSION;
         memcpy(base + DXH_VERSION_OFFSET, &version, sizeof version);
