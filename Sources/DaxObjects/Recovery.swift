@@ -34,8 +34,8 @@ struct Recovery {
         let writable = heap.window.isWritable
         // Reads first: every lane's log and the chunk table are checked before anything is
         // written, so an open refused for their damage leaves the arena as it was (no lane
-        // replayed, no log ended). Logs never target the chunk table (`checkWritable`), so
-        // reading it before the replay reads what it holds after.
+        // replayed, no log ended). A log that would write the chunk table is refused
+        // (`inspect`), so reading it before the replay reads what it holds after.
         let logs = try (0..<heap.geometry.laneCount).map { lane throws(ObjectError) in try inspect(lane: lane) }
         let chunkCount = Int(heap.window.size >> Layout.chunkShift)
         let stray = try loadChunkTable(chunkCount)
@@ -80,6 +80,12 @@ struct Recovery {
         // if they do not, the checksum matched by accident or forgery: damage, not a log.
         guard ObjectHeap.logIsWellFormed(logEntries(at), Int(length)) else {
             throw .corrupt(arena: heap.arena.name, detail: "lane \(lane)'s committed log has an entry that runs past its end")
+        }
+        // commitLog writes only inside objects and root slots (`checkWritable`); a log that
+        // would write this arena's header, logs or chunk table is damage too, and refusing
+        // it is what lets the chunk table be read before the replay.
+        if let offset = heap.firstMetadataTarget(logEntries(at), Int(length)) {
+            throw .corrupt(arena: heap.arena.name, detail: "lane \(lane)'s committed log writes the allocator's own metadata (offset \(offset))")
         }
         return .committed(length: Int(length))
     }
@@ -327,6 +333,22 @@ extension ObjectHeap {
             at += Int(Layout.entryBytesOffset) + Int((count + 7) & ~7)
         }
         return at == length
+    }
+
+    /// The first target of a well-formed log in this arena that is neither in the data
+    /// chunks nor a root's reference word: nil when there is none.
+    func firstMetadataTarget(_ entries: UnsafeRawPointer, _ length: Int) -> UInt64? {
+        var at = 0
+        while at < length {
+            let target = entries.load(fromByteOffset: at + Int(Layout.entryTargetOffset), as: UInt64.self)
+            let count = entries.load(fromByteOffset: at + Int(Layout.entryCountOffset), as: UInt64.self)
+            let offset = target & ObjectReference.offsetMask
+            if target >> ObjectReference.offsetBits == tag, offset < geometry.firstDataOffset, !(count == 8 && isRootSlot(offset)) {
+                return offset
+            }
+            at += Int(Layout.entryBytesOffset) + Int((count + 7) & ~7)
+        }
+        return nil
     }
 
     /// Copies every entry to its target and flushes it (no fence). Entries whose target is

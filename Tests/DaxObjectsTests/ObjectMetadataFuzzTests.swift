@@ -118,12 +118,13 @@ import Testing
         try objects.persist(at, 16)
     }
 
-    enum LaterDamage: CaseIterable { case illFormedLogInALaterLane, invalidChunkTableEntry }
+    enum LaterDamage: CaseIterable { case illFormedLogInALaterLane, invalidChunkTableEntry, logWritingTheChunkTable }
 
     /// An open refused for damage found after a committed log (in a later lane, or in the
     /// chunk table) has replayed nothing: before the fix, lane 0's log was applied and
     /// ended before lane 1's or the chunk table's damage was found, so a refused open had
-    /// written to the arena.
+    /// written to the arena. A log that would write the chunk table (or the header, or the
+    /// logs) is damage too, refused before anything is written.
     @Test(arguments: LaterDamage.allCases) func anOpenRefusedForDamageWritesNothing(damage: LaterDamage) throws {
         var fixture = try Fixture()
         defer { fixture.remove() }
@@ -143,6 +144,12 @@ import Testing
             objects.word(objects.chunkEntryOffset(chunk)).pointee.store(.max, ordering: .relaxed)
             try objects.persist(objects.chunkEntryOffset(chunk), 8)
             detail = "chunk table entry \(chunk) is not valid (0xffffffffffffffff)"
+        case .logWritingTheChunkTable:
+            // A forged log whose checksum holds (the fuzz sweep's seeds 11 and 12 made one):
+            // replayed after the table was read, it left an entry the next open refused.
+            let entry = objects.chunkEntryOffset(Int(objects.geometry.metadataChunks) + 2)
+            try Self.commitLog(objects, lane: 1, [objects.tag << ObjectReference.offsetBits | entry, 8, 0x100_0000])
+            detail = "lane 1's committed log writes the allocator's own metadata (offset \(entry))"
         }
         try fixture.objects.close()
         try fixture.heap.close()
