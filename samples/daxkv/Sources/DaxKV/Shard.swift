@@ -46,6 +46,8 @@ final class Shard: @unchecked Sendable {
     /// The number of pairs, for readers: the writer's `liveCount`, published with a plain
     /// store (no read-modify-write: that would be a locked instruction).
     let live: Atomic<Int>
+    /// What this shard's recovery counted. Its `seconds` stay 0: the store times its open
+    /// as a whole (the shards recover in parallel), `KVStore.recovery`.
     private(set) var recovery: KVRecoveryStats
     /// The header versions the open found (index, data), until `recover` has run.
     private var versionsFound: (index: UInt64, data: UInt64)?
@@ -221,8 +223,6 @@ final class Shard: @unchecked Sendable {
     init(heap: Heap, name: String, place: ShardPlace, index: ArenaWindow, data: ArenaWindow, reclaim: Double,
          resuming: RecoveredState? = nil) throws {
         self.reclaimBeforeGrowth = reclaim
-        let clock = ContinuousClock()
-        let started = clock.now
         self.heap = heap
         self.name = name
         self.place = place
@@ -275,7 +275,6 @@ final class Shard: @unchecked Sendable {
         self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
         self.recovery = KVRecoveryStats(slotsScanned: scan.slots, recordHeadersRead: scan.headersRead, seconds: 0)
         versionsFound = (version, dataVersion)
-        recovery.seconds = (clock.now - started).seconds
     }
 
     /// Recovery's writing half, called once every shard of the store has opened (so an open
@@ -284,14 +283,12 @@ final class Shard: @unchecked Sendable {
     /// reopened by `giveBack` (its recovery was done before).
     func recover() throws {
         guard let (version, dataVersion) = versionsFound else { return }
-        let clock = ContinuousClock(), started = clock.now
         let replay = try wrapHeap { try recoverTail(upgrading: version == 1 || dataVersion == 1) }
         // Version 2 differs only in the checksum new records get (old ones still verify).
         if min(version, dataVersion) == 2 && heap.mode == .readWrite { try wrapHeap { try writeVersion() } }
         versionsFound = nil
         recovery.tailRecordsScanned = replay.scanned
         recovery.recordsReplayed = replay.replayed
-        recovery.seconds += (clock.now - started).seconds
     }
 
     // MARK: - Facts

@@ -78,10 +78,8 @@ extension Shard {
     /// skipped: the space stays with the store.
     static func giveBack(_ store: consuming Shard, shrinkingTo sizes: (data: UInt64, index: UInt64),
                          options: KVStoreOptions) throws -> Shard {
-        let clock = ContinuousClock()
-        let started = clock.now
         let heap = store.heap, name = store.name, place = store.place
-        var state = store.recoveredState()
+        let state = store.recoveredState()
         // Unmapped now, not whenever the last reference goes: nothing else holds the store.
         store.index.close()
         store.data.close()
@@ -98,8 +96,6 @@ extension Shard {
               let data = try heap.findArena(named: place.arenaName(name, .data))?.mapWindow() else {
             throw KVError.notAStore(store: name, reason: "its arenas vanished while it was reopened to give space back")
         }
-        let elapsed = clock.now - started
-        state.recovery.seconds += elapsed.seconds
         return try Shard(heap: heap, name: name, place: place, index: index, data: data, reclaim: options.reclaimBeforeGrowth, resuming: state)
     }
 }
