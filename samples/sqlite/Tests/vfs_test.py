@@ -388,14 +388,17 @@ def test_a_damaged_size_word_is_refused_not_read_past_the_arena():
         exists = 1 << 63
         with Heap(heap) as h:
             arena = h.arena_size("db")
-        # The first size is one byte past what the arena holds after its 4 KiB header.
-        for size in [arena - 4096 + 1, (1 << 63) - 1]:
+        # One byte past what the arena holds after its 4 KiB header, the largest size, and a
+        # state without the exists bit.
+        states = [(exists | (arena - 4096 + 1), "says it holds"), (exists | ((1 << 63) - 1), "says it holds"),
+                  (4096, "no exists bit")]
+        for state, says in states:
             with Heap(heap) as h:
-                h.write("db", 16, (exists | size).to_bytes(8, "little"))
+                h.write("db", 16, state.to_bytes(8, "little"))
                 before = h.read("db", 0, arena)
             expect_error(sqlite3.DatabaseError, "malformed", lambda: connect(heap, "db").execute("select count(*) from t").fetchall())
             r = shell(f".log stderr\n.load {EXT}\n.open 'file:{heap}/db?vfs=daxheap'\nselect count(*) from t;\n", check=False)
-            assert "says it holds" in r.stderr, r.stderr
+            assert says in r.stderr and r.stderr.count("daxheap:") == 1, r.stderr
             with Heap(heap) as h:
                 assert h.read("db", 0, arena) == before
     finally:

@@ -201,7 +201,12 @@ static int dxh_node_make(struct dxh_heap *heap, const char *name, struct dxh_nod
     /* Reads trust the logical size: one past the arena would read past the window. */
     uint64_t mapped = daxheap_window_size(window);
     uint64_t room = mapped > DXH_HEADER_SIZE ? mapped - DXH_HEADER_SIZE : 0;
-    if (rc == SQLITE_OK && state != 0 && ((state & DXH_EXISTS) == 0 || (state & DXH_SIZE_MASK) > room)) {
+    if (rc == SQLITE_OK && state != 0 && (state & DXH_EXISTS) == 0) {
+        rc = dxh_error(SQLITE_CORRUPT,
+                       "daxheap: the file \"%s\" on %s has a damaged header (state word 0x%llx has no exists bit); "
+                       "restore it from a copy",
+                       name, heap->path, (unsigned long long)state);
+    } else if (rc == SQLITE_OK && (state & DXH_SIZE_MASK) > room) {
         rc = dxh_error(SQLITE_CORRUPT,
                        "daxheap: the file \"%s\" on %s says it holds %llu bytes, more than its arena's %llu "
                        "(its header is damaged); restore it from a copy",
