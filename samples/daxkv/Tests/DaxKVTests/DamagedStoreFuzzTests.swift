@@ -20,7 +20,7 @@ struct DamagedStoreFuzzTests {
     typealias Model = [[UInt8]: [[UInt8]]]
 
     /// A heap whose one-shard store "kv" holds 400 keys, 100 of them put twice and 40
-    /// deleted, in a log of two segments.
+    /// deleted: about 120 KiB of records at the start of the data arena's two segments.
     static func makeImage(_ path: String) throws -> Model {
         let heap = try Heap.create(path: path, size: 32 << 20)
         defer { try? heap.close() }
@@ -97,7 +97,7 @@ struct DamagedStoreFuzzTests {
             let table = Shard.Table(descriptor: word)
             (arena, offset) = (index, table.offset + UInt64(random.below(table.slotCount)) * Format.slotSize)
         case .records:
-            // Anywhere in the log's first two segments (the records are there).
+            // Anywhere in the data arena's two segments: the records, and the zeros after them.
             (arena, offset) = (data, Format.headerSize + UInt64(random.below(Int(2 * Format.segmentSize - Format.headerSize) / 8)) * 8)
         }
         var word = try arena.read(at: offset, count: 8).withUnsafeBytes { $0.load(as: UInt64.self) }
