@@ -27,7 +27,7 @@ struct DamagedStoreFuzzTests {
         let store = try KVStore.open(heap: heap, options: KVStoreOptions(expectedKeys: 1000).oneShard)
         var model: Model = [:]
         for i in 0 ..< 400 {
-            let value = stamped(i, version: 0, count: 40 + i % 3000)
+            let value = stamped(i, version: 0, count: 40 + i)
             try store.put(key(i), value)
             model[key(i)] = [value]
         }
@@ -78,7 +78,12 @@ struct DamagedStoreFuzzTests {
         defer { try? heap.close() }
         let arena = try heap.arena(named: name)
         try withUnsafeBytes(of: word) { try arena.write(Array($0), at: offset) }
+        func arenas() throws -> [[UInt8]] {
+            try ["kv.index", "kv.data"].map { let a = try heap.arena(named: $0); return try a.read(at: 0, count: Int(a.size)) }
+        }
+        let before = try arenas()
         #expect(throws: KVError.notAStore(store: "kv", reason: reason)) { try KVStore.open(heap: heap, options: .oneShard) }
+        #expect(try arenas() == before, "the refused open changed nothing")
     }
 
     /// Damages one word or bit of `region`, through the heap's arena API.
