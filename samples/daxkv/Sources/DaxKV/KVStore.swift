@@ -8,7 +8,7 @@ import Dispatch  // concurrentPerform: shards recover in parallel
 /// samples/daxkv/README.md for the layout and the crash argument.
 ///
 /// Thread safety: any number of threads may call `get` concurrently with each other and
-/// with the writers; writers (`put`, `delete`, batches) take their key's shard's mutex,
+/// with the writers; writers (`put`, `delete`, batches) take their key's shard's lock,
 /// so writers of keys in different shards run in parallel; iteration takes every shard's.
 public final class KVStore: Sendable {
     public let heap: Heap
@@ -266,7 +266,7 @@ public final class KVStore: Sendable {
     private func withLocks<R>(ofShards mask: UInt64, _ body: () throws -> R) throws -> R {
         guard mask != 0 else { return try body() }
         let first = mask.trailingZeroBitCount
-        return try shards[first].lock.withLock { _ in try withLocks(ofShards: mask & (mask - 1), body) }
+        return try shards[first].lock.withLock { try withLocks(ofShards: mask & (mask - 1), body) }
     }
 
     // MARK: - Writing

@@ -11,7 +11,7 @@ import Glibc
 /// samples/daxkv/README.md for the layout and the crash argument.
 ///
 /// Thread safety: any number of threads may call `get` concurrently with each other and
-/// with one writer; writers (`put`, `delete`, batches, iteration) take the shard's mutex.
+/// with one writer; writers (`put`, `delete`, batches, iteration) take the shard's `WriterLock`.
 final class Shard: @unchecked Sendable {
     // @unchecked: the writer state below is touched only with `lock` held; readers use
     // only the immutable handles and the atomics.
@@ -32,7 +32,7 @@ final class Shard: @unchecked Sendable {
     /// is at `indexBase + o` (`indexWord`) and `dataBase + o` (`record`).
     let indexBase: UnsafeMutableRawPointer
     let dataBase: UnsafeMutableRawPointer
-    let lock = Locked<Void>((), spinning: true)  // DaxHeap's pthread mutex: visible to ThreadSanitizer
+    let lock = WriterLock()
     /// The current index table, as in the index header (readers load it each lookup).
     let descriptor: Atomic<UInt64>
     /// Space the store reused while readers may still be reading it, counted before its
@@ -298,7 +298,7 @@ final class Shard: @unchecked Sendable {
 
     /// Sizes of the two arenas and how the data arena is used.
     var usage: (indexBytes: UInt64, dataBytes: UInt64, segments: Int, freeSegments: Int, indexSlots: Int) {
-        lock.withLock { _ in
+        lock.withLock {
             let (_, log2) = Format.decode(descriptor: descriptor.load(ordering: .relaxed))
             return (index.size, data.size, segmentLive.count, freeSegments.count, (1 << log2) * Format.slotsPerBucket)
         }

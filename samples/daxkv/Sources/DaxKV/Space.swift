@@ -18,7 +18,7 @@ extension Shard {
     /// window maps either arena (the same store open elsewhere in this process).
     func sizesAfterGivingBack(minimumData: UInt64) -> (data: UInt64, index: UInt64)? {
         guard heap.mode == .readWrite, index.arena.openWindowCount == 1, data.arena.openWindowCount == 1 else { return nil }
-        return lock.withLock { _ in
+        return lock.withLock {
             var used = segmentLive.count
             while used > tailSegment + 1, segmentLive[used - 1] == 0, !damagedSegments.contains(used - 1) { used -= 1 }
             let dataSize = min(data.size, max(UInt64(used + Self.keptFreeSegments) << Format.segmentShift, roundUp2M(minimumData)))
@@ -45,7 +45,7 @@ extension Shard {
 
     /// This store's writer state (just recovered: nothing pending).
     func recoveredState() -> RecoveredState {
-        lock.withLock { _ in
+        lock.withLock {
             RecoveredState(descriptor: descriptor.load(ordering: .relaxed), tail: tail, tailSegment: tailSegment, segmentLive: segmentLive,
                            segmentAppended: segmentAppended, segmentZeroed: segmentZeroed, freeSegments: freeSegments, tombstones: tombstones, liveCount: liveCount,
                            damagedSegments: damagedSegments, recovery: recovery)

@@ -17,7 +17,7 @@ extension Shard {
     /// The key and value are checked, and `hash` is the key's hash (`KVStore.put`).
     func put(_ key: UnsafeRawBufferPointer, hash: UInt64, _ value: UnsafeRawBufferPointer) throws {
         let size = Format.recordSize(keyCount: key.count, valueCount: value.count)
-        let next = try lock.withLock { _ in
+        let next = try lock.withLock {
             try wrapHeap {
                 // Room first, before the key's slot is looked up: an index rebuild moves
                 // every slot to a new table, and a segment switch may compact (redirect
@@ -26,8 +26,9 @@ extension Shard {
                 // The key's bucket requested first, so that its miss overlaps laying out
                 // the record, and an update's miss on the old record (which `find` reads
                 // to compare keys) starts sooner: 4-14 % more updates, rounds alternated
-                // in one process. Not before the lock: the mutex's locked instruction
-                // waits for the miss (the fill was 13 % slower so).
+                // in one process. Not before the lock: the lock's exchange, a locked
+                // instruction, waited for the miss (the fill was 13 % slower so, with
+                // the pthread mutex this lock replaced).
                 let table = currentTable()
                 requestBucket(table, hash: hash)
                 if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
@@ -45,7 +46,7 @@ extension Shard {
                 tail += UInt64(size)
                 // The slot is stored, not flushed: the next write's fence takes it
                 // (a flush here would be waited for by the next locked instruction,
-                // the mutex, as if it were a fence of its own).
+                // the next put's lock, as if it were a fence of its own).
                 pendingSlot = try publish(probe, hash: hash, offset: offset, flush: false)
                 countInserts()
                 return record(tail)
@@ -60,7 +61,7 @@ extension Shard {
     /// the lock, the records appended, then the last group committed with one fence.
     func putBatch(_ pairs: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<UnsafeRawBufferPointer>,
                   values: UnsafeBufferPointer<UnsafeRawBufferPointer>, hashes: UnsafeBufferPointer<UInt64>) throws {
-        try lock.withLock { _ in
+        try lock.withLock {
             try appendBatch(pairs, keys: keys, values: values, hashes: hashes)
             try commitPending()
         }
@@ -170,7 +171,7 @@ extension Shard {
     /// The key is checked, and `hash` is its hash (`KVStore.delete`).
     func delete(_ key: UnsafeRawBufferPointer, hash: UInt64) throws -> Bool {
         let size = Format.recordSize(keyCount: key.count, valueCount: 0)
-        return try lock.withLock { _ in
+        return try lock.withLock {
             try wrapHeap {
                 // Room for the delete record before the slot is looked up (a switch may
                 // compact, redirecting slots), even if the key turns out to be absent: a

@@ -7,7 +7,7 @@ extension Shard {
     /// live slots pointing into it (compaction and the freeing of segments decide on it),
     /// and the pair count is the number of live slots.
     func checkInvariants(_ context: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        lock.withLock { _ in
+        lock.withLock {
             var live = [Int](repeating: 0, count: segmentLive.count)
             var pairs = 0
             for position in currentTable().allSlots {

@@ -34,20 +34,20 @@ struct SpaceReturnTests {
         }
         // At open the lowest free segment is taken first: fill the tail until it moves there.
         let store = try KVStore.open(heap: heap, options: KVStoreOptions(giveBackSpace: false).oneShard)
-        let tail = store.only.lock.withLock { _ in store.only.tailSegment }
+        let tail = store.only.lock.withLock { store.only.tailSegment }
         var version = 0
-        while store.only.lock.withLock({ _ in store.only.tailSegment }) == tail {
+        while store.only.lock.withLock({ store.only.tailSegment }) == tail {
             version += 1
             model[key(7)] = stamped(7, version: version, count: big)
             try store.put(key(7), model[key(7)]!)
         }
-        #expect(store.only.lock.withLock { _ in store.only.tailSegment } < tail - 2, "the tail should move down to a free segment")
+        #expect(store.only.lock.withLock { store.only.tailSegment } < tail - 2, "the tail should move down to a free segment")
         // Two rebuilds at the same size: the first places its table after the current one
         // (growing the arena), the second at the arena's start again. The tombstone count
         // stands for that many deletes, which would bring the same rebuilds (slowly).
         let first = store.only.currentTable()
         for _ in 0 ..< 2 {
-            try store.only.lock.withLock { _ in
+            try store.only.lock.withLock {
                 store.only.tombstones = first.slotCount
                 try store.only.ensureIndexRoom(adding: 1)
             }
@@ -70,7 +70,7 @@ struct SpaceReturnTests {
             #expect(kept.only.data.size == before, "giveBackSpace: false keeps the space")
         }
         let store = try KVStore.open(heap: heap, options: .oneShard)
-        let (tail, lastLive) = store.only.lock.withLock { _ in (store.only.tailSegment, store.only.segmentLive.lastIndex { $0 > 0 }!) }
+        let (tail, lastLive) = store.only.lock.withLock { (store.only.tailSegment, store.only.segmentLive.lastIndex { $0 > 0 }!) }
         #expect(lastLive > tail + Shard.keptFreeSegments, "the C keys' segment should lie well above the tail")
         #expect(store.only.data.size == UInt64(lastLive + 1 + Shard.keptFreeSegments) << Format.segmentShift)
         #expect(store.only.data.size < before)
@@ -220,7 +220,7 @@ struct SpaceReturnTests {
             for k in keys { try store.put(k, [1]) }
             for k in keys { try store.delete(k) }
             let rebuilds = store.indexRebuilds, reuses = store.only.spaceReuses.load(ordering: .relaxed)
-            try store.only.lock.withLock { _ in try store.only.ensureIndexRoom(adding: 1500) }
+            try store.only.lock.withLock { try store.only.ensureIndexRoom(adding: 1500) }
             #expect(store.indexRebuilds == rebuilds + 1)
             // Readers are told (the race itself is too narrow to meet here reliably).
             #expect(store.only.spaceReuses.load(ordering: .relaxed) > reuses, "a rebuild into old space must count it")
