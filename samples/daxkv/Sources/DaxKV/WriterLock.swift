@@ -15,6 +15,13 @@ import Glibc
 /// samples in a two-thread fill sat in `pthread_mutex_unlock`. A release store does not
 /// wait; the stores drain while the writer prepares its next put.
 ///
+/// What the plain release gives up: a locked instruction also waits for the holder's
+/// cache-line flushes (`clwb`, `clflushopt`) to complete, and a release store does not. So
+/// a holder fences every flush it issued before it lets go (every write path does: a
+/// record's flush, and the previous write's slot, before the put's fence). The next
+/// holder, on another core, could not fence them for it: a fence orders only its own
+/// core's flushes.
+///
 /// A waiter spins (with the CPU's pause hint) about as long as a put holds the lock many
 /// times over; then yields its core between looks (a holder that was preempted gets it
 /// back); then, for a lock held long (an index rebuild, a compaction, an arena's growth),
