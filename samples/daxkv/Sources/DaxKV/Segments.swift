@@ -51,7 +51,9 @@ extension Shard {
     /// Makes the last free segment the tail.
     func switchToFreeSegment() throws {
         let segment = freeSegments.last!
-        try prefault(data, segment: segment, store: name)  // may fail: nothing has changed yet
+        // May fail: nothing has changed yet. Skipped if a writer did it ahead (PrefaultAhead.swift).
+        if !wasPrefaultedAhead(segment) { try prefault(data, segment: segment, store: name) }
+        tailSwitches += 1
         freeSegments.removeLast()
         if unprofitableWalk?.segment == segment { unprofitableWalk = nil }  // its records are gone
         let old = tailSegment

@@ -87,6 +87,13 @@ final class Shard: @unchecked Sendable {
     @exclusivity(unchecked) var pending: [Pending] = []
     /// `planCompaction`'s list of a segment's records, kept to spare an allocation a walk.
     @exclusivity(unchecked) var compactionCandidates: [(offset: UInt64, lengths: RecordLengths, hash: UInt64)] = []
+    /// How many times the tail moved to another segment (`switchToFreeSegment`), and the
+    /// count at which a writer last claimed the next tail's prefault (`claimPrefaultAhead`).
+    @exclusivity(unchecked) var tailSwitches = 0
+    @exclusivity(unchecked) var prefaultClaimedAt = -1
+    /// The claim of the segment a writer prefaulted ahead, without the lock, once it had
+    /// (`prefaultAhead`); `UInt64.max` before any.
+    let prefaultedAhead = Atomic<UInt64>(.max)
     /// Where the records `appendBatch` laid out and nobody flushed yet begin (they run to
     /// `tail`); nil when there are none. `flushForCommit` flushes them.
     @exclusivity(unchecked) var unflushedFrom: UInt64? = nil

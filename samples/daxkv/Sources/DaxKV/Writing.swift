@@ -17,7 +17,7 @@ extension Shard {
     /// The key and value are checked, and `hash` is the key's hash (`KVStore.put`).
     func put(_ key: UnsafeRawBufferPointer, hash: UInt64, _ value: UnsafeRawBufferPointer) throws {
         let size = Format.recordSize(keyCount: key.count, valueCount: value.count)
-        let next = try lock.withLock {
+        let (next, claim) = try lock.withLock {
             try wrapHeap {
                 // Room first, before the key's slot is looked up: an index rebuild moves
                 // every slot to a new table, and a segment switch may compact (redirect
@@ -49,11 +49,12 @@ extension Shard {
                 // the next put's lock, as if it were a fence of its own).
                 pendingSlot = try publish(probe, hash: hash, offset: offset, flush: false)
                 countInserts()
-                return record(tail)
+                return (record(tail), claimPrefaultAhead())
             }
         }
         // After the unlock: the two-writer fill was 8 % faster so (the single one alike).
         Self.requestTail(at: next)
+        if let claim { prefaultAhead(claim) }
     }
 
     /// This shard's part of a batch (`KVStore.put(batch:)`, which checks the pairs; they all
@@ -61,10 +62,12 @@ extension Shard {
     /// the lock, the records appended, then the last group committed with one fence.
     func putBatch(_ pairs: UnsafeBufferPointer<Int>, keys: UnsafeBufferPointer<UnsafeRawBufferPointer>,
                   values: UnsafeBufferPointer<UnsafeRawBufferPointer>, hashes: UnsafeBufferPointer<UInt64>) throws {
-        try lock.withLock {
+        let claim = try lock.withLock {
             try appendBatch(pairs, keys: keys, values: values, hashes: hashes)
             try commitPending()
+            return claimPrefaultAhead()
         }
+        if let claim { prefaultAhead(claim) }
     }
 
     /// A batch's first half (lock held): appends the pairs `pairs` lists (indices into

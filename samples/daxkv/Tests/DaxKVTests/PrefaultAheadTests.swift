@@ -1,0 +1,85 @@
+import DaxHeap
+@testable import DaxKV
+import DaxTestSupport
+import Foundation
+import Testing
+
+@Suite("DaxKV prefault ahead")
+struct PrefaultAheadTests {
+    static let valueSize = 4000  // about 500 records a segment, 64 in the last eighth
+
+    static func key(_ i: Int) -> [UInt8] { Array(String(format: "key-%08d", i).utf8) }
+    static func value(_ i: Int) -> [UInt8] { [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: valueSize) }
+
+    /// A fill: the put that brings the tail within `prefaultAheadRoom` of its segment's
+    /// end grows the data arena (nothing to compact) and prefaults the segment the switch
+    /// will take; the switch takes that segment, and the claim is spent with it.
+    @Test("a fill's put claims, grows and prefaults the next tail, and the switch takes it")
+    func aFillClaimsTheNextTail() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let store = try KVStore.open(heap: try scratch.heap(), options: .oneShard)
+        let shard = store.only
+        func state() -> (tail: UInt64, segment: Int, switches: Int, claimedAt: Int, next: Int?, free: Int) {
+            shard.lock.withLock {
+                (shard.tail, shard.tailSegment, shard.tailSwitches, shard.prefaultClaimedAt, shard.freeSegments.last, shard.freeSegments.count)
+            }
+        }
+        var i = 0
+        var seen = 0, grownByClaims = 0  // switches whose claim was checked
+        while seen < 4 {
+            let before = state(), growths = store.dataGrowths
+            try store.put(Self.key(i), Self.value(i))
+            i += 1
+            let after = state()
+            if after.switches != before.switches {
+                // The switch took the segment claimed before it.
+                #expect(after.claimedAt == before.switches, "the switch from segment \(before.segment) came without a claim")
+                continue
+            }
+            guard before.claimedAt != before.switches, after.claimedAt == after.switches else { continue }
+            // This put made the claim: the tail is in the last eighth of its segment.
+            #expect(Format.segmentEnd(after.segment) - after.tail <= Shard.prefaultAheadRoom)
+            #expect(Format.segmentEnd(after.segment) - before.tail > Shard.prefaultAheadRoom)
+            let next = try #require(after.next)
+            #expect(shard.lock.withLock { shard.wasPrefaultedAhead(next) }, "segment \(next) should be prefaulted ahead")
+            // Fewer than two free segments: the switch would have grown the arena, so the claim did.
+            #expect(store.dataGrowths == growths + (before.free < 2 ? 1 : 0))
+            if before.free < 2 { grownByClaims += 1 }
+            // Fill to the switch: it takes `next`.
+            while state().switches == after.switches {
+                try store.put(Self.key(i), Self.value(i))
+                i += 1
+            }
+            #expect(state().segment == next)
+            #expect(!shard.lock.withLock { shard.wasPrefaultedAhead(next) }, "a claim is spent by its switch")
+            seen += 1
+        }
+        #expect(grownByClaims > 0, "a fill from a small arena should have grown by claims")
+        for j in 0 ..< i { #expect(try store.get(Self.key(j)) == Self.value(j)) }
+    }
+
+    /// A prefault that finishes after the switch it was claimed for (the switch then
+    /// prefaulted the segment itself) does not count for a later switch to the same
+    /// segment: only a claim made since the last switch does.
+    @Test("a prefault claimed before an earlier switch does not count for the next")
+    func aLateClaimDoesNotCount() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let store = try KVStore.open(heap: try scratch.heap(), options: .oneShard)
+        let shard = store.only
+        try shard.lock.withLock {
+            _ = try shard.grow()
+            let next = try #require(shard.freeSegments.last)
+            let switches = shard.tailSwitches
+            shard.prefaultedAhead.store(Shard.prefaultClaim(switches: switches - 1, segment: next), ordering: .releasing)
+            #expect(!shard.wasPrefaultedAhead(next))
+            shard.prefaultedAhead.store(Shard.prefaultClaim(switches: switches + 1, segment: next), ordering: .releasing)
+            #expect(!shard.wasPrefaultedAhead(next))
+            shard.prefaultedAhead.store(Shard.prefaultClaim(switches: switches, segment: next - 1), ordering: .releasing)
+            #expect(!shard.wasPrefaultedAhead(next))
+            shard.prefaultedAhead.store(Shard.prefaultClaim(switches: switches, segment: next), ordering: .releasing)
+            #expect(shard.wasPrefaultedAhead(next))
+        }
+    }
+}
