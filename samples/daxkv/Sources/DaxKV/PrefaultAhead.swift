@@ -2,21 +2,21 @@
 import Synchronization  // Atomic: what was prefaulted ahead
 
 extension Shard {
-    /// Prefaulting a segment (`prefault`, MADV_POPULATE_WRITE) takes 1.5 ms on this
-    /// machine's tmpfs for a fresh 2 MiB (the kernel allocates and zeroes 512 pages) and
-    /// 0.2 ms for one already populated. Done by `switchToFreeSegment`, under the lock, it
-    /// stalled every other writer: with random keys a second writer needs the same shard
-    /// within a few puts. So once the tail segment is nearly full, a writer claims the
-    /// segment the next switch will take (the last free one, when the switch will not
-    /// need to compact or grow) and prefaults it after it has let go of the lock; the
-    /// switch then skips its own prefault if that one finished. When the switch would
-    /// have to grow the data arena first (a fill's case), the claim grows it, under the
-    /// lock, a little earlier than the switch would have.
-    ///
-    /// A claim is made at most once a tail segment. It is valid only for the switch it
-    /// was made before: `tailSwitches` in the high 32 bits of the claim tells a prefault
-    /// that finished too late (after the switch, which then prefaulted the segment itself)
-    /// from one that finished in time.
+    // Prefaulting a segment (`prefault`, MADV_POPULATE_WRITE) takes 1.5 ms on this
+    // machine's tmpfs for a fresh 2 MiB (the kernel allocates and zeroes 512 pages) and
+    // 0.2 ms for one already populated. Done by `switchToFreeSegment`, under the lock, it
+    // stalled every other writer: with random keys a second writer needs the same shard
+    // within a few puts. So once the tail segment is nearly full, a writer claims the
+    // segment the next switch will take (the last free one, when the switch will not
+    // need to compact or grow) and prefaults it after it has let go of the lock; the
+    // switch then skips its own prefault if that one finished. When the switch would
+    // have to grow the data arena first (a fill's case), the claim grows it, under the
+    // lock, a little earlier than the switch would have.
+    //
+    // A claim is made at most once a tail segment. It is valid only for the switch it
+    // was made before: `tailSwitches` in the high 32 bits of the claim tells a prefault
+    // that finished too late (after the switch, which then prefaulted the segment itself)
+    // from one that finished in time.
 
     /// Under the lock, after a write: the claim on the next tail segment for the caller
     /// to prefault once it has let go of the lock, or nil (no claim due, or none to make).
