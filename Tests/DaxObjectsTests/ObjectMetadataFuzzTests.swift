@@ -5,8 +5,9 @@
 // make, and what reaches the code past the checksums) -- then opens it read-only or
 // read-write. Each open must either fail with an ObjectError (typed: the signature says
 // so) or succeed with the allocator's invariants holding, its roots loadable or refused
-// with an error, a second open agreeing with the first, and allocation working. A crash
-// ends the test process; a hang runs into the time limit.
+// with an error, a second open agreeing with the first, and allocation working. It runs in
+// a child process, so that a crash fails the test with the iteration it happened at; a hang
+// runs into the time limit.
 // Environment (read here only): DAXOBJECTS_FUZZ_SEED, DAXOBJECTS_FUZZ_ITERATIONS (a longer
 // sweep: raise the time limit's share accordingly, about 50 ms an iteration in debug).
 
@@ -47,7 +48,20 @@ import Testing
 
     enum Region: CaseIterable { case header, roots, logs, chunkTable, forgedLog, forgedChunkEntry }
 
-    @Test(.timeLimit(.minutes(2))) func damagedMetadataFailsTypedOrOpensConsistent() throws {
+    /// The sweep runs in a child process (an exit test): a trap or a sanitizer's report
+    /// there fails this test with the iteration the child had reached, instead of ending
+    /// the test run. The child's failed expectations are reported here as they happen.
+    @Test(.timeLimit(.minutes(2))) func damagedMetadataFailsTypedOrOpensConsistent() async throws {
+        let directory = try makeScratchFolder(prefix: "daxobjects-fuzz-progress")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let progress = directory + "/progress"
+        let exited = await #expect(processExitsWith: .success) { [progress = progress as String] in
+            try ObjectMetadataFuzzTests().sweep(SweepProgress(path: progress))
+        }
+        if exited == nil { Issue.record("the sweep's process died \(SweepProgress(path: progress).lastStep)") }
+    }
+
+    func sweep(_ progress: SweepProgress) throws {
         let directory = try makeScratchFolder(prefix: "daxobjects-fuzz")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let base = directory + "/base", path = directory + "/heap"
@@ -70,7 +84,9 @@ import Testing
             let region = Region.allCases[iteration % Region.allCases.count]
             try damage(path, region, &random, chunkTable: chunkTable, chunkCount: chunkCount)
             let readOnly = random.below(3) == 0
-            let outcome = try openAndCheck(path, readOnly: readOnly, context: "iteration \(iteration), \(region)")
+            let context = "seed \(seed), iteration \(iteration), \(region)\(readOnly ? ", read-only" : "")"
+            progress.record(context)
+            let outcome = try openAndCheck(path, readOnly: readOnly, context: context)
             outcomes["\(region): \(outcome)", default: 0] += 1
         }
         // The sweep must bite and must not only refuse: both outcomes in the regions that

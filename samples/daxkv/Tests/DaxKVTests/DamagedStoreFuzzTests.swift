@@ -2,7 +2,8 @@
 // damages a copy of a one-shard store (random words and bit flips in both arenas' headers,
 // in the index table's slots and in the log's records), opens it read-write or read-only,
 // and requires either a `KVError` or a store whose gets return only values the keys had,
-// whose iteration and a new put work or throw `KVError`. A trap ends the test process.
+// whose iteration and a new put work or throw `KVError`. It runs in a child process, so
+// that a trap fails the test with the iteration it happened at.
 // Environment (read here only): DAXKV_FUZZ_SEED, DAXKV_FUZZ_ITERATIONS.
 
 import DaxHeap
@@ -40,7 +41,20 @@ struct DamagedStoreFuzzTests {
         return model
     }
 
-    @Test(.timeLimit(.minutes(2))) func damagedStoresFailTypedOrOpenConsistent() throws {
+    /// The sweep runs in a child process (an exit test): a trap or a sanitizer's report
+    /// there fails this test with the iteration the child had reached, instead of ending
+    /// the test run. The child's failed expectations are reported here as they happen.
+    @Test(.timeLimit(.minutes(2))) func damagedStoresFailTypedOrOpenConsistent() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let progress = scratch.file("progress")
+        let exited = await #expect(processExitsWith: .success) { [progress = progress as String] in
+            try DamagedStoreFuzzTests().sweep(SweepProgress(path: progress))
+        }
+        if exited == nil { Issue.record("the sweep's process died \(SweepProgress(path: progress).lastStep)") }
+    }
+
+    func sweep(_ progress: SweepProgress) throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let base = scratch.file("base"), path = scratch.file("heap")
@@ -56,7 +70,9 @@ struct DamagedStoreFuzzTests {
             let region = Region.allCases[iteration % Region.allCases.count]
             try damage(path, region, &random)
             let readOnly = random.below(3) == 0
-            let outcome = try openAndCheck(path, model, readOnly: readOnly, context: "seed \(seed), iteration \(iteration), \(region)")
+            let context = "seed \(seed), iteration \(iteration), \(region)\(readOnly ? ", read-only" : "")"
+            progress.record(context)
+            let outcome = try openAndCheck(path, model, readOnly: readOnly, context: context)
             outcomes["\(region): \(outcome)", default: 0] += 1
         }
         // The sweep must reach both outcomes: refusals, and stores that open.
