@@ -52,19 +52,18 @@ import Testing
     /// there fails this test with the iteration the child had reached, instead of ending
     /// the test run. The child's failed expectations are reported here as they happen.
     @Test(.timeLimit(.minutes(2))) func damagedMetadataFailsTypedOrOpensConsistent() async throws {
-        let directory = try makeScratchFolder(prefix: "daxobjects-fuzz-progress")
+        // The child's files lie in this folder, removed here however the child ends.
+        let directory = try makeScratchFolder(prefix: "daxobjects-fuzz")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let progress = directory + "/progress"
-        let exited = await #expect(processExitsWith: .success) { [progress = progress as String] in
-            try ObjectMetadataFuzzTests().sweep(SweepProgress(path: progress))
+        let exited = await #expect(processExitsWith: .success) { [directory = directory as String] in
+            try ObjectMetadataFuzzTests().sweep(SweepProgress(path: directory + "/progress"), base: directory + "/base", path: directory + "/heap")
         }
         if exited == nil { Issue.record("the sweep's process died \(SweepProgress(path: progress).lastStep)") }
     }
 
-    func sweep(_ progress: SweepProgress) throws {
-        let directory = try makeScratchFolder(prefix: "daxobjects-fuzz")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let base = directory + "/base", path = directory + "/heap"
+    /// The sweep: the image made at `base`, each damaged copy written to `path`.
+    func sweep(_ progress: SweepProgress, base: String, path: String) throws {
         try Self.makeImage(base)
         let image = try Data(contentsOf: URL(fileURLWithPath: base))
         let chunkTable = Layout.chunkTableOffset(laneCount: Self.lanes, laneLogBytes: Self.logBytes)

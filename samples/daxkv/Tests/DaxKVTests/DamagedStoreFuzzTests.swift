@@ -47,17 +47,16 @@ struct DamagedStoreFuzzTests {
     @Test(.timeLimit(.minutes(2))) func damagedStoresFailTypedOrOpenConsistent() async throws {
         let scratch = try Scratch()
         defer { scratch.remove() }
-        let progress = scratch.file("progress")
-        let exited = await #expect(processExitsWith: .success) { [progress = progress as String] in
-            try DamagedStoreFuzzTests().sweep(SweepProgress(path: progress))
+        // The child's files lie in this scratch folder, removed here however the child ends.
+        let progress = scratch.file("progress"), base = scratch.file("base"), path = scratch.file("heap")
+        let exited = await #expect(processExitsWith: .success) { [progress = progress as String, base = base as String, path = path as String] in
+            try DamagedStoreFuzzTests().sweep(SweepProgress(path: progress), base: base, path: path)
         }
         if exited == nil { Issue.record("the sweep's process died \(SweepProgress(path: progress).lastStep)") }
     }
 
-    func sweep(_ progress: SweepProgress) throws {
-        let scratch = try Scratch()
-        defer { scratch.remove() }
-        let base = scratch.file("base"), path = scratch.file("heap")
+    /// The sweep: the image made at `base`, each damaged copy written to `path`.
+    func sweep(_ progress: SweepProgress, base: String, path: String) throws {
         let model = try Self.makeImage(base)
         let image = try Data(contentsOf: URL(fileURLWithPath: base))
         let environment = ProcessInfo.processInfo.environment
