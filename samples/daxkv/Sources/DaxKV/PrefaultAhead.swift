@@ -34,18 +34,10 @@ extension Shard {
         // the segment it adds can be prefaulted ahead; when it may compact, which segment
         // it ends on is not known yet.
         if freeSegments.count < 2 {
-            guard switchWillGrow, (try? grow()) == true else { return nil }
+            guard compactionVictim(evenWithoutDeadRecords: false) == nil, (try? grow()) == true else { return nil }
         }
         guard freeSegments.count >= 2, let next = freeSegments.last else { return nil }
         return Self.prefaultClaim(switches: tailSwitches, segment: next)
-    }
-
-    /// Whether `advance` would grow the data arena without trying a compaction first:
-    /// no free segment for compaction's destination, or no segment holding a dead record
-    /// as its victim (`advance`'s own test).
-    private var switchWillGrow: Bool {
-        guard !freeSegments.isEmpty, let victim = victim() else { return true }
-        return segmentAppended[victim] == segmentLive[victim]
     }
 
     /// Without the lock: prefaults the claimed segment and records that it did. A failure

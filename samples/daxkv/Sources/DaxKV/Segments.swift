@@ -19,8 +19,7 @@ extension Shard {
                 try switchToFreeSegment()
                 continue
             }
-            // A victim known to hold no dead record is not walked (a fill's case).
-            if !freeSegments.isEmpty, let victim = victim(), triedGrowth || segmentAppended[victim] != segmentLive[victim] {
+            if let victim = compactionVictim(evenWithoutDeadRecords: triedGrowth) {
                 let capacity = Format.segmentEnd(freeSegments.last!) - Format.segmentStart(freeSegments.last!)
                 // Worth it before growing if it frees enough of a segment (the option;
                 // half by default); after growth failed, any gain will do.
@@ -83,6 +82,16 @@ extension Shard {
         segmentAppended[segment] = 0
         tail = Format.segmentStart(segment)
         if segmentLive[old] == 0 && old != segment && !damagedSegments.contains(old) { freeSegments.append(old) }
+    }
+
+    /// The segment `advance` considers compacting before it grows the arena: the victim,
+    /// when a free segment is there to take its records and, unless
+    /// `evenWithoutDeadRecords` (growth failed), it holds a dead record: a victim known to
+    /// hold none is not walked (a fill's case). `claimPrefaultAhead` asks the same.
+    func compactionVictim(evenWithoutDeadRecords: Bool) -> Int? {
+        guard !freeSegments.isEmpty, let victim = victim(),
+              evenWithoutDeadRecords || segmentAppended[victim] != segmentLive[victim] else { return nil }
+        return victim
     }
 
     /// The full segment with the fewest live records.
