@@ -55,9 +55,9 @@ import Testing
         // The child's files lie in this folder, removed here however the child ends.
         let directory = try makeScratchFolder(prefix: "daxobjects-fuzz")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let progress = directory + "/progress"
-        let exited = await #expect(processExitsWith: .success) { [directory = directory as String] in
-            try ObjectMetadataFuzzTests().sweep(SweepProgress(path: directory + "/progress"), base: directory + "/base", path: directory + "/heap")
+        let progress = directory + "/progress", base = directory + "/base", path = directory + "/heap"
+        let exited = await #expect(processExitsWith: .success) { [progress = progress as String, base = base as String, path = path as String] in
+            try ObjectMetadataFuzzTests().sweep(SweepProgress(path: progress), base: base, path: path)
         }
         if exited == nil { Issue.record("the sweep's process died \(SweepProgress(path: progress).lastStep)") }
     }
