@@ -7,7 +7,11 @@ public struct KVStoreOptions: Sendable {
     /// Size the index for this many keys up front (it grows online anyway).
     public var expectedKeys: Int
     /// The data arena's size when the store is created (a multiple of 2 MiB, at least 2 MiB),
-    /// and the least an open gives space back down to (`giveBackSpace`).
+    /// and the least an open gives space back down to (`giveBackSpace`). Creating the store
+    /// prefaults all of it, so that the puts that reach it never wait for its page setup
+    /// (nor, on a file-backed heap, for its memory to be allocated and zeroed, about 1.5 ms
+    /// a 2 MiB segment on tmpfs); a larger store grows as it goes. To size it for a
+    /// workload, see ``dataSize(forRecords:keyBytes:valueBytes:)``.
     public var initialDataSize: UInt64
 
     /// When the log needs a segment and none is free: compact a segment (rather than grow
@@ -55,6 +59,23 @@ public struct KVStoreOptions: Sendable {
     public static let heapPerDefaultShard: UInt64 = 64 << 20
     /// The most shards ``defaultShards(available:)`` gives.
     public static let maxDefaultShards = 16
+
+    /// The data arena size (of a store of one shard) in which `count` records of a
+    /// `keyBytes` key and a `valueBytes` value fit without the arena growing, for
+    /// ``initialDataSize``. Each put appends a record, an update too; the log keeps one
+    /// free segment in reserve (compaction's destination) and prepares the next segment
+    /// once the tail is within an eighth of its segment's end. Keys spread over shards by
+    /// their hash: for a sharded store leave some room (10 % is ample from a few thousand
+    /// records a shard).
+    public static func dataSize(forRecords count: Int, keyBytes: Int, valueBytes: Int) -> UInt64 {
+        let size = Format.recordSize(keyCount: keyBytes, valueCount: valueBytes)
+        let perSegment = Int(Format.segmentSize) / size
+        let inFirst = Int(Format.segmentSize - Format.headerSize) / size  // after the arena's header
+        guard count > 0, inFirst > 0 else { return Format.segmentSize }
+        let needed = count + perSegment / 8 + 1  // the last record before the next segment is prepared
+        let logSegments = needed <= inFirst ? 1 : 1 + (needed - inFirst + perSegment - 1) / perSegment
+        return UInt64(logSegments + 1) << Format.segmentShift  // and the reserve
+    }
 
     public init(create: Bool = true, expectedKeys: Int = 0, initialDataSize: UInt64 = 4 << 20, reclaimBeforeGrowth: Double = 0.5,
                 giveBackSpace: Bool = true, shards: Int? = nil) {

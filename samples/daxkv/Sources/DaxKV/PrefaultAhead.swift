@@ -36,7 +36,7 @@ extension Shard {
         if freeSegments.count < 2 {
             guard compactionVictim(evenWithoutDeadRecords: false) == nil, (try? grow()) == true else { return nil }
         }
-        guard freeSegments.count >= 2, let next = freeSegments.last else { return nil }
+        guard freeSegments.count >= 2, let next = freeSegments.last, !segmentPrefaulted[next] else { return nil }
         return Self.prefaultClaim(switches: tailSwitches, segment: next)
     }
 

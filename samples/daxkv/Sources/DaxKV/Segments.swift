@@ -50,8 +50,10 @@ extension Shard {
     /// Makes the last free segment the tail.
     func switchToFreeSegment() throws {
         let segment = freeSegments.last!
-        // May fail: nothing has changed yet. Skipped if a writer did it ahead (PrefaultAhead.swift).
-        if !wasPrefaultedAhead(segment) { try prefault(data, segment: segment, store: name) }
+        // May fail: nothing has changed yet. Skipped if this window did it before, or a
+        // writer did it ahead (PrefaultAhead.swift).
+        if !segmentPrefaulted[segment] && !wasPrefaultedAhead(segment) { try prefault(data, segment: segment, store: name) }
+        segmentPrefaulted[segment] = true
         tailSwitches += 1
         freeSegments.removeLast()
         if unprofitableWalk?.segment == segment { unprofitableWalk = nil }  // its records are gone
@@ -202,6 +204,7 @@ extension Shard {
             segmentLive += [Int](repeating: 0, count: now - old)
             segmentAppended += [Int](repeating: 0, count: now - old)
             segmentZeroed += [Bool](repeating: true, count: now - old)  // new arena space reads as zero
+            segmentPrefaulted += [Bool](repeating: false, count: now - old)
             // The new segments are taken in order, after the older free ones.
             freeSegments = Array((old ..< now).reversed()) + freeSegments.filter { $0 < old }
             growthCount.incrementByWriter()

@@ -69,6 +69,11 @@ final class Shard: @unchecked Sendable {
     @exclusivity(unchecked) var unprofitableWalk: (segment: Int, live: Int, liveBytes: Int)? = nil
     /// Segments known to be all zero (added by growth and not used since).
     @exclusivity(unchecked) var segmentZeroed: [Bool] = []
+    /// Segments this shard's data window has prefaulted (`prefault`): their pages backed
+    /// and mapped writable. They stay so while the window is mapped (nothing unmaps or
+    /// punches a segment of an open store), so a switch to one need not prefault it again
+    /// (0.25 ms for 2 MiB already backed, on this machine's tmpfs).
+    @exclusivity(unchecked) var segmentPrefaulted: [Bool] = []
     @exclusivity(unchecked) var freeSegments: [Int] = []
     @exclusivity(unchecked) var tombstones = 0
     /// Inserts whose slots are stored but not yet fenced (see `countInserts`).
@@ -146,6 +151,7 @@ final class Shard: @unchecked Sendable {
         try wrapHeap {
             var index = try heap.findArena(named: place.arenaName(name, .index))?.mapWindow()
             var data = try heap.findArena(named: place.arenaName(name, .data))?.mapWindow()
+            let dataIsNew = data == nil
             if fresh {
                 (index, data) = try initialise(heap: heap, name: name, place: place, index: index, data: data, options: options)
             } else {
@@ -163,7 +169,10 @@ final class Shard: @unchecked Sendable {
             // Laid out just now, it holds no record: none was appended to any segment (the
             // others, free, are counted from 0 again when they become the tail). Left
             // unknown, the first segment was walked for compaction at every switch of a fill.
-            if fresh { store.segmentAppended = [Int](repeating: 0, count: store.segmentAppended.count) }
+            if fresh {
+                store.segmentAppended = [Int](repeating: 0, count: store.segmentAppended.count)
+                try store.prepareNewLog(arenaIsNew: dataIsNew)
+            }
             return store
         }
     }
@@ -215,6 +224,22 @@ final class Shard: @unchecked Sendable {
         try index.store(Format.indexMagic, at: Format.magicOffset)
         try index.arena.persist(at: Format.magicOffset, count: Format.wordSize)
         return (index, data)
+    }
+
+    /// A store just laid out (no other thread has the shard yet): its whole data arena
+    /// prefaulted now, so that space set aside up front (``KVStoreOptions/initialDataSize``)
+    /// costs its page setup at creation and not in the puts that reach it (on a file-backed
+    /// heap, that is also when its memory is allocated); and the segments of an arena
+    /// created just now known to be zero (a new arena reads as zero), so that the switches
+    /// to them do not zero them again. An arena left by an earlier attempt may hold records
+    /// anywhere: its segments are zeroed as they are reused, as always.
+    func prepareNewLog(arenaIsNew: Bool) throws {
+        for segment in segmentPrefaulted.indices {
+            // Segment 0 was prefaulted by `initialise`, before it cleared it.
+            if segment != 0 { try prefault(data, segment: segment, store: name) }
+            segmentPrefaulted[segment] = true
+        }
+        if arenaIsNew { segmentZeroed = segmentZeroed.indices.map { $0 != tailSegment } }
     }
 
     static func log2Buckets(forKeys keys: Int) -> Int {
@@ -278,6 +303,7 @@ final class Shard: @unchecked Sendable {
         self.segmentLive = segmentLive
         self.segmentAppended = [Int](repeating: -1, count: segments)
         self.segmentZeroed = [Bool](repeating: false, count: segments)
+        self.segmentPrefaulted = [Bool](repeating: false, count: segments)
         self.tombstones = scan.tombstones
         self.freeSegments = (0 ..< segments).reversed().filter { $0 != tailSegment && segmentLive[$0] == 0 }
         self.recovery = KVRecoveryStats(slotsScanned: scan.slots, recordHeadersRead: scan.headersRead, seconds: 0)

@@ -60,6 +60,7 @@ extension Shard {
         segmentLive = Array(state.segmentLive.prefix(segments))
         segmentAppended = Array(state.segmentAppended.prefix(segments))
         segmentZeroed = Array(state.segmentZeroed.prefix(segments))
+        segmentPrefaulted = [Bool](repeating: false, count: segments)  // new windows
         tombstones = state.tombstones
         liveCount = state.liveCount
         damagedSegments = state.damagedSegments.filter { $0 < segments }
