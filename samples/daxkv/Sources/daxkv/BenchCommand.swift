@@ -18,10 +18,14 @@ struct BenchCommand: ParsableCommand {
         then, with --threads T (T > 1), the same three phases on a fresh store as \
         `daxkv.tT.fill` etc.: the fill and update split the keys between T threads (two \
         writers wait for each other only on keys of the same shard), the read runs T readers in parallel. Every read \
-        checks the value, as the anchors do. The index is sized for N keys up front (as the \
-        anchors size theirs); the data arena grows as the fill goes. `daxkv.read.batch16` \
-        reads the keys 16 a call (`get(batch:)`), and `daxkv.fill.batch16` fills a fresh \
-        store again 16 puts a call (`put(batch:values:)`).
+        checks the value, as the anchors do. The store is sized for the workload up front, \
+        as the anchors size theirs: the index for N keys, the data arena for the 2N records \
+        the fill and the update append (`initialDataSize`, prefaulted when the store is \
+        created, outside the timing, as libpmemobj allocates its pool when it creates it). \
+        `daxkv.read.batch16` reads the keys 16 a call (`get(batch:)`); `daxkv.fill.batch16` \
+        fills a fresh store again 16 puts a call (`put(batch:values:)`); and \
+        `daxkv.fill.growing` fills a fresh store created at the default size, whose data \
+        arena grows (and is prefaulted) as the fill goes.
         """
     )
     @OptionGroup var options: StoreOptions
@@ -57,15 +61,39 @@ struct BenchCommand: ParsableCommand {
                 try singlePhases(heap: heap, name: name, threads: threads, prefix: prefix, fill: fill, read: read, update: update)
                 try KVStore.destroy(heap: heap, name: name)
                 try batchedFill(heap: heap, name: name, threads: threads, prefix: prefix, fill: fill)
+                try KVStore.destroy(heap: heap, name: name)
+                try growingFill(heap: heap, name: name, threads: threads, prefix: prefix, fill: fill)
             }
         }
+    }
+
+    /// Options for a store sized for the workload: the index for `keys`, the data arena
+    /// for `records` appended records (10 % over: the keys do not split exactly evenly
+    /// between the shards).
+    func sized(records: Int) -> KVStoreOptions {
+        let dataSize = KVStoreOptions.dataSize(forRecords: records + records / 10, keyBytes: Bench.keySize, valueBytes: valueSize)
+        return KVStoreOptions(expectedKeys: keys, initialDataSize: dataSize, shards: shards)
+    }
+
+    /// The fill on a fresh store created at the default size: its data arena grows, and
+    /// each new segment is prefaulted, inside the timing.
+    func growingFill(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int]) throws {
+        let n = keys
+        let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards))
+        let rate = try Bench.phase("fill.growing", n: n, threads: threads) { i, key, value, _ in
+            Bench.makeKey(key, fill[i])
+            Bench.makeValue(value, fill[i], version: 0)
+            try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
+        }
+        print("\(prefix)fill.growing \(Int(rate)) ops/s"); fflushOut()
+        guard store.count == n else { throw Failure("bench: \(store.count) keys after the growing fill, expected \(n)") }
     }
 
     /// Fill, read, batched read and update on a fresh store, then (with --measure-open)
     /// its reopening; the store is closed on return.
     func singlePhases(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int], read: [Int], update: [Int]) throws {
         let n = keys
-        let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards))
+        let store = try KVStore.open(heap: heap, name: name, options: sized(records: 2 * n))
         // The fill and the update: every key put once, in `order`, with values of `version`.
         func puts(_ label: String, _ order: [Int], version: UInt64) throws -> Double {
             try Bench.phase(label, n: n, threads: threads) { i, key, value, _ in
@@ -115,7 +143,7 @@ struct BenchCommand: ParsableCommand {
     /// and one flushed range per shard a batch reaches, as a group commit would.
     func batchedFill(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int]) throws {
         let n = keys
-        let batched = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards))
+        let batched = try KVStore.open(heap: heap, name: name, options: sized(records: n))
         let batchFillRate = try Bench.batchPhase("fill.batch16", n: n, threads: threads, width: 16) { start, batch in
             for j in 0 ..< batch.count {
                 Bench.makeKey(batch.keyBytes(j), fill[start + j])
@@ -131,6 +159,9 @@ struct BenchCommand: ParsableCommand {
 func fflushOut() { fflush(nil) }  // all output streams
 
 enum Bench {
+    /// The anchors' keys: "key" and 13 digits.
+    static let keySize = 16
+
     static func splitmix(_ s: inout UInt64) -> UInt64 {
         s &+= 0x9E37_79B9_7F4A_7C15
         var z = s
@@ -184,7 +215,7 @@ enum Bench {
         let clock = ContinuousClock()
         let start = clock.now
         func work(_ t: Int) {
-            let key = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
+            let key = UnsafeMutableRawBufferPointer.allocate(byteCount: Bench.keySize, alignment: 8)
             let value = UnsafeMutableRawBufferPointer.allocate(byteCount: max(valueSize, 8), alignment: 8)
             let out = UnsafeMutableRawBufferPointer.allocate(byteCount: max(valueSize, 8), alignment: 8)
             defer { key.deallocate(); value.deallocate(); out.deallocate() }
@@ -248,7 +279,7 @@ final class BatchBuffers {
 
     init(width: Int, valueSize: Int) {
         self.width = width
-        keyStorage = .allocate(byteCount: 16 * width, alignment: 8)
+        keyStorage = .allocate(byteCount: Bench.keySize * width, alignment: 8)
         outStorage = .allocate(byteCount: max(valueSize, 8) * width, alignment: 8)
         keyList = .allocate(capacity: width)
         outList = .allocate(capacity: width)
@@ -258,7 +289,7 @@ final class BatchBuffers {
         lengths = lengthStorage
         value = .allocate(byteCount: max(valueSize, 8), alignment: 8)
         for j in 0 ..< width {
-            keyList[j] = UnsafeRawBufferPointer(rebasing: keyStorage[16 * j ..< 16 * (j + 1)])
+            keyList[j] = UnsafeRawBufferPointer(rebasing: keyStorage[Bench.keySize * j ..< Bench.keySize * (j + 1)])
             outList[j] = UnsafeMutableRawBufferPointer(rebasing: outStorage[valueSize * j ..< valueSize * (j + 1)])
             valueList[j] = UnsafeRawBufferPointer(outList[j])
         }
@@ -274,7 +305,7 @@ final class BatchBuffers {
         lengths = UnsafeMutableBufferPointer(rebasing: lengthStorage[0 ..< count])
     }
 
-    func keyBytes(_ j: Int) -> UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: keyStorage[16 * j ..< 16 * (j + 1)]) }
+    func keyBytes(_ j: Int) -> UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: keyStorage[Bench.keySize * j ..< Bench.keySize * (j + 1)]) }
     func keys(_ n: Int) -> UnsafeBufferPointer<UnsafeRawBufferPointer> { UnsafeBufferPointer(rebasing: keyList[0 ..< n]) }
     func outs(_ n: Int) -> UnsafeBufferPointer<UnsafeMutableRawBufferPointer> { UnsafeBufferPointer(rebasing: outList[0 ..< n]) }
     func values(_ n: Int) -> UnsafeBufferPointer<UnsafeRawBufferPointer> { UnsafeBufferPointer(rebasing: valueList[0 ..< n]) }
