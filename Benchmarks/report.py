@@ -105,6 +105,12 @@ def rows(f):
     # fence now, so it can pass the C figure for puts; gets are the same design.)
     for phase in ("fill", "read", "update"):
         ratio(f"daxkv.{phase}", f"ceiling.kv.plain.{phase}")
+    # daxkv's own put in C (one fence, pre-faulted log): how much of its bound daxkv reaches.
+    for phase in ("fill", "update"):
+        ratio(f"daxkv.{phase}", f"ceiling.kv.one_fence.{phase}")
+    # The fill on a store that grows as it goes (created at the default size).
+    ratio("daxkv.fill.growing", "anchor.lmdb_kv.nosync_wm.fill")
+    ratio("daxkv.fill.growing", "daxkv.fill")
     ratio("ceiling.kv.plain.fill", "anchor.lmdb_kv.nosync_wm.fill")
     ratio("ceiling.kv.plain.read", "anchor.pmemobj_kv.get")
     ratio("ceiling.kv.plain.update", "anchor.lmdb_kv.nosync_wm.update")

@@ -132,9 +132,9 @@ if [ -n "$daxkv" ]; then
 		|| say "# daxkv: built, but 'daxkv bench' printed no daxkv.* figures (not implemented yet?); key-value figures skipped"
 fi
 
-# 4b. The ceiling: a lean C program of the two-fence key-value design (two fences per put,
-#     two dependent misses per get), what any implementation of it reaches here (~35 s).
-#     daxkv's gets are that design; its puts now need one fence.
+# 4b. The ceiling: a lean C program of the key-value design (two dependent misses per get;
+#     two fences per put, and daxkv's one-fence put as the variant one_fence), what any
+#     implementation of it reaches here (~45 s).
 if [ "${SKIP_CEILING:-0}" != 1 ]; then
 	"$here/ceiling/run.sh" 2>"$out/ceiling.log" | fig || say "# ceiling: run.sh failed; see $out/ceiling.log"
 fi
