@@ -59,6 +59,7 @@ extension Shard {
             #if DEBUG
             afterSlotLoad?(Format.slotOffset(slot))
             #endif
+            requestSmallRecordOnce(at: record(Format.slotOffset(slot)))  // read once
             if let r = readRecord(at: Format.slotOffset(slot), key: key, buffer: buffer) { return r }
         }
         return .absent

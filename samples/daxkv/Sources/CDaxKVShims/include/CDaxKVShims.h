@@ -14,6 +14,11 @@ static inline void daxkv_prefetch(const void *address) {
 /// Tells the CPU that this thread is spinning on a lock word (x86 `pause`): it waits a
 /// little before the next look, saving power and the other hyperthread's cycles, and
 /// leaves the spin without a pipeline flush when the word changes.
+/* A read prefetch with no temporal locality (prefetchnta): the line is wanted once. */
+static inline void daxkv_prefetch_once(const void *address) {
+    __builtin_prefetch(address, 0, 0);
+}
+
 static inline void daxkv_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
