@@ -60,14 +60,20 @@ public struct KVStoreOptions: Sendable {
     /// The most shards ``defaultShards(available:)`` gives.
     public static let maxDefaultShards = 16
 
-    /// The data arena size (of a store of one shard) in which `count` records of a
-    /// `keyBytes` key and a `valueBytes` value fit without the arena growing, for
-    /// ``initialDataSize``. Each put appends a record, an update too; the log keeps one
-    /// free segment in reserve (compaction's destination) and prepares the next segment
-    /// once the tail is within an eighth of its segment's end. Keys spread over shards by
-    /// their hash: for a sharded store leave some room (10 % is ample from a few thousand
-    /// records a shard).
-    public static func dataSize(forRecords count: Int, keyBytes: Int, valueBytes: Int) -> UInt64 {
+    /// The ``initialDataSize`` of a store of `shards` shards in whose data arenas `count`
+    /// records of a `keyBytes` key and a `valueBytes` value fit without growing, if they
+    /// split evenly between the shards. Each put appends a record, an update too; each
+    /// shard's log keeps one free segment in reserve (compaction's destination) and
+    /// prepares the next segment once its tail is within an eighth of its segment's end.
+    /// Keys split between shards by their hash, not exactly evenly: leave some room for a
+    /// sharded store (10 % is ample from a few thousand records a shard).
+    public static func dataSize(forRecords count: Int, keyBytes: Int, valueBytes: Int, shards: Int = 1) -> UInt64 {
+        let shards = max(shards, 1)
+        return UInt64(shards) * shardDataSize(forRecords: (count + shards - 1) / shards, keyBytes: keyBytes, valueBytes: valueBytes)
+    }
+
+    /// `dataSize` for one shard: whole segments.
+    private static func shardDataSize(forRecords count: Int, keyBytes: Int, valueBytes: Int) -> UInt64 {
         let size = Format.recordSize(keyCount: keyBytes, valueCount: valueBytes)
         let perSegment = Int(Format.segmentSize) / size
         let inFirst = Int(Format.segmentSize - Format.headerSize) / size  // after the arena's header

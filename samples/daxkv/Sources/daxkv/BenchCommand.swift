@@ -70,9 +70,10 @@ struct BenchCommand: ParsableCommand {
     /// Options for a store sized for the workload: the index for `keys`, the data arena
     /// for `records` appended records (10 % over: the keys do not split exactly evenly
     /// between the shards).
-    func sized(records: Int) -> KVStoreOptions {
-        let dataSize = KVStoreOptions.dataSize(forRecords: records + records / 10, keyBytes: Bench.keySize, valueBytes: valueSize)
-        return KVStoreOptions(expectedKeys: keys, initialDataSize: dataSize, shards: shards)
+    func sized(records: Int, heap: Heap) -> KVStoreOptions {
+        let shardCount = shards ?? KVStoreOptions.defaultShards(available: heap.availableSize)
+        let dataSize = KVStoreOptions.dataSize(forRecords: records + records / 10, keyBytes: Bench.keySize, valueBytes: valueSize, shards: shardCount)
+        return KVStoreOptions(expectedKeys: keys, initialDataSize: dataSize, shards: shardCount)
     }
 
     /// The fill on a fresh store created at the default size: its data arena grows, and
@@ -93,7 +94,7 @@ struct BenchCommand: ParsableCommand {
     /// its reopening; the store is closed on return.
     func singlePhases(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int], read: [Int], update: [Int]) throws {
         let n = keys
-        let store = try KVStore.open(heap: heap, name: name, options: sized(records: 2 * n))
+        let store = try KVStore.open(heap: heap, name: name, options: sized(records: 2 * n, heap: heap))
         // The fill and the update: every key put once, in `order`, with values of `version`.
         func puts(_ label: String, _ order: [Int], version: UInt64) throws -> Double {
             try Bench.phase(label, n: n, threads: threads) { i, key, value, _ in
@@ -143,7 +144,7 @@ struct BenchCommand: ParsableCommand {
     /// and one flushed range per shard a batch reaches, as a group commit would.
     func batchedFill(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int]) throws {
         let n = keys
-        let batched = try KVStore.open(heap: heap, name: name, options: sized(records: n))
+        let batched = try KVStore.open(heap: heap, name: name, options: sized(records: n, heap: heap))
         let batchFillRate = try Bench.batchPhase("fill.batch16", n: n, threads: threads, width: 16) { start, batch in
             for j in 0 ..< batch.count {
                 Bench.makeKey(batch.keyBytes(j), fill[start + j])

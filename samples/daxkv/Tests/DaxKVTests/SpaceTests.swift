@@ -194,4 +194,19 @@ struct SpaceTests {
         }
         #expect(KVStoreOptions.dataSize(forRecords: 0, keyBytes: 16, valueBytes: 128) == Format.segmentSize)
     }
+
+    /// For a sharded store, each shard's share (its own reserve counted): 10 % over, 20,000
+    /// records over 4 shards fit without any shard's arena growing.
+    @Test("dataSize(forRecords:shards:) sizes every shard's data arena")
+    func dataSizeForShardedRecords() throws {
+        let records = 20_000, valueBytes = 700
+        let size = KVStoreOptions.dataSize(forRecords: records + records / 10, keyBytes: 16, valueBytes: valueBytes, shards: 4)
+        #expect(size % (4 * Format.segmentSize) == 0)
+        #expect(size > KVStoreOptions.dataSize(forRecords: records + records / 10, keyBytes: 16, valueBytes: valueBytes))
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let store = try KVStore.open(heap: try scratch.heap(), options: KVStoreOptions(initialDataSize: size, shards: 4))
+        for i in 0 ..< records { try store.put(key(i), stamped(i, version: 0, count: valueBytes)) }
+        #expect(store.dataGrowths == 0)
+    }
 }
