@@ -52,7 +52,10 @@ extension Shard {
         let segment = freeSegments.last!
         // May fail: nothing has changed yet. Skipped if this window did it before, or a
         // writer did it ahead (PrefaultAhead.swift).
-        if !segmentPrefaulted[segment] && !wasPrefaultedAhead(segment) { try prefault(data, segment: segment, store: name) }
+        if !segmentPrefaulted[segment] && !wasPrefaultedAhead(segment) {
+            try prefault(data, segment: segment, store: name)
+            switchPrefaults.incrementByWriter()
+        }
         segmentPrefaulted[segment] = true
         tailSwitches += 1
         freeSegments.removeLast()

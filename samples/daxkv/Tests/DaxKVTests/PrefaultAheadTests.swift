@@ -57,6 +57,8 @@ struct PrefaultAheadTests {
             seen += 1
         }
         #expect(grownByClaims > 0, "a fill from a small arena should have grown by claims")
+        // One writer prefaults each claim before its next put: no switch had to, under the lock.
+        #expect(shard.switchPrefaults.load(ordering: .relaxed) == 0)
         for j in 0 ..< i { #expect(try store.get(Self.key(j)) == Self.value(j)) }
     }
 

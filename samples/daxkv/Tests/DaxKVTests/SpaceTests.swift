@@ -159,8 +159,8 @@ struct SpaceTests {
 
     /// The segments of a data arena created with the store read as zero, so the switches
     /// to them do not zero them again (a 2 MiB persisted memset each, under the lock) and
-    /// count no reuse (which sends lock-free gets back to retry). Segments that held
-    /// records still are zeroed, and counted.
+    /// count no reuse (which sends lock-free gets back to retry), nor prefault them again.
+    /// Segments that held records still are zeroed, and counted.
     @Test("a new store's first switches neither zero nor count a reuse")
     func newSegmentsAreNotZeroedAgain() throws {
         let scratch = try Scratch()
@@ -171,6 +171,7 @@ struct SpaceTests {
         #expect(shard.lock.withLock { shard.tailSegment } >= 2)
         #expect(store.dataGrowths == 0)
         #expect(shard.spaceReuses.load(ordering: .relaxed) == 0)
+        #expect(shard.switchPrefaults.load(ordering: .relaxed) == 0, "every segment was prefaulted when the store was created")
         // Overwriting makes whole segments dead: their reuse is zeroed and counted.
         for round in 1 ... 3 { for i in 0 ..< 3000 { try store.put(key(i), stamped(i, version: round, count: 2000)) } }
         #expect(shard.spaceReuses.load(ordering: .relaxed) > 0)
