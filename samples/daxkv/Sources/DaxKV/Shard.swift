@@ -174,7 +174,7 @@ final class Shard: @unchecked Sendable {
             // unknown, the first segment was walked for compaction at every switch of a fill.
             if fresh {
                 store.segmentAppended = [Int](repeating: 0, count: store.segmentAppended.count)
-                try store.prepareNewLog(arenaIsNew: dataIsNew)
+                store.markNewLog(arenaIsNew: dataIsNew)
             }
             return store
         }
@@ -199,11 +199,12 @@ final class Shard: @unchecked Sendable {
         } else {
             data = try heap.createArena(named: place.arenaName(name, .data), size: place.initialDataSize(options.initialDataSize)).mapWindow()
         }
-        // Segment 0 is the first tail: prefaulted, as `switchToFreeSegment` does each later
-        // one. Then the header and segment 0 are cleared: a data arena left by an earlier
-        // attempt may hold records there, which the tail replay must never see
-        // (invariant 4). A new arena reads as zero already.
-        try prefault(data, segment: 0, store: name)
+        // Every segment prefaulted (`markNewLog` says why), before anything is written, so
+        // that a file system without room refuses the creation while the store does not
+        // exist yet. Then the header and segment 0 (the first tail) are cleared: a data
+        // arena left by an earlier attempt may hold records there, which the tail replay
+        // must never see (invariant 4). A new arena reads as zero already.
+        for segment in 0 ..< Int(data.size >> Format.segmentShift) { try prefault(data, segment: segment, store: name) }
         try data.memsetPersist(at: 0, value: 0, count: existing != nil ? Format.segmentSize : Format.headerSize)
         try data.store(Format.version, at: Format.versionOffset)
         try data.store(0, at: Format.tailSegmentOffset)
@@ -229,19 +230,16 @@ final class Shard: @unchecked Sendable {
         return (index, data)
     }
 
-    /// A store just laid out (no other thread has the shard yet): its whole data arena
-    /// prefaulted now, so that space set aside up front (``KVStoreOptions/initialDataSize``)
-    /// costs its page setup at creation and not in the puts that reach it (on a file-backed
-    /// heap, that is also when its memory is allocated); and the segments of an arena
-    /// created just now known to be zero (a new arena reads as zero), so that the switches
-    /// to them do not zero them again. An arena left by an earlier attempt may hold records
-    /// anywhere: its segments are zeroed as they are reused, as always.
-    func prepareNewLog(arenaIsNew: Bool) throws {
-        for segment in segmentPrefaulted.indices {
-            // Segment 0 was prefaulted by `initialise`, before it cleared it.
-            if segment != 0 { try prefault(data, segment: segment, store: name) }
-            segmentPrefaulted[segment] = true
-        }
+    /// A store just laid out (no other thread has the shard yet). `initialise` prefaulted
+    /// its whole data arena, so that space set aside up front
+    /// (``KVStoreOptions/initialDataSize``) costs its page setup at creation and not in the
+    /// puts that reach it (on a file-backed heap, that is also when its memory is
+    /// allocated): no switch prefaults those segments again. And the segments of an arena
+    /// created just now are known to be zero (a new arena reads as zero), so that the
+    /// switches to them do not zero them again. An arena left by an earlier attempt may
+    /// hold records anywhere: its segments are zeroed as they are reused, as always.
+    func markNewLog(arenaIsNew: Bool) {
+        segmentPrefaulted = [Bool](repeating: true, count: segmentPrefaulted.count)
         if arenaIsNew { segmentZeroed = segmentZeroed.indices.map { $0 != tailSegment } }
     }
 
