@@ -139,29 +139,27 @@ struct RecordLengths {
     var size: Int { Format.recordSize(keyCount: keyCount, valueCount: valueCount) }
 }
 
-/// Requests the lines of a small record at `base` (as `requestSmallRecord`) as data read
-/// once (`prefetchnta`), so that they do not push the index out of the caches. A single
-/// get reads its record so: 1.13x and 1.16x the gets a second in two sets of four paired
-/// rounds (every round 1.12-1.18x; the C ceiling's get gained 1.12-1.17x alike). The index of 1 M keys
-/// (16 MiB) fits this machine's 32 MiB L3 and the records (160 MiB) do not; read the
-/// usual way, every record's lines displaced index lines, and the next get's bucket
-/// missed more often. (A put's read of the old record, the batched get's records: no
-/// gain measured.)
-@inline(__always)
-func requestSmallRecordOnce(at base: UnsafeRawPointer) {
-    daxkv_prefetch_once(base)
-    daxkv_prefetch_once(base + Format.cacheLineSize)
-    daxkv_prefetch_once(base + 2 * Format.cacheLineSize)
-    daxkv_prefetch_once(base + Format.prefetchedRecordBytes - 1)
-}
-
 /// Requests every line of a small record at `base`, wherever in its first line it starts:
 /// lines at +0, +64, +128 and +191 (`Format.prefetchedRecordBytes`). A batched get requests
 /// so each record it will read, a write the log's tail it will write next.
 @inline(__always)
-func requestSmallRecord(at base: UnsafeRawPointer) {
-    daxkv_prefetch(base)
-    daxkv_prefetch(base + Format.cacheLineSize)
-    daxkv_prefetch(base + 2 * Format.cacheLineSize)
-    daxkv_prefetch(base + Format.prefetchedRecordBytes - 1)
+func requestSmallRecord(at base: UnsafeRawPointer) { forEachLineOfSmallRecord(at: base) { daxkv_prefetch($0) } }
+
+/// Requests the lines of a small record at `base` (as `requestSmallRecord`) as data read
+/// once (`prefetchnta`), so that they do not push the index out of the caches. A single
+/// get reads its record so: 1.13x and 1.16x the gets a second in two sets of four paired
+/// rounds (every round 1.12-1.18x; the C ceiling's get gained 1.12-1.17x alike). The index
+/// of 1 M keys (16 MiB) fits this machine's 32 MiB L3 and the records (160 MiB) do not;
+/// read the usual way, every record's lines displaced index lines, and the next get's
+/// bucket missed more often. (A put's read of the old record, the batched get's records:
+/// no gain measured.)
+@inline(__always)
+func requestSmallRecordOnce(at base: UnsafeRawPointer) { forEachLineOfSmallRecord(at: base) { daxkv_prefetch_once($0) } }
+
+@inline(__always)
+private func forEachLineOfSmallRecord(at base: UnsafeRawPointer, _ request: (UnsafeRawPointer) -> Void) {
+    request(base)
+    request(base + Format.cacheLineSize)
+    request(base + 2 * Format.cacheLineSize)
+    request(base + Format.prefetchedRecordBytes - 1)
 }
