@@ -189,31 +189,53 @@ extension Shard {
         compactionCount.incrementByWriter()
     }
 
-    /// Grows the data arena online; false when the heap has no room.
+    /// Grows the data arena online (lock held) and takes the new segments as free ones;
+    /// false when the heap has no room.
     func grow() throws -> Bool {
-        let size = data.size
-        let quarter = max(Format.segmentSize, (size / 4) & ~(Format.segmentSize - 1))
-        for step in Set([quarter, 2 * Format.segmentSize, Format.segmentSize]).sorted(by: >) {
-            do throws(HeapError) {
-                // Mapped into the window on return. Each new segment is prefaulted when it
-                // becomes the tail (`switchToFreeSegment`), not here.
-                try data.arena.resize(to: size + step)
-            } catch {
-                if isOutOfSpace(error) { continue }
-                throw error
+        guard try growArena(beyond: segmentLive.count) else { return false }
+        adoptNewSegments()
+        return true
+    }
+
+    /// Makes the data arena hold more than `segments` segments, growing it by a quarter
+    /// (at least a segment) unless another thread already did: true once it does, false
+    /// when the heap has no room. Needs no writer lock (the claim of a put grows without
+    /// it: the heap zeroes what it adds, on a device-dax a `pmem_memset_persist` of the
+    /// whole step, which the shard's other writers should not wait out); growths of the
+    /// shard are serialized by `growthLock`. The new segments are mapped into the window
+    /// on return and free for the writer to take (`adoptNewSegments`, lock held). Each is
+    /// prefaulted when it becomes the tail, or ahead (PrefaultAhead.swift), not here.
+    func growArena(beyond segments: Int) throws -> Bool {
+        try growthLock.withLock { (_: inout Void) throws -> Bool in
+            let size = data.size
+            if Int(size >> Format.segmentShift) > segments { return true }  // grown meanwhile
+            let quarter = max(Format.segmentSize, (size / 4) & ~(Format.segmentSize - 1))
+            for step in Set([quarter, 2 * Format.segmentSize, Format.segmentSize]).sorted(by: >) {
+                do throws(HeapError) {
+                    try data.arena.resize(to: size + step)
+                } catch {
+                    if isOutOfSpace(error) { continue }
+                    throw error
+                }
+                growthCount.incrementByWriter()  // every growth holds `growthLock`
+                return true
             }
-            let old = segmentLive.count
-            let now = Int((size + step) >> Format.segmentShift)
-            segmentLive += [Int](repeating: 0, count: now - old)
-            segmentAppended += [Int](repeating: 0, count: now - old)
-            segmentZeroed += [Bool](repeating: true, count: now - old)  // new arena space reads as zero
-            segmentPrefaulted += [Bool](repeating: false, count: now - old)
-            // The new segments are taken in order, after the older free ones.
-            freeSegments = Array((old ..< now).reversed()) + freeSegments.filter { $0 < old }
-            growthCount.incrementByWriter()
-            return true
+            return false
         }
-        return false
+    }
+
+    /// Lock held: the segments the data arena has beyond the writer's bookkeeping (grown by
+    /// `growArena`, here or in another thread) become free ones, taken in order after the
+    /// older free ones. They read as zero (new arena space) and are not prefaulted yet.
+    func adoptNewSegments() {
+        let old = segmentLive.count
+        let now = Int(data.size >> Format.segmentShift)
+        guard now > old else { return }
+        segmentLive += [Int](repeating: 0, count: now - old)
+        segmentAppended += [Int](repeating: 0, count: now - old)
+        segmentZeroed += [Bool](repeating: true, count: now - old)
+        segmentPrefaulted += [Bool](repeating: false, count: now - old)
+        freeSegments = Array((old ..< now).reversed()) + freeSegments.filter { $0 < old }
     }
 }
 

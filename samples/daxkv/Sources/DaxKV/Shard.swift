@@ -123,6 +123,10 @@ final class Shard: @unchecked Sendable {
     let compactionWalks = Atomic<Int>(0)
     let growthCount = Atomic<Int>(0)
     let rebuildCount = Atomic<Int>(0)
+    /// Serializes the data arena's growths (`growArena`), which a put's claim makes without
+    /// the writer lock. Taken with the writer lock held (`advance`) or alone, never the
+    /// writer lock while it is held.
+    let growthLock = Locked(())
     /// Segments a switch prefaulted itself, under the lock (1.5 ms a fresh 2 MiB on tmpfs,
     /// which every other writer of the shard waits out): neither done ahead nor before.
     let switchPrefaults = Atomic<Int>(0)

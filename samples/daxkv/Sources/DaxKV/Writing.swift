@@ -54,7 +54,7 @@ extension Shard {
         }
         // After the unlock: the two-writer fill was 8 % faster so (the single one alike).
         Self.requestTail(at: next)
-        if let claim { prefaultAhead(claim) }
+        if let claim { prepareAhead(claim) }
     }
 
     /// This shard's part of a batch (`KVStore.put(batch:)`, which checks the pairs; they all
@@ -67,7 +67,7 @@ extension Shard {
             try commitPending()
             return claimPrefaultAhead()
         }
-        if let claim { prefaultAhead(claim) }
+        if let claim { prepareAhead(claim) }
     }
 
     /// A batch's first half (lock held): appends the pairs `pairs` lists (indices into

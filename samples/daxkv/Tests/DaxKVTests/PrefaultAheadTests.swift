@@ -85,4 +85,55 @@ struct PrefaultAheadTests {
             #expect(shard.wasPrefaultedAhead(next))
         }
     }
+
+    /// The claim grows the arena without the writer lock, so a switch (another writer's)
+    /// may need the growth at the same time: whichever asks second for growth past the same
+    /// segment count finds it done and does not grow again, and the new segments join the
+    /// free ones once, under the lock, whoever adopts them.
+    @Test("a growth asked for again past the same size is not made twice, and is adopted once")
+    func aGrowthIsMadeOnce() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let store = try KVStore.open(heap: try scratch.heap(), options: .oneShard)
+        let shard = store.only
+        let segments = shard.lock.withLock { shard.segmentLive.count }
+        #expect(try shard.growArena(beyond: segments))
+        let growths = store.dataGrowths, size = shard.data.size
+        #expect(growths == 1 && size > UInt64(segments) << Format.segmentShift)
+        #expect(try shard.growArena(beyond: segments), "the arena is past that size already")
+        #expect(store.dataGrowths == growths && shard.data.size == size)
+        shard.lock.withLock {
+            #expect(shard.segmentLive.count == segments, "grown, not yet adopted")
+            let free = shard.freeSegments
+            shard.adoptNewSegments()
+            let now = Int(size >> Format.segmentShift)
+            #expect(shard.segmentLive.count == now && shard.segmentPrefaulted.count == now && shard.segmentZeroed.count == now)
+            #expect(shard.freeSegments == Array((segments ..< now).reversed()) + free)
+            shard.adoptNewSegments()
+            #expect(shard.freeSegments.count == free.count + now - segments, "adopted once")
+        }
+    }
+
+    /// Two writers of one shard from a one-segment arena: claims grow it without the lock
+    /// while switches grow it with the lock, racing. No segment is lost or taken twice.
+    @Test("two writers of one shard grow it by claims and switches without losing a segment")
+    func twoWritersGrowOneShard() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let store = try KVStore.open(heap: try scratch.heap(), options: KVStoreOptions(initialDataSize: Format.segmentSize).oneShard)
+        let shard = store.only
+        let perWriter = 3000  // 6,000 records of 4 KB: about 12 segments
+        _ = try KVStore.inParallel(2) { w in
+            for i in w * perWriter ..< (w + 1) * perWriter { try store.put(Self.key(i), Self.value(i)) }
+        }
+        #expect(store.dataGrowths > 2)
+        store.checkInvariants("after two writers grew one shard")
+        shard.lock.withLock {
+            #expect(shard.segmentLive.count == Int(shard.data.size >> Format.segmentShift), "every segment of the arena adopted")
+            #expect(Set(shard.freeSegments).count == shard.freeSegments.count, "no segment free twice")
+            #expect(shard.freeSegments.allSatisfy { shard.segmentLive[$0] == 0 && $0 != shard.tailSegment })
+        }
+        for i in 0 ..< 2 * perWriter { #expect(try store.get(Self.key(i)) == Self.value(i)) }
+    }
 }
+
