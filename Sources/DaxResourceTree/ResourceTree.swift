@@ -145,6 +145,22 @@ public struct ResourceTree: Hashable, Sendable {
         return result
     }
 
+    /// The free gaps inside `range`, in address order: the parts of it no child holds.
+    public func gaps(within range: Range<UInt64>) -> [Range<UInt64>] {
+        var result: [Range<UInt64>] = []
+        var cursor = range.lowerBound
+        var i = max(firstIndex(startingAtOrAfter: range.lowerBound) - 1, 0)  // a child may start before it
+        while i < children.count, children[i].start < range.upperBound {
+            if children[i].end > cursor {
+                if children[i].start > cursor { result.append(cursor ..< children[i].start) }
+                cursor = children[i].end
+            }
+            i += 1
+        }
+        if cursor < range.upperBound { result.append(cursor ..< range.upperBound) }
+        return result
+    }
+
     /// Every structural rule of the tree; returns a description of the first broken one.
     public func invariantViolation() -> String? {
         var sum: UInt64 = 0

@@ -550,3 +550,55 @@ private struct UnitModel {
         #expect(outcomes[0] > 500 && outcomes[1] > 500, "seed \(String(seed, radix: 16)): \(outcomes)")
     }
 }
+
+// MARK: - gaps(within:): the free parts of a range
+
+@Suite struct GapsWithinTests {
+    /// Random children, random byte ranges (inside, across and outside the root): the
+    /// gaps within a range are the tree's gaps cut to it.
+    @Test(arguments: [0x6A95_0001, 0x6A95_2016] as [UInt64])
+    func gapsWithinARangeAreTheGapsCutToIt(seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        for round in 0 ..< 200 {
+            var tree = region(units: 32)
+            for _ in 0 ..< rng.below(12) {
+                let u = UInt64(rng.below(32)), n = UInt64(1 + rng.below(4))
+                _ = try? tree.request(start: at(u), size: min(n, 32 - u) * unit, owner: 1, pageOffset: 0)
+            }
+            for _ in 0 ..< 20 {
+                let a = at(0) - unit + UInt64(rng.below(Int(34 * unit)))
+                let b = a + UInt64(rng.below(Int(8 * unit)))
+                let range = a ..< b
+                let expected = tree.gaps.map { clip(range, to: $0) }
+                // Outside the root nothing is a child either: those parts count as free.
+                let outside = [clip(range, to: 0 ..< tree.start), clip(range, to: tree.end ..< .max)]
+                let model = merged((expected + outside).sorted { $0.lowerBound < $1.lowerBound })
+                #expect(merged(tree.gaps(within: range)) == model, "seed \(seed) round \(round) range \(range)")
+            }
+        }
+    }
+
+    @Test func aRangeInsideOneChildHasNoGap() throws {
+        var tree = region()
+        try tree.request(start: at(2), size: 4 * unit, owner: 1, pageOffset: 0)
+        #expect(tree.gaps(within: at(3) ..< at(4)).isEmpty)
+        #expect(tree.gaps(within: at(1) ..< at(3)) == [at(1) ..< at(2)])
+        #expect(tree.gaps(within: at(5) ..< at(7)) == [at(6) ..< at(7)])
+        #expect(tree.gaps(within: at(0) ..< at(16)) == tree.gaps)
+    }
+}
+
+/// The part of `range` inside `bounds` (empty, somewhere, if none).
+private func clip(_ range: Range<UInt64>, to bounds: Range<UInt64>) -> Range<UInt64> {
+    let low = max(range.lowerBound, bounds.lowerBound)
+    return low ..< max(low, min(range.upperBound, bounds.upperBound))
+}
+
+/// Adjacent ranges joined (gaps either side of the root's edge are reported apart).
+private func merged(_ ranges: [Range<UInt64>]) -> [Range<UInt64>] {
+    var result: [Range<UInt64>] = []
+    for r in ranges where !r.isEmpty {
+        if let last = result.last, last.upperBound == r.lowerBound { result[result.count - 1] = last.lowerBound ..< r.upperBound } else { result.append(r) }
+    }
+    return result
+}
