@@ -515,6 +515,17 @@ public final class MappedDevice: @unchecked Sendable {
         try memsetPersist(offset: offset, value: 0, length: length)
     }
 
+    /// Gives back the memory behind a range no arena holds any more (space a shrink or a
+    /// destroy returned, once no reader can be in it): a file gets its blocks punched out,
+    /// so an emulating file (on tmpfs, memory) stays about as large as its arenas. Not
+    /// made durable, and best effort: the space is zeroed again, durably, before it joins
+    /// an arena (`zero`). A device-dax keeps its memory; simulated persistence keeps the
+    /// bytes its model tracks.
+    public func release(offset: UInt64, length: UInt64) {
+        guard kind == .file, persistence != .simulated, mode == .readWrite, length > 0 else { return }
+        _ = syscalls.punchHole(fd, offset, length)
+    }
+
     // MARK: - Guarded access (media errors)
 
     /// Copies device bytes into `destination`, surviving a media error: a fault in the

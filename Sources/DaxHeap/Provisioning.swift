@@ -81,7 +81,13 @@ extension Heap {
                     ReadSections.retire(waited) { old.snapshot.release() }
                 } else {
                     ReadSections.wait(waited)
+                    // No reader is in the space the change took away, and `provisioning`
+                    // keeps it from being handed out: its memory can go (on a file), but
+                    // for what another step of the same change gave to an arena.
+                    let removed = Self.addedRanges(old: current, new: old.snapshot._withUnsafeGuaranteedRef { $0.layout })
                     old.snapshot.release()
+                    let free = state.withLock { s in removed.flatMap { s.table.tree.gaps(within: $0) } }
+                    for range in free { device.release(offset: range.lowerBound, length: Geometry.length(of: range)) }
                 }
             }
             return ids
