@@ -1,4 +1,4 @@
-// CDaxKVShims: what DaxKV needs from C and Swift cannot say: a prefetch and a pause.
+// CDaxKVShims: what DaxKV needs from C and Swift cannot say: prefetches and a pause.
 #ifndef CDAXKV_SHIMS_H
 #define CDAXKV_SHIMS_H
 
@@ -11,14 +11,15 @@ static inline void daxkv_prefetch(const void *address) {
     __builtin_prefetch(address, 0, 3);
 }
 
-/// Tells the CPU that this thread is spinning on a lock word (x86 `pause`): it waits a
-/// little before the next look, saving power and the other hyperthread's cycles, and
-/// leaves the spin without a pipeline flush when the word changes.
-/* A read prefetch with no temporal locality (prefetchnta): the line is wanted once. */
+/// The same as a read with no temporal locality (`prefetchnta`): the line is wanted once,
+/// and should not push longer-lived lines (the index's) out of the caches.
 static inline void daxkv_prefetch_once(const void *address) {
     __builtin_prefetch(address, 0, 0);
 }
 
+/// Tells the CPU that this thread is spinning on a lock word (x86 `pause`): it waits a
+/// little before the next look, saving power and the other hyperthread's cycles, and
+/// leaves the spin without a pipeline flush when the word changes.
 static inline void daxkv_pause(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
