@@ -99,11 +99,7 @@ public final class KVStore: Sendable {
             }
             guard Self.isValidName(name, shards: count) else { throw KVError.invalidStoreName(name) }
             try destroyShards(heap: heap, name: name, from: count)
-            var created = try (1 ..< count).map { i in
-                try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: true)
-            }
-            created.insert(try Shard.open(heap: heap, name: name, place: ShardPlace(index: 0, count: count), options: options, fresh: true), at: 0)
-            opened = created
+            opened = try createShards(heap: heap, name: name, count: count, options: options)
         }
         // Only once every shard has opened, so that an open refused at one shard has
         // written in none: recovery's writes (tail replays, version upgrades), then the
@@ -113,6 +109,28 @@ public final class KVStore: Sendable {
         var shards: [Shard] = []
         while !opened.isEmpty { shards.append(try Shard.givingBackSpace(opened.removeFirst(), options: options)) }
         return KVStore(heap: heap, name: name, shards: shards, openSeconds: (clock.now - started).seconds)
+    }
+
+    /// Lays out every shard of a new store, shard 0 last (its index magic says the store
+    /// exists). A creation that fails (no room in the heap, or in the file system for the
+    /// prefault) destroys the arenas it created, so that the heap is left as it was found;
+    /// arenas of the store's names that were there before (an earlier attempt's) stay.
+    static func createShards(heap: Heap, name: String, count: Int, options: KVStoreOptions) throws -> [Shard] {
+        let arenas = (0 ..< count).flatMap { i in
+            [ShardPlace.Kind.index, .data].map { ShardPlace(index: i, count: count).arenaName(name, $0) }
+        }
+        let existing = try wrapHeap { try Set(arenas.filter { try heap.findArena(named: $0) != nil }) }
+        do {
+            var created = try (1 ..< count).map { i in
+                try Shard.open(heap: heap, name: name, place: ShardPlace(index: i, count: count), options: options, fresh: true)
+            }
+            created.insert(try Shard.open(heap: heap, name: name, place: ShardPlace(index: 0, count: count), options: options, fresh: true), at: 0)
+            return created
+        } catch {
+            // The shards opened so far are released (their windows unmapped) by now.
+            for arena in arenas where !existing.contains(arena) { try? heap.destroyArena(named: arena) }
+            throw error
+        }
     }
 
     /// Opens the shards of an existing store (their headers checked and indexes scanned,

@@ -210,4 +210,27 @@ struct SpaceTests {
         for i in 0 ..< records { try store.put(key(i), stamped(i, version: 0, count: valueBytes)) }
         #expect(store.dataGrowths == 0)
     }
+
+    /// A creation that fails partway (here the heap has no room for the third shard's data
+    /// arena) leaves the heap as it found it: the arenas it created go again, one created
+    /// before by someone else stays, and the error is one line.
+    @Test("a failed creation removes the arenas it created, and only those")
+    func aFailedCreationLeavesTheHeapAsItWas() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let heap = try scratch.heap()  // 64 MiB
+        try heap.createArena(named: "kv.data.3", size: 2 << 20)  // as an earlier attempt would leave it
+        let before = heap.arenas.map(\.name).sorted()
+        do {
+            _ = try KVStore.open(heap: heap, options: KVStoreOptions(initialDataSize: 120 << 20, shards: 4))
+            Issue.record("the creation should not fit")
+        } catch {
+            #expect(!"\(error)".contains("\n"), "\(error)")
+        }
+        #expect(heap.arenas.map(\.name).sorted() == before)
+        #expect(heap.check().isHealthy)
+        // And the store is absent, not an unfinished creation.
+        #expect(throws: KVError.noSuchStore("kv")) { _ = try KVStore.open(heap: heap, options: KVStoreOptions(create: false)) }
+    }
 }
+
