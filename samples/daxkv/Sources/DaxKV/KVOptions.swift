@@ -1,5 +1,7 @@
 // How a store is opened, and what opening it cost.
 
+import DaxHeap
+
 /// How a store is opened.
 public struct KVStoreOptions: Sendable {
     /// Create the store's arenas when they do not exist yet.
@@ -53,6 +55,10 @@ public struct KVStoreOptions: Sendable {
         while count < maxDefaultShards, UInt64(2 * count) * heapPerDefaultShard <= available { count *= 2 }
         return count
     }
+    /// How many shards a store created with these options on `heap` has: ``shards``, or
+    /// ``defaultShards(available:)`` of the heap's available space now.
+    public func shardCount(forNewStoreOn heap: Heap) -> Int { shards ?? Self.defaultShards(available: heap.availableSize) }
+
     /// The available heap space from which a new store is split into shards by default.
     public static let shardedHeapMinimum: UInt64 = 256 << 20
     /// Heap space per shard of ``defaultShards(available:)``.

@@ -89,7 +89,7 @@ public final class KVStore: Sendable {
         } else {
             // Absent, or a creation that never finished (shard 0's index magic is written
             // last, so no put was acknowledged): lay every shard out anew, shard 0 last.
-            let count = options.shards ?? KVStoreOptions.defaultShards(available: heap.availableSize)
+            let count = options.shardCount(forNewStoreOn: heap)
             guard ShardPlace.isValidCount(count) else { throw KVError.invalidShardCount(count) }
             guard options.create else {
                 let first = ShardPlace(index: 0, count: 1)

@@ -71,9 +71,20 @@ struct BenchCommand: ParsableCommand {
     /// for `records` appended records (10 % over: the keys do not split exactly evenly
     /// between the shards).
     func sized(records: Int, heap: Heap) -> KVStoreOptions {
-        let shardCount = shards ?? KVStoreOptions.defaultShards(available: heap.availableSize)
-        let dataSize = KVStoreOptions.dataSize(forRecords: records + records / 10, keyBytes: Bench.keySize, valueBytes: valueSize, shards: shardCount)
-        return KVStoreOptions(expectedKeys: keys, initialDataSize: dataSize, shards: shardCount)
+        var options = KVStoreOptions(expectedKeys: keys, shards: shards)
+        options.shards = options.shardCount(forNewStoreOn: heap)  // the count the sizing assumes
+        options.initialDataSize = KVStoreOptions.dataSize(forRecords: records + records / 10, keyBytes: Bench.keySize, valueBytes: valueSize, shards: options.shards!)
+        return options
+    }
+
+    /// Every key put once, in `order`, with values of `version`, as phase `label` (the fill,
+    /// the update): ops/s.
+    func putPhase(_ label: String, into store: KVStore, order: [Int], version: UInt64, threads: Int) throws -> Double {
+        try Bench.phase(label, n: keys, threads: threads) { i, key, value, _ in
+            Bench.makeKey(key, order[i])
+            Bench.makeValue(value, order[i], version: version)
+            try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
+        }
     }
 
     /// The fill on a fresh store created at the default size: its data arena grows, and
@@ -81,11 +92,7 @@ struct BenchCommand: ParsableCommand {
     func growingFill(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int]) throws {
         let n = keys
         let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards))
-        let rate = try Bench.phase("fill.growing", n: n, threads: threads) { i, key, value, _ in
-            Bench.makeKey(key, fill[i])
-            Bench.makeValue(value, fill[i], version: 0)
-            try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
-        }
+        let rate = try putPhase("fill.growing", into: store, order: fill, version: 0, threads: threads)
         print("\(prefix)fill.growing \(Int(rate)) ops/s"); fflushOut()
         guard store.count == n else { throw Failure("bench: \(store.count) keys after the growing fill, expected \(n)") }
     }
@@ -95,15 +102,7 @@ struct BenchCommand: ParsableCommand {
     func singlePhases(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int], read: [Int], update: [Int]) throws {
         let n = keys
         let store = try KVStore.open(heap: heap, name: name, options: sized(records: 2 * n, heap: heap))
-        // The fill and the update: every key put once, in `order`, with values of `version`.
-        func puts(_ label: String, _ order: [Int], version: UInt64) throws -> Double {
-            try Bench.phase(label, n: n, threads: threads) { i, key, value, _ in
-                Bench.makeKey(key, order[i])
-                Bench.makeValue(value, order[i], version: version)
-                try store.put(UnsafeRawBufferPointer(key), UnsafeRawBufferPointer(value))
-            }
-        }
-        let fillRate = try puts("fill", fill, version: 0)
+        let fillRate = try putPhase("fill", into: store, order: fill, version: 0, threads: threads)
         print("\(prefix)fill \(Int(fillRate)) ops/s"); fflushOut()
         guard store.count == n else { throw Failure("bench: \(store.count) keys after the fill, expected \(n)") }
         let readRate = try Bench.phase("read", n: n, threads: threads) { i, key, value, out in
@@ -128,7 +127,7 @@ struct BenchCommand: ParsableCommand {
             }
         }
         print("\(prefix)read.batch16 \(Int(batchRate)) ops/s"); fflushOut()
-        let updateRate = try puts("update", update, version: 1)
+        let updateRate = try putPhase("update", into: store, order: update, version: 1, threads: threads)
         print("\(prefix)update \(Int(updateRate)) ops/s"); fflushOut()
         guard store.count == n else { throw Failure("bench: \(store.count) keys after the update, expected \(n)") }
         if measureOpen {
