@@ -499,11 +499,14 @@ public final class MappedDevice: @unchecked Sendable {
         }
     }
 
+    /// Whether free space is handled by punching holes: on a file, unless under simulated
+    /// persistence, which sees only stores (and so gets what a device-dax gets).
+    private var punchesHoles: Bool { kind == .file && persistence != .simulated }
+
     /// Durably zeroes a range nobody uses (space about to join an arena). A file gets
     /// its blocks punched out, which is quick and keeps it sparse; device-dax is memset.
     public func zero(offset: UInt64, length: UInt64) throws(DeviceError) {
-        // Simulated persistence sees only stores, so it gets the memset a device-dax gets.
-        if kind == .file, persistence != .simulated {
+        if punchesHoles {
             if case .success = syscalls.punchHole(fd, offset, length) {
                 // The hole is file-system metadata: only fdatasync makes it durable, in
                 // pmem mode too (fs-dax with MAP_SYNC syncs a store's block allocation at
@@ -522,7 +525,7 @@ public final class MappedDevice: @unchecked Sendable {
     /// an arena (`zero`). A device-dax keeps its memory; simulated persistence keeps the
     /// bytes its model tracks.
     public func release(offset: UInt64, length: UInt64) {
-        guard kind == .file, persistence != .simulated, mode == .readWrite, length > 0 else { return }
+        guard punchesHoles, mode == .readWrite, length > 0 else { return }
         _ = syscalls.punchHole(fd, offset, length)
     }
 
