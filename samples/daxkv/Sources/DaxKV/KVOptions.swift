@@ -13,7 +13,7 @@ public struct KVStoreOptions: Sendable {
     /// prefaults all of it, so that the puts that reach it never wait for its page setup
     /// (nor, on a file-backed heap, for its memory to be allocated and zeroed, about 1.5 ms
     /// a 2 MiB segment on tmpfs); a larger store grows as it goes. To size it for a
-    /// workload, see ``dataSize(forRecords:keyBytes:valueBytes:)``.
+    /// workload, see ``dataSize(forRecords:keyBytes:valueBytes:shards:)``.
     public var initialDataSize: UInt64
 
     /// When the log needs a segment and none is free: compact a segment (rather than grow

@@ -178,7 +178,7 @@ struct SpaceTests {
         for i in 0 ..< 3000 { #expect(try store.get(key(i)) == stamped(i, version: 3, count: 2000)) }
     }
 
-    /// `dataSize(forRecords:keyBytes:valueBytes:)` is enough: a store created at that size
+    /// `dataSize(forRecords:keyBytes:valueBytes:shards:)` is enough: a store created at that size
     /// holds that many records without growing, and one segment less is not enough. 5,498
     /// records end in the last eighth of their segment, where the next is prepared.
     @Test("dataSize(forRecords:) sizes a data arena for that many records", arguments: [5000, 5498])
