@@ -89,14 +89,27 @@ extension Shard {
     typealias Probe = (position: UInt64, old: UInt64, found: Bool)
 
     /// Where `key` is (found) or would go (the first tombstone or empty slot on its probe path).
+    /// A slot of the key's tag is confirmed by the writer's copy of the key (`keyCache`)
+    /// or, when that does not know it, by the record, and then remembered.
     func find(hash: UInt64, key: UnsafeRawBufferPointer, _ table: Table) -> Probe {
         let tag = Format.tag(hash)
         var reusable: UInt64? = nil
+        keyCache.prepare(for: table)
         for position in ProbePath(table, hash: hash) {
             let slot = indexWord(position).load(as: UInt64.self)
             if slot == Format.emptySlot { return reusable.map { ($0, Format.tombstone, false) } ?? (position, slot, false) }
             if slot == Format.tombstone { if reusable == nil { reusable = position }; continue }
-            if Format.slotTag(slot) == tag, keyMatches(at: Format.slotOffset(slot), key: key) { return (position, slot, true) }
+            guard Format.slotTag(slot) == tag else { continue }
+            switch keyCache.verdict(at: position, key: key) {
+            case .same: return (position, slot, true)
+            case .different: continue
+            case .unknown:
+                recordKeyComparisons &+= 1
+                if keyMatches(at: Format.slotOffset(slot), key: key) {
+                    keyCache.remember(at: position, key: key)
+                    return (position, slot, true)
+                }
+            }
         }
         guard let reusable else { fatalError("DaxKV: index table full (load factor invariant broken)") }
         return (reusable, Format.tombstone, false)

@@ -108,9 +108,11 @@ extension Shard {
         // Where the index disagrees with a key's last record, a slot store or tombstone was
         // lost: apply it again. Comparing final states keeps this idempotent.
         let finals = last.values.sorted().map { records[$0] }
+        func key(of r: TailRecord) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(start: record(r.offset) + Format.keyOffset, count: r.keyCount)
+        }
         func lost(_ r: TailRecord) -> Probe? {
-            let key = UnsafeRawBufferPointer(start: record(r.offset) + Format.keyOffset, count: r.keyCount)
-            let probe = find(hash: r.hash, key: key, currentTable())
+            let probe = find(hash: r.hash, key: key(of: r), currentTable())
             let agrees = r.isDelete ? !probe.found : probe.found && Format.slotOffset(probe.old) == r.offset
             return agrees ? nil : probe
         }
@@ -126,12 +128,13 @@ extension Shard {
             replayed += 1
             if r.isDelete {
                 atomicStore(indexWord(probe.position), Format.tombstone)
+                keyCache.forget(at: probe.position)
                 try index.flush(at: probe.position, count: Format.slotSize)
                 release(Format.slotOffset(probe.old))
                 tombstones += 1
                 liveCount -= 1
             } else {
-                _ = try publish(probe, hash: r.hash, offset: r.offset, flush: true)
+                _ = try publish(probe, hash: r.hash, key: key(of: r), offset: r.offset, flush: true)
             }
         }
         index.drain()  // the replayed slots are durable

@@ -102,6 +102,10 @@ final class Shard: @unchecked Sendable {
     /// Where the records `appendBatch` laid out and nobody flushed yet begin (they run to
     /// `tail`); nil when there are none. `flushForCommit` flushes them.
     @exclusivity(unchecked) var unflushedFrom: UInt64? = nil
+    /// The writer's copy of the short keys its slots point at (KeyCache.swift).
+    let keyCache: KeyCache
+    /// Keys `find` compared in a record (its copy did not know the slot's key): tests.
+    @exclusivity(unchecked) var recordKeyComparisons = 0
 
     deinit {
         // A clean close leaves nothing for the next open to replay.
@@ -171,7 +175,7 @@ final class Shard: @unchecked Sendable {
                     throw KVError.notAStore(store: name, reason: "the index of its shard \(place.index) of \(place.count) was never finished")
                 }
             }
-            let store = try Shard(heap: heap, name: name, place: place, index: index!, data: data!, reclaim: options.reclaimBeforeGrowth)
+            let store = try Shard(heap: heap, name: name, place: place, index: index!, data: data!, options: options)
             (index, data) = (nil, nil)  // the shard holds the windows now
             // Laid out just now, it holds no record: none was appended to any segment (the
             // others, free, are counted from 0 again when they become the tail). Left
@@ -257,9 +261,10 @@ final class Shard: @unchecked Sendable {
     /// Opens the store on `index` and `data`: checks the headers, then recovers (the index
     /// scan and the tail replay), unless `resuming` gives the state a recovery of the same
     /// media already found (`giveBack` reopens on shrunk arenas without recovering twice).
-    init(heap: Heap, name: String, place: ShardPlace, index: ArenaWindow, data: ArenaWindow, reclaim: Double,
+    init(heap: Heap, name: String, place: ShardPlace, index: ArenaWindow, data: ArenaWindow, options: KVStoreOptions,
          resuming: RecoveredState? = nil) throws {
-        self.reclaimBeforeGrowth = reclaim
+        self.reclaimBeforeGrowth = options.reclaimBeforeGrowth
+        keyCache = KeyCache(enabled: options.keyCopy)
         self.heap = heap
         self.name = name
         self.place = place

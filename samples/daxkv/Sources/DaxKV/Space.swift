@@ -97,6 +97,6 @@ extension Shard {
               let data = try heap.findArena(named: place.arenaName(name, .data))?.mapWindow() else {
             throw KVError.notAStore(store: name, reason: "its arenas vanished while it was reopened to give space back")
         }
-        return try Shard(heap: heap, name: name, place: place, index: index, data: data, reclaim: options.reclaimBeforeGrowth, resuming: state)
+        return try Shard(heap: heap, name: name, place: place, index: index, data: data, options: options, resuming: state)
     }
 }

@@ -31,6 +31,10 @@ extension Shard {
                 // the pthread mutex this lock replaced).
                 let table = currentTable()
                 requestBucket(table, hash: hash)
+                // And the writer's copy of the bucket's keys: an update confirms its key
+                // there, without waiting for the old record (KeyCache.swift).
+                keyCache.prepare(for: table)
+                keyCache.request(hash: hash)
                 if tail + UInt64(size) > Format.segmentEnd(tailSegment) { try advance(needed: size) }
                 let offset = tail
                 try writeRecord(at: offset, size: size, key: key, value: value)
@@ -47,7 +51,7 @@ extension Shard {
                 // The slot is stored, not flushed: the next write's fence takes it
                 // (a flush here would be waited for by the next locked instruction,
                 // the next put's lock, as if it were a fence of its own).
-                pendingSlot = try publish(probe, hash: hash, offset: offset, flush: false)
+                pendingSlot = try publish(probe, hash: hash, key: key, offset: offset, flush: false)
                 countInserts()
                 return (record(tail), claimPrefaultAhead())
             }
@@ -90,6 +94,7 @@ extension Shard {
             // rebuild at most, before any record is written.
             try ensureIndexRoom(adding: pairs.count)
             let table = currentTable()  // segment switches (and their compactions) keep it
+            keyCache.prepare(for: table)
             var next = 0
             while next < pairs.count {
                 let first = Format.recordSize(keyCount: keys[pairs[next]].count, valueCount: values[pairs[next]].count)
@@ -107,6 +112,7 @@ extension Shard {
                     let offset = tail
                     Self.layOutRecord(at: record(offset), size: size, key: keys[i], value: values[i], flags: 0)
                     requestBucket(table, hash: hashes[i])
+                    keyCache.request(hash: hashes[i])
                     tail += UInt64(size)
                     pending.append(Pending(hash: hashes[i], offset: offset, keyCount: keys[i].count))
                     next += 1
@@ -155,7 +161,7 @@ extension Shard {
             for i in pending.indices {
                 let p = pending[i]
                 let key = UnsafeRawBufferPointer(start: record(p.offset) + Format.keyOffset, count: p.keyCount)
-                pending[i].slotAt = try publish(find(hash: p.hash, key: key, table), hash: p.hash, offset: p.offset, flush: false)
+                pending[i].slotAt = try publish(find(hash: p.hash, key: key, table), hash: p.hash, key: key, offset: p.offset, flush: false)
             }
             // Not flushed here: like a single put's slot, by the next write before its
             // fence. A flush here would be waited for by the next locked instruction (a
@@ -189,6 +195,7 @@ extension Shard {
                 tail += UInt64(size)
                 if segmentAppended[tailSegment] >= 0 { segmentAppended[tailSegment] += 1 }
                 atomicStore(indexWord(probe.position), Format.tombstone)
+                keyCache.forget(at: probe.position)
                 pendingSlot = probe.position  // flushed by the next write, like a put's slot
                 release(Format.slotOffset(probe.old))
                 tombstones += 1
@@ -224,10 +231,11 @@ extension Shard {
     }
 
     /// Points the key's slot (found by `find` with the writer lock held since) at the
-    /// durable record at `offset`, and flushes it if asked (no fence).
+    /// durable record of `key` at `offset`, and flushes it if asked (no fence).
     @inline(__always)
-    func publish(_ probe: Probe, hash: UInt64, offset: UInt64, flush: Bool) throws -> UInt64 {
+    func publish(_ probe: Probe, hash: UInt64, key: UnsafeRawBufferPointer, offset: UInt64, flush: Bool) throws -> UInt64 {
         atomicStore(indexWord(probe.position), Format.slot(tag: Format.tag(hash), offset: offset))
+        keyCache.remember(at: probe.position, key: key)
         if flush { try index.flush(at: probe.position, count: Format.slotSize) }
         if probe.found {
             release(Format.slotOffset(probe.old))
