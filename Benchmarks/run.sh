@@ -133,8 +133,9 @@ if [ -n "$daxkv" ]; then
 fi
 
 # 4b. The ceiling: a lean C program of the key-value design (two dependent misses per get;
-#     two fences per put, and daxkv's one-fence put as the variant one_fence), what any
-#     implementation of it reaches here (~45 s).
+#     two fences per put, daxkv's one-fence put as the variant one_fence, and that put with
+#     the writer's copy of the keys as key_copy), what any implementation of it reaches
+#     here (~55 s).
 if [ "${SKIP_CEILING:-0}" != 1 ]; then
 	"$here/ceiling/run.sh" 2>"$out/ceiling.log" | fig || say "# ceiling: run.sh failed; see $out/ceiling.log"
 fi

@@ -65,7 +65,16 @@
  *               store the slot, flushed by the next put. Pre-faulted, as a
  *               daxkv store sized for its workload is (its initial data
  *               arena is prefaulted when the store is created); gets as
- *               plain. The bound for daxkv's fill and update
+ *               plain. The bound for daxkv's fill and update until it kept
+ *               a copy of the keys (2026-12-02)
+ *   key_copy    one_fence, and the writer keeps a volatile copy of each
+ *               slot's key (16 bytes a slot, and a length byte a slot in an
+ *               array of their own), as daxkv's KeyCache does: the put
+ *               requests the bucket's copy (two lines, and the length
+ *               line, read once: prefetchnta) with its bucket, a slot of
+ *               the key's tag is confirmed in the copy instead of the old
+ *               record, and the slot's store stores the key in the copy.
+ *               The bound for daxkv's fill and update
  *
  * Micro-figures (own fresh file, pre-faulted):
  *   ceiling.fence_ns        one 64-byte store (8 x 8-byte stores) to a cache
@@ -257,6 +266,8 @@ struct kv {
 	int prefetch;
 	int one_fence;     /* daxkv's put: see the one_fence variant */
 	uint64_t *pending; /* one_fence: the last put's slot, not yet flushed */
+	uint8_t *keys;     /* key_copy: each slot's key, KV_KEY_SIZE bytes */
+	uint8_t *key_lengths; /* key_copy: each slot's key length, 0 unknown */
 };
 
 struct layout {
@@ -336,6 +347,12 @@ kv_put(struct kv *kv, const uint8_t key[KV_KEY_SIZE],
 	uint64_t b = h & kv->mask;
 	if (kv->prefetch)
 		__builtin_prefetch(&kv->table[b * SLOTS_PER_BUCKET], 1, 3);
+	if (kv->keys) {
+		uint8_t *copy = kv->keys + b * SLOTS_PER_BUCKET * KV_KEY_SIZE;
+		__builtin_prefetch(copy, 0, 0);
+		__builtin_prefetch(copy + 64, 0, 0);
+		__builtin_prefetch(kv->key_lengths + b * SLOTS_PER_BUCKET, 0, 0);
+	}
 	const uint64_t lw = LENGTH_WORD;
 	uint64_t cs = record_checksum(lw, key, KV_KEY_SIZE, val, KV_VAL_SIZE);
 
@@ -379,6 +396,17 @@ kv_put(struct kv *kv, const uint8_t key[KV_KEY_SIZE],
 				inserted = 1;
 				break;
 			}
+			if (kv->keys && s > TOMBSTONE && (s >> 44) == tag) {
+				uint64_t n = (uint64_t)(&bk[i] - kv->table);
+				if (kv->key_lengths[n] == KV_KEY_SIZE &&
+						memcmp(kv->keys + n * KV_KEY_SIZE,
+							key, KV_KEY_SIZE) == 0) {
+					slot = &bk[i];
+					break;
+				}
+				if (kv->key_lengths[n] != 0)
+					continue;
+			}
 			if (s > TOMBSTONE && (s >> 44) == tag) {
 				const uint8_t *old = kv->data +
 					((s & OFFSET_MASK) << 3);
@@ -399,6 +427,11 @@ kv_put(struct kv *kv, const uint8_t key[KV_KEY_SIZE],
 		 * the slot is stored, and flushed by the next put */
 		pmem_drain();
 		__atomic_store_n(slot, tag << 44 | off >> 3, __ATOMIC_RELEASE);
+		if (kv->keys) {
+			uint64_t n = (uint64_t)(slot - kv->table);
+			memcpy(kv->keys + n * KV_KEY_SIZE, key, KV_KEY_SIZE);
+			kv->key_lengths[n] = KV_KEY_SIZE;
+		}
 		kv->pending = slot;
 		return inserted;
 	}
@@ -525,9 +558,9 @@ get_phase(const struct kv *kv, const uint64_t *perm, uint64_t n, uint64_t ver,
 	return kv_now_s() - t0;
 }
 
-enum { V_PLAIN, V_PREFETCH, V_PREFAULTED, V_BOTH, V_ONE_FENCE, NVARIANTS };
+enum { V_PLAIN, V_PREFETCH, V_PREFAULTED, V_BOTH, V_ONE_FENCE, V_KEY_COPY, NVARIANTS };
 static const char *variant_names[NVARIANTS] = {"plain", "prefetch", "prefaulted",
-	"prefetch_prefaulted", "one_fence"};
+	"prefetch_prefaulted", "one_fence", "key_copy"};
 enum { P_FILL, P_READ, P_UPDATE, NPHASES };
 static const char *phase_names[NPHASES] = {"fill", "read", "update"};
 
@@ -555,9 +588,20 @@ run_variant(const char *path, uint64_t n, int variant, const struct perms *pp,
 				getenv("PMEM_IS_PMEM_FORCE") ?
 				getenv("PMEM_IS_PMEM_FORCE") : "(unset)");
 	int prefetch = variant == V_PREFETCH || variant == V_BOTH;
-	int one_fence = variant == V_ONE_FENCE;
+	int one_fence = variant == V_ONE_FENCE || variant == V_KEY_COPY;
 	if (variant == V_PREFAULTED || variant == V_BOTH || one_fence)
 		memset(base, 0, l.data_off + l.data_used);
+	/* key_copy: the copy of the keys in DRAM, as daxkv maps it (backed as
+	 * it is touched) */
+	uint64_t slots = l.table_bytes / 8;
+	size_t copy_bytes = slots * (KV_KEY_SIZE + 1);
+	uint8_t *copy = NULL;
+	if (variant == V_KEY_COPY) {
+		copy = mmap(NULL, copy_bytes, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (copy == MAP_FAILED)
+			die("mmap: %s", strerror(errno));
+	}
 
 	struct kv kv = {
 		.table = (uint64_t *)(base + INDEX_HEADER),
@@ -567,6 +611,8 @@ run_variant(const char *path, uint64_t n, int variant, const struct perms *pp,
 		.tail = DATA_HEADER,
 		.prefetch = prefetch || one_fence,
 		.one_fence = one_fence,
+		.keys = copy,
+		.key_lengths = copy ? copy + slots * KV_KEY_SIZE : NULL,
 	};
 	long f[NPHASES];
 	long f0 = minflt();
@@ -594,6 +640,8 @@ run_variant(const char *path, uint64_t n, int variant, const struct perms *pp,
 			out[P_READ], out[P_UPDATE], f[P_FILL], f[P_READ],
 			f[P_UPDATE], (unsigned long long)(kv.tail >> 20));
 	unmap_remove(path, base, l.file_size);
+	if (copy && munmap(copy, copy_bytes) != 0)
+		die("munmap: %s", strerror(errno));
 }
 
 /* ---- micro-figures ---- */
