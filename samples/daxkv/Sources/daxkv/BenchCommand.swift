@@ -33,6 +33,8 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Value size in bytes (the anchors use 128).") var valueSize = 128
     @Option(name: .long, help: "Threads per phase.") var threads = 1
     @Option(name: .long, help: "Shards of the bench store (a power of two, 1 to 64; default: the library's choice for a new store).") var shards: Int?
+    @Flag(name: .long, help: "Keep no DRAM copy of the keys for the writers (KVStoreOptions.keyCopy off): updates compare keys in the old records.")
+    var noKeyCopy = false
     @Flag(name: .long, help: "Also reopen the store at the end and print `daxkv.open <ms> ms <slots> slots ...` (the recovery cost).")
     var measureOpen = false
 
@@ -71,7 +73,7 @@ struct BenchCommand: ParsableCommand {
     /// for `records` appended records (10 % over: the keys do not split exactly evenly
     /// between the shards).
     func sized(records: Int, heap: Heap) -> KVStoreOptions {
-        var options = KVStoreOptions(expectedKeys: keys, shards: shards)
+        var options = KVStoreOptions(expectedKeys: keys, shards: shards, keyCopy: !noKeyCopy)
         options.shards = options.shardCount(forNewStoreOn: heap)  // the count the sizing assumes
         options.initialDataSize = KVStoreOptions.dataSize(forRecords: records + records / 10, keyBytes: Bench.keySize, valueBytes: valueSize, shards: options.shards!)
         return options
@@ -91,7 +93,7 @@ struct BenchCommand: ParsableCommand {
     /// each new segment is prefaulted, inside the timing.
     func growingFill(heap: Heap, name: String, threads: Int, prefix: String, fill: [Int]) throws {
         let n = keys
-        let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards))
+        let store = try KVStore.open(heap: heap, name: name, options: KVStoreOptions(expectedKeys: keys, shards: shards, keyCopy: !noKeyCopy))
         let rate = try putPhase("fill.growing", into: store, order: fill, version: 0, threads: threads)
         print("\(prefix)fill.growing \(Int(rate)) ops/s"); fflushOut()
         guard store.count == n else { throw Failure("bench: \(store.count) keys after the growing fill, expected \(n)") }

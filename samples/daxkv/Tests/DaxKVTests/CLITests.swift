@@ -51,6 +51,8 @@ struct CLITests {
             "daxkv.fill", "daxkv.read", "daxkv.read.batch16", "daxkv.update", "daxkv.fill.batch16", "daxkv.fill.growing",
             "daxkv.t2.fill", "daxkv.t2.read", "daxkv.t2.read.batch16", "daxkv.t2.update", "daxkv.t2.fill.batch16",
             "daxkv.t2.fill.growing"], "\(run)")
+        run = try KVTool.run(["bench", path, "--keys", "500", "--no-key-copy"])
+        #expect(run.status == 0 && run.out.split(separator: "\n").count == 6, "\(run)")
         run = try KVTool.run(["bench", path, "--keys", "500", "--measure-open"])
         #expect(run.status == 0 && run.out.contains("daxkv.open "), "\(run)")
         #expect(try KVTool.run(["count", path]).out == "3\n")  // b, k1 and c
