@@ -53,6 +53,10 @@ extension Shard {
         try index.store(word, at: Format.descriptorOffset)
         try index.persist(at: Format.descriptorOffset, count: Format.wordSize)
         descriptor.store(word, ordering: .releasing)
+        // The writer's copy of the keys described the old table: let it go (the next
+        // probe starts a copy of the new one, even if this table lies where one before
+        // it lay, at its size, and no probe came between).
+        keyCache.forgetTable()
         pendingSlot = nil  // their values are in the new table, which is durable
         pendingBatchSlots.removeAll(keepingCapacity: true)
         tombstones = 0

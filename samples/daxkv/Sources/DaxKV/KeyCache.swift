@@ -80,6 +80,14 @@ final class KeyCache {
         byteCount = size
     }
 
+    /// Describes no table any more (an index rebuild published another); the memory goes.
+    func forgetTable() {
+        unmap()
+        tableOffset = .max
+        mask = 0
+        slotCount = 0
+    }
+
     private func unmap() {
         if let keys { munmap(keys, byteCount) }
         keys = nil

@@ -46,6 +46,12 @@ struct KeyCacheTests {
         #expect(cache.knownKey(at: old.offset, of: old) == nil, "the copy describes the new table only")
         #expect(verdict(cache, new.offset, key) == .unknown)
         #expect(cache.knownKey(at: new.offset, of: new) == nil)
+        // A rebuild's table may lie where one before it lay, at its size: the rebuild
+        // lets the copy go, so the same offset and size start empty too.
+        remember(cache, new.offset, key)
+        cache.forgetTable()
+        cache.prepare(for: new)
+        #expect(cache.knownKey(at: new.offset, of: new) == nil)
     }
 
     // MARK: The writer
