@@ -41,22 +41,25 @@ extension Shard {
         index.drain()
         // The region may hold old tables or a rebuild a crash interrupted: clear it.
         try index.memsetPersist(at: newOffset, value: 0, count: newBytes)
+        // The writer's copy of the keys, started afresh for the new table and filled with
+        // the key of every slot placed, read from its record for the placement anyway.
+        // (Should the rebuild fail before it publishes the table, the next probe finds
+        // the copy describing another table than the current one and starts it again.)
+        keyCache.start(for: new)
         for at in old.allSlots {
             let slot = indexWord(at).load(as: UInt64.self)
             guard Format.isLive(slot) else { continue }
+            let (hash, key) = placement(of: slot, oldBucket: (at - tableOffset) / Format.bucketSize)
             // The new table has room for every live slot (it is at most half full).
-            let position = firstEmptySlot(hash: placementHash(of: slot, oldBucket: (at - tableOffset) / Format.bucketSize), new)!
+            let position = firstEmptySlot(hash: hash, new)!
             indexWord(position).storeBytes(of: slot, as: UInt64.self)  // published below, after the persist
+            if let key { keyCache.remember(at: position, key: key) }
         }
         try index.persist(at: newOffset, count: newBytes)
         let word = Format.descriptor(tableOffset: newOffset, log2Buckets: newLog2)
         try index.store(word, at: Format.descriptorOffset)
         try index.persist(at: Format.descriptorOffset, count: Format.wordSize)
         descriptor.store(word, ordering: .releasing)
-        // The writer's copy of the keys described the old table: let it go (the next
-        // probe starts a copy of the new one, even if this table lies where one before
-        // it lay, at its size, and no probe came between).
-        keyCache.forgetTable()
         pendingSlot = nil  // their values are in the new table, which is durable
         pendingBatchSlots.removeAll(keepingCapacity: true)
         tombstones = 0
@@ -69,18 +72,20 @@ extension Shard {
     /// key length that makes the record match its checksum and the slot's tag gives the
     /// key hash back, so that a get of the key still meets the slot and reports the damage.
     /// Failing that (its key bytes are damaged too), `oldBucket`: the bucket number stays.
-    func placementHash(of slot: UInt64, oldBucket: UInt64) -> UInt64 {
+    /// With the hash, the record's key when its own lengths gave it (for the writer's copy
+    /// of the keys), else nil.
+    func placement(of slot: UInt64, oldBucket: UInt64) -> (hash: UInt64, key: UnsafeRawBufferPointer?) {
         let offset = Format.slotOffset(slot)
         let tag = Format.slotTag(slot)
-        guard let room = recordRoom(offset), room >= Format.recordHeaderSize else { return oldBucket }  // open refuses such slots
+        guard let room = recordRoom(offset), room >= Format.recordHeaderSize else { return (oldBucket, nil) }  // open refuses such slots
         let base = record(offset)
         let key = base + Format.keyOffset
         if let lengths = RecordLengths(base.load(fromByteOffset: Format.lengthWordOffset, as: UInt64.self)),
            Format.keyOffset + lengths.keyCount <= room {
             let hash = hash64(key, lengths.keyCount, seed: Seeds.key)
-            if Format.tag(hash) == tag { return hash }
+            if Format.tag(hash) == tag { return (hash, UnsafeRawBufferPointer(start: key, count: lengths.keyCount)) }
         }
-        return Self.keyHash(ofRecordWithDamagedKeyLength: UnsafeRawBufferPointer(start: base, count: room), tag: tag) ?? oldBucket
+        return (Self.keyHash(ofRecordWithDamagedKeyLength: UnsafeRawBufferPointer(start: base, count: room), tag: tag) ?? oldBucket, nil)
     }
 
     /// The key hash of `record` (the rest of its segment) if only the key length field of

@@ -8,8 +8,9 @@ import Glibc
 
 /// A volatile copy of the key each slot of the current index table points at, for keys of
 /// up to ``maxKeyBytes`` bytes, kept by the shard's writer (lock held) and used by it
-/// alone. Nothing of it is on the media: it starts empty at every open and after every
-/// index rebuild, and the writer fills it as it stores slots and confirms keys.
+/// alone. Nothing of it is on the media: it starts empty at every open, and the writer
+/// fills it as it stores slots and confirms keys; an index rebuild fills the new table's
+/// copy with every key it places (it reads each record's key for the placement anyway).
 ///
 /// Why: a slot holds 20 bits of its key's hash, so a put that meets a slot of its tag must
 /// compare the key itself. In the record, that is a second cache miss that depends on the
@@ -80,13 +81,9 @@ final class KeyCache {
         byteCount = size
     }
 
-    /// Describes no table any more (an index rebuild published another); the memory goes.
-    func forgetTable() {
-        unmap()
-        tableOffset = .max
-        mask = 0
-        slotCount = 0
-    }
+    /// Makes the copy describe `table`, empty, whatever it described before (an index
+    /// rebuild's new table, which may lie where a table before it lay, at its size).
+    func start(for table: Shard.Table) { reset(for: table) }
 
     private func unmap() {
         if let keys { munmap(keys, byteCount) }
