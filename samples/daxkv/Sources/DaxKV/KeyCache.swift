@@ -17,10 +17,10 @@ import Glibc
 /// first (the slot gives the record's address), and an update always pays it: 160-170 ns
 /// here, about half of an update. This copy lies at an address the key's hash gives, so a
 /// put requests it together with the bucket, at its start, and the two misses overlap.
-/// daxkv bench, paired rounds against the build before: updates 1.53x and 1.57x, fills
-/// about 0.9x (an insert requests the copy's lines too, and stores its key there). The
-/// lines are requested as read once (`prefetchnta`): read the usual way they pushed the
-/// index out of the L3, and fills were 1.3x slower still.
+/// `daxkv bench` with and without it (`--no-key-copy`), three paired rounds: updates 1.50x,
+/// fills 0.79x (an insert requests the copy's lines too, stores its key there, and faults
+/// the copy in). The lines are requested as read once (`prefetchnta`): read the usual way
+/// they pushed the index out of the L3, and fills were 1.3x slower still.
 ///
 /// Cost: 17 bytes of DRAM a slot (the table has at least two slots a key, so 34 MiB for
 /// 1 M keys), allocated as the table is first used, backed as the writer touches it, and
@@ -30,7 +30,7 @@ import Glibc
 /// Exactness: an entry is known (length 1 to ``maxKeyBytes``) only when the writer wrote
 /// that key to that slot or read it from the slot's record; every slot store that changes
 /// the key a slot points at remembers the new one or forgets the old one (`publish`,
-/// the tombstones of `delete` and the replay). A verdict of `.same` or `.different` is
+/// the tombstones of `delete` and the replay, the rebuild's placement). A verdict of `.same` or `.different` is
 /// therefore as exact as comparing the record; `.unknown` sends the writer to the record.
 final class KeyCache {
     /// Keys up to this many bytes are kept; longer ones are always compared in their records.
