@@ -92,7 +92,7 @@ public struct KVStoreOptions: Sendable {
     /// Keep, for each shard's writer, a copy in DRAM of the key each index slot points at
     /// (keys of up to 16 bytes), so that an update or a delete finds its key's slot without
     /// reading the old record, a cache miss that depends on the bucket's: updates about
-    /// 1.5x faster, fills about 10 % slower (README "Performance"). It costs 17 bytes of
+    /// 1.5x faster, fills about 20 % slower (README "Performance"). It costs 17 bytes of
     /// memory a slot, 34 MiB for 1 M keys (the table keeps at least two slots a key), taken
     /// as the writer touches it; nothing of it is on the media. Turn it off to spare the
     /// memory; the store's data and behaviour are the same either way.
