@@ -1,6 +1,6 @@
-// The next tail segment prepared (grown into, prefaulted) by a writer that does not hold
-// the lock.
-import Synchronization  // Atomic: what was prefaulted ahead
+// The next tail segment prepared (grown into, prefaulted, zeroed) by a writer that does
+// not hold the lock.
+import Synchronization  // Atomic: what was prefaulted and zeroed ahead
 
 extension Shard {
     // Prefaulting a segment (`prefault`, MADV_POPULATE_WRITE) takes 1.5 ms on this
@@ -8,24 +8,27 @@ extension Shard {
     // 0.2 ms for one already populated. Done by `switchToFreeSegment`, under the lock, it
     // stalled every other writer: with random keys a second writer needs the same shard
     // within a few puts. So once the tail segment is nearly full, a writer claims the
-    // segment the next switch will take (the last free one, when the switch will not
-    // need to compact or grow) and prefaults it after it has let go of the lock; the
-    // switch then skips its own prefault if that one finished. When the switch would
+    // segment the next switch will take (the last free one, also when the switch will
+    // compact into it) and prefaults it after it has let go of the lock; the switch then
+    // skips its own prefault if that one finished. A reused segment is zeroed so too
+    // (`claimZeroing`): a switch waits for a zeroing ahead of its segment to finish. When the switch would
     // have to grow the data arena first (a fill's case), the claim grows it, also after
     // the lock (the heap zeroes what it adds: on a device-dax a persisted memset of a
     // quarter of the arena), a little earlier than the switch would have, then takes the
     // lock again to add the new segments to the free ones and claim the next tail among
     // them. A switch that comes first grows (or finds grown) the arena itself.
     //
-    // A claim is made at most once a tail segment. It is valid only for the switch it
-    // was made before: `tailSwitches` in the high 32 bits of the claim tells a prefault
-    // that finished too late (after the switch, which then prefaulted the segment itself)
-    // from one that finished in time.
+    // A claim is made at most once a tail segment. A prefault claim is valid only for the
+    // switch it was made before: `tailSwitches` in the high 32 bits of the claim tells a
+    // prefault that finished too late (after the switch, which then prefaulted the
+    // segment itself) from one that finished in time. A zeroing claim stays until the
+    // writer sees it finished (`zeroingAhead`), and its segment stays the last free one.
 
     /// What a writer does for the next tail once it has let go of the lock.
     enum Ahead {
-        /// Prefault the claimed segment (`prefaultAhead`).
-        case prefault(UInt64)
+        /// Prefault the claimed segment (`prefaultAhead`), zero it (`zeroAhead`: a reused
+        /// segment), or both.
+        case prepare(UInt64, prefault: Bool, zero: Bool)
         /// Grow the data arena past this many segments, then claim the next tail (`growAhead`).
         case grow(beyond: Int)
     }
@@ -43,40 +46,103 @@ extension Shard {
         prefaultClaimedAt = tailSwitches
         // With fewer than two free segments the switch compacts or grows first. When it
         // will grow (nothing to compact: a fill's case), the growth is done ahead, so that
-        // the segment it adds can be prefaulted ahead; when it may compact, which segment
-        // it ends on is not known yet.
-        if freeSegments.count < 2 {
-            guard compactionVictim(evenWithoutDeadRecords: false) == nil else { return nil }
+        // the segment it adds can be prefaulted ahead. When it compacts, it compacts into
+        // the last free segment (the reserve), which is the one claimed, as otherwise.
+        if freeSegments.count < 2 && compactionVictim(evenWithoutDeadRecords: false) == nil {
             return .grow(beyond: segmentLive.count)
         }
-        return claimFreeTail().map { .prefault($0) }
+        return claimFreeTail()
     }
 
-    /// The claim on the segment the next switch takes, if it needs a prefault (lock held).
-    private func claimFreeTail() -> UInt64? {
-        guard freeSegments.count >= 2, let next = freeSegments.last, !segmentPrefaulted[next] else { return nil }
-        return Self.prefaultClaim(switches: tailSwitches, segment: next)
+    /// The claim on the segment the next switch takes (the last free one), if it needs a
+    /// prefault or zeroing (lock held).
+    private func claimFreeTail() -> Ahead? {
+        guard let next = freeSegments.last else { return nil }
+        let claim = Self.prefaultClaim(switches: tailSwitches, segment: next)
+        let prefault = !segmentPrefaulted[next]
+        let zero = claimZeroing(of: next, claim)
+        return prefault || zero ? .prepare(claim, prefault: prefault, zero: zero) : nil
+    }
+
+    /// Lock held: whether the caller is to zero `segment`, a reused one, ahead. A switch
+    /// zeroes a reused segment before it becomes the tail (invariant 4), under the lock, a
+    /// persisted 2 MiB memset that the shard's other writers wait out; done ahead, only the
+    /// claiming put waits for it. What the switch does first is done here: the slots that
+    /// released the segment's records are made durable (invariant 3) and the reuse is
+    /// counted for gets that may still hold such a slot, both before the segment's first
+    /// byte changes (the drain orders them before the zeroing's non-temporal stores).
+    /// One zeroing ahead at a time.
+    private func claimZeroing(of segment: Int, _ claim: UInt64) -> Bool {
+        guard !segmentZeroed[segment] else { return false }  // never written since it was added
+        observeZeroingAhead()
+        guard zeroingAhead == nil, (try? flushPendingSlot()) != nil else { return false }
+        spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        index.drain()
+        zeroingAhead = (segment, claim)
+        return true
+    }
+
+    /// Lock held: if the zeroing ahead has finished, forgets it, and a segment it zeroed
+    /// that is still free is known to read as zero (its reuse was counted when claimed).
+    func observeZeroingAhead() {
+        guard let (segment, claim) = zeroingAhead, zeroAheadFinished.load(ordering: .acquiring) == claim else { return }
+        if zeroedAhead.load(ordering: .acquiring) == claim && freeSegments.contains(segment) { segmentZeroed[segment] = true }
+        zeroingAhead = nil
+    }
+
+    /// Lock held, at a switch to `segment`: if a writer is zeroing it ahead, waits until
+    /// that zeroing has finished, so that none of its stores lands after the switch's first
+    /// record (the zeroing writer holds no lock, so it always finishes).
+    func awaitZeroingAhead(of segment: Int) {
+        guard let (zeroing, claim) = zeroingAhead, zeroing == segment else { return }
+        var backoff = Backoff()
+        while zeroAheadFinished.load(ordering: .acquiring) != claim { backoff.wait() }
+    }
+
+    /// Lock held: `segment` (no live record any more) joins the free ones. Taken from the
+    /// end; so it goes below a last one being zeroed ahead, which stays the next tail.
+    func addFreeSegment(_ segment: Int) {
+        if let zeroing = zeroingAhead?.segment, freeSegments.last == zeroing {
+            freeSegments.insert(segment, at: freeSegments.count - 1)
+        } else {
+            freeSegments.append(segment)
+        }
     }
 
     /// Without the lock: carries out what `claimPrefaultAhead` asked for.
     func prepareAhead(_ ahead: Ahead) {
         switch ahead {
-        case .prefault(let claim): prefaultAhead(claim)
+        case let .prepare(claim, prefault, zero):
+            if prefault { prefaultAhead(claim) }
+            if zero { zeroAhead(claim) }
         case .grow(let segments): growAhead(beyond: segments)
         }
     }
 
+    /// Without the lock: zeroes and persists the claimed reused segment, then says it has
+    /// finished, and whether it succeeded (a failure is left for the switch, which zeroes
+    /// the segment itself). No writer appends to the segment meanwhile: it is free, and a
+    /// switch to it waits for this (`awaitZeroingAhead`).
+    private func zeroAhead(_ claim: UInt64) {
+        let segment = Int(claim & Self.claimSegmentMask)
+        let start = Format.segmentStart(segment)
+        if (try? data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)) != nil {
+            zeroedAhead.store(claim, ordering: .releasing)
+        }
+        zeroAheadFinished.store(claim, ordering: .releasing)
+    }
+
     /// Without the lock: grows the data arena (unless a switch did meanwhile), then, under
     /// the lock, takes the new segments as free ones and claims the next tail among them,
-    /// and prefaults it. A failed growth is left for the switch, which grows or compacts
+    /// and prepares it. A failed growth is left for the switch, which grows or compacts
     /// itself and reports a full store.
     private func growAhead(beyond segments: Int) {
         guard (try? growArena(beyond: segments)) == true else { return }
-        let claim = lock.withLock {
+        let ahead = lock.withLock {
             adoptNewSegments()
             return claimFreeTail()
         }
-        if let claim { prefaultAhead(claim) }
+        if let ahead { prepareAhead(ahead) }
     }
 
     /// Without the lock: prefaults the claimed segment and records that it did. A failure

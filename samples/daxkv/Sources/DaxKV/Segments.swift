@@ -50,6 +50,10 @@ extension Shard {
     /// Makes the last free segment the tail.
     func switchToFreeSegment() throws {
         let segment = freeSegments.last!
+        // A writer zeroing it ahead, without the lock, finishes first (PrefaultAhead.swift);
+        // if it succeeded, the segment reads as zero and its reuse was counted.
+        awaitZeroingAhead(of: segment)
+        observeZeroingAhead()
         // May fail: nothing has changed yet. Skipped if this window did it before, or a
         // writer did it ahead (PrefaultAhead.swift).
         if !segmentPrefaulted[segment] && !wasPrefaultedAhead(segment) {
@@ -79,6 +83,7 @@ extension Shard {
         if reused {
             let start = Format.segmentStart(segment)
             try data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)
+            switchZeroings.incrementByWriter()
         }
         segmentZeroed[segment] = false
         try data.store(UInt64(segment), at: Format.tailSegmentOffset)
@@ -86,7 +91,7 @@ extension Shard {
         tailSegment = segment
         segmentAppended[segment] = 0
         tail = Format.segmentStart(segment)
-        if segmentLive[old] == 0 && old != segment && !damagedSegments.contains(old) { freeSegments.append(old) }
+        if segmentLive[old] == 0 && old != segment && !damagedSegments.contains(old) { addFreeSegment(old) }
     }
 
     /// The segment `advance` considers compacting before it grows the arena: the victim,
@@ -185,7 +190,7 @@ extension Shard {
         segmentLive[tailSegment] += plan.relocations.count
         segmentAppended[tailSegment] += plan.relocations.count
         segmentLive[plan.victim] = 0
-        freeSegments.append(plan.victim)
+        addFreeSegment(plan.victim)
         compactionCount.incrementByWriter()
     }
 

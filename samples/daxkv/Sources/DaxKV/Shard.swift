@@ -99,6 +99,13 @@ final class Shard: @unchecked Sendable {
     /// The claim of the segment a writer prefaulted ahead, without the lock, once it had
     /// (`prefaultAhead`); `UInt64.max` before any.
     let prefaultedAhead = Atomic<UInt64>(.max)
+    /// The reused segment a writer claimed to zero ahead, without the lock, and the claim;
+    /// nil once the writer has seen that zeroing finish (PrefaultAhead.swift).
+    @exclusivity(unchecked) var zeroingAhead: (segment: Int, claim: UInt64)? = nil
+    /// The claim of the last zeroing ahead that finished, whether or not it succeeded, and
+    /// of the last that succeeded; `UInt64.max` before any.
+    let zeroAheadFinished = Atomic<UInt64>(.max)
+    let zeroedAhead = Atomic<UInt64>(.max)
     /// Where the records `appendBatch` laid out and nobody flushed yet begin (they run to
     /// `tail`); nil when there are none. `flushForCommit` flushes them.
     @exclusivity(unchecked) var unflushedFrom: UInt64? = nil
@@ -134,6 +141,9 @@ final class Shard: @unchecked Sendable {
     /// Segments a switch prefaulted itself, under the lock (1.5 ms a fresh 2 MiB on tmpfs,
     /// which every other writer of the shard waits out): neither done ahead nor before.
     let switchPrefaults = Atomic<Int>(0)
+    /// Reused segments a switch zeroed itself, under the lock (a persisted 2 MiB memset,
+    /// which every other writer of the shard waits out): not zeroed ahead.
+    let switchZeroings = Atomic<Int>(0)
 
     #if DEBUG
     /// Tests only (compiled in debug builds): called by `get` between loading a slot of the

@@ -32,12 +32,6 @@ import Glibc
 /// releasing store, so the state the lock guards stays checkable.
 final class WriterLock: Sendable {
     private let word = Atomic<UInt32>(0)
-    /// Pause hints before a waiter starts yielding its core (a pause is 10 to 150 cycles,
-    /// by CPU; a put holds the lock for well under a microsecond), and yields before it
-    /// sleeps between looks.
-    private static let spinsBeforeYielding = 256
-    private static let yieldsBeforeSleeping = 64
-    private static let sleepBetweenLooks = timespec(tv_sec: 0, tv_nsec: 50_000)
 
     /// Runs `body` holding the lock.
     @inline(__always)
@@ -54,24 +48,38 @@ final class WriterLock: Sendable {
     }
 
     private func lockAfterWaiting() {
-        var looks = 0
+        var backoff = Backoff()
         repeat {
             // Test, then test-and-set: waiters read the word (the line stays shared) and
             // try the exchange only when it looks free.
-            while word.load(ordering: .relaxed) != 0 {
-                looks += 1
-                if looks <= Self.spinsBeforeYielding {
-                    daxkv_pause()
-                } else if looks <= Self.spinsBeforeYielding + Self.yieldsBeforeSleeping {
-                    sched_yield()
-                } else {
-                    var pause = Self.sleepBetweenLooks
-                    nanosleep(&pause, nil)
-                }
-            }
+            while word.load(ordering: .relaxed) != 0 { backoff.wait() }
         } while !word.compareExchange(expected: 0, desired: 1, ordering: .acquiring).exchanged
     }
 
     @inline(__always)
     private func unlock() { word.store(0, ordering: .releasing) }
+}
+
+/// How a thread waits between looks at another thread's progress (the writer lock's
+/// word, a zeroing ahead): pause hints, then yields of its core, then 50 µs sleeps.
+struct Backoff {
+    /// Pause hints before a waiter starts yielding its core (a pause is 10 to 150 cycles,
+    /// by CPU; a put holds the lock for well under a microsecond), and yields before it
+    /// sleeps between looks.
+    private static let spinsBeforeYielding = 256
+    private static let yieldsBeforeSleeping = 64
+    private static let sleepBetweenLooks = timespec(tv_sec: 0, tv_nsec: 50_000)
+    private var looks = 0
+
+    mutating func wait() {
+        looks += 1
+        if looks <= Self.spinsBeforeYielding {
+            daxkv_pause()
+        } else if looks <= Self.spinsBeforeYielding + Self.yieldsBeforeSleeping {
+            sched_yield()
+        } else {
+            var pause = Self.sleepBetweenLooks
+            nanosleep(&pause, nil)
+        }
+    }
 }

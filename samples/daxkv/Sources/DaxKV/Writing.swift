@@ -295,7 +295,7 @@ extension Shard {
         let segment = Format.segment(of: offset)
         segmentLive[segment] -= 1
         if segmentLive[segment] == 0 && segment != tailSegment && !damagedSegments.contains(segment) {
-            freeSegments.append(segment)
+            addFreeSegment(segment)
         }
     }
 }
