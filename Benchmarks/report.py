@@ -110,6 +110,11 @@ def rows(f):
     for phase in ("fill", "update"):
         ratio(f"daxkv.{phase}", f"ceiling.kv.one_fence.{phase}")
         ratio(f"daxkv.{phase}", f"ceiling.kv.key_copy.{phase}")
+    # The update again, into the fill's segments (reused, each zeroed first), no target:
+    # against the first update and LMDB's.
+    ratio("daxkv.update.reuse", "daxkv.update")
+    ratio("daxkv.update.reuse", "anchor.lmdb_kv.nosync_wm.update")
+    ratio("daxkv.t2.update.reuse", "daxkv.update.reuse")
     # The fill on a store that grows as it goes (created at the default size).
     ratio("daxkv.fill.growing", "anchor.lmdb_kv.nosync_wm.fill")
     ratio("daxkv.fill.growing", "daxkv.fill")

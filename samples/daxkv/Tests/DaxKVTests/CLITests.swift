@@ -40,19 +40,20 @@ struct CLITests {
         #expect(run.status == 1 && run.err.contains("1 to 1024 bytes"), "\(run)")
         run = try KVTool.run(["get", scratch.file("missing"), "k"])
         #expect(run.status == 1 && run.err.hasPrefix("error: ") && run.err.contains("does not exist"), "\(run)")
-        // bench: the six lines, quiet stderr when not a terminal, its store removed.
+        // bench: the seven lines, quiet stderr when not a terminal, its store removed.
         run = try KVTool.run(["bench", path, "--keys", "2000", "--value-size", "64"])
         let names = run.out.split(separator: "\n").map { $0.split(separator: " ") }
         #expect(run.status == 0 && run.err.isEmpty, "\(run)")
-        #expect(names.map { String($0[0]) } == ["daxkv.fill", "daxkv.read", "daxkv.read.batch16", "daxkv.update", "daxkv.fill.batch16", "daxkv.fill.growing"])
+        #expect(names.map { String($0[0]) } == ["daxkv.fill", "daxkv.read", "daxkv.read.batch16", "daxkv.update", "daxkv.update.reuse",
+                                               "daxkv.fill.batch16", "daxkv.fill.growing"])
         #expect(names.allSatisfy { $0.count == 3 && Double($0[1]) != nil && $0[2] == "ops/s" })
         run = try KVTool.run(["bench", path, "--keys", "2000", "--threads", "2"])
         #expect(run.out.split(separator: "\n").map { String($0.split(separator: " ")[0]) } == [
-            "daxkv.fill", "daxkv.read", "daxkv.read.batch16", "daxkv.update", "daxkv.fill.batch16", "daxkv.fill.growing",
-            "daxkv.t2.fill", "daxkv.t2.read", "daxkv.t2.read.batch16", "daxkv.t2.update", "daxkv.t2.fill.batch16",
-            "daxkv.t2.fill.growing"], "\(run)")
+            "daxkv.fill", "daxkv.read", "daxkv.read.batch16", "daxkv.update", "daxkv.update.reuse", "daxkv.fill.batch16",
+            "daxkv.fill.growing", "daxkv.t2.fill", "daxkv.t2.read", "daxkv.t2.read.batch16", "daxkv.t2.update",
+            "daxkv.t2.update.reuse", "daxkv.t2.fill.batch16", "daxkv.t2.fill.growing"], "\(run)")
         run = try KVTool.run(["bench", path, "--keys", "500", "--no-key-copy"])
-        #expect(run.status == 0 && run.out.split(separator: "\n").count == 6, "\(run)")
+        #expect(run.status == 0 && run.out.split(separator: "\n").count == 7, "\(run)")
         run = try KVTool.run(["bench", path, "--keys", "500", "--measure-open"])
         #expect(run.status == 0 && run.out.contains("daxkv.open "), "\(run)")
         #expect(try KVTool.run(["count", path]).out == "3\n")  // b, k1 and c
