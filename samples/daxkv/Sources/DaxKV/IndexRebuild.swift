@@ -37,7 +37,7 @@ extension Shard {
         // the current one was published): counted before the first byte changes, so
         // they look again (`spaceReused`). The drain orders the count's store before the
         // clearing's non-temporal stores. Rebuilds are rare; the count moves every time.
-        spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        countSpaceReuse()
         index.drain()
         // The region may hold old tables or a rebuild a crash interrupted: clear it.
         try index.memsetPersist(at: newOffset, value: 0, count: newBytes)

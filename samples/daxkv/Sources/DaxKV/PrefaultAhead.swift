@@ -76,7 +76,7 @@ extension Shard {
         guard !segmentZeroed[segment] else { return false }  // never written since it was added
         observeZeroingAhead()
         guard zeroingAhead == nil, (try? flushPendingSlot()) != nil else { return false }
-        spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        countSpaceReuse()
         index.drain()
         zeroingAhead = (segment, claim)
         return true
@@ -124,9 +124,7 @@ extension Shard {
     /// the segment itself). No writer appends to the segment meanwhile: it is free, and a
     /// switch to it waits for this (`awaitZeroingAhead`).
     private func zeroAhead(_ claim: UInt64) {
-        let segment = Int(claim & Self.claimSegmentMask)
-        let start = Format.segmentStart(segment)
-        if (try? data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)) != nil {
+        if (try? zeroSegment(Int(claim & Self.claimSegmentMask))) != nil {
             zeroedAhead.store(claim, ordering: .releasing)
         }
         zeroAheadFinished.store(claim, ordering: .releasing)

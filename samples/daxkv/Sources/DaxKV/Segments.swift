@@ -69,7 +69,7 @@ extension Shard {
         // A get may still hold a slot into the segment's earlier use: counted before the
         // first byte changes (the drain below keeps the zeroing's non-temporal stores after
         // this store; release: after the stores that redirected those slots).
-        if reused { spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing) }
+        if reused { countSpaceReuse() }
         // Invariant 3 (README): every slot stored so far (the last put's or delete's, a
         // group's) is durable before the segment is zeroed or the tail word stored, since
         // from then on the replay reads only the new tail. A fence of its own, right after
@@ -81,8 +81,7 @@ extension Shard {
         // at the end of what was written there and never reads a stale record of the
         // segment's earlier use. Zeroed and persisted before it becomes the tail.
         if reused {
-            let start = Format.segmentStart(segment)
-            try data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)
+            try zeroSegment(segment)
             switchZeroings.incrementByWriter()
         }
         segmentZeroed[segment] = false
@@ -92,6 +91,20 @@ extension Shard {
         segmentAppended[segment] = 0
         tail = Format.segmentStart(segment)
         if segmentLive[old] == 0 && old != segment && !damagedSegments.contains(old) { addFreeSegment(old) }
+    }
+
+    /// Zeroes data segment `segment` and makes the zeros durable (invariant 4: a reused
+    /// segment, before it becomes the tail; at a switch, or ahead of it).
+    func zeroSegment(_ segment: Int) throws {
+        let start = Format.segmentStart(segment)
+        try data.memsetPersist(at: start, value: 0, count: Format.segmentEnd(segment) - start)
+    }
+
+    /// Raises the reuse count (`spaceReuses`), before the first byte of reused space
+    /// changes; the caller's next fence orders it before the changes' non-temporal stores.
+    /// Writer only (a plain store: no read-modify-write).
+    func countSpaceReuse() {
+        spaceReuses.store(spaceReuses.load(ordering: .relaxed) &+ 1, ordering: .releasing)
     }
 
     /// The segment `advance` considers compacting before it grows the arena: the victim,
